@@ -1,0 +1,172 @@
+"""Top-down pose dataset: one person box in, one batch-dict sample out.
+
+The sample layout is the batch dict of docs/ARCHITECTURE.md. Training
+augmentation draws from a generator seeded by (seed, epoch, index), so a run
+gives the same crops whatever the number of data-loader workers; call
+`set_epoch` before iterating each epoch (workers are started per epoch when
+`persistent_workers` is off, and copy the dataset with its epoch then).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ocdlib.codecs import encode_heatmaps, encode_regression
+from ocdlib.configs import DataConfig
+from ocdlib.data.coco import Instance, load_coco_keypoints, load_detections, open_image
+from ocdlib.data.transforms import (
+    apply_affine,
+    bbox_xywh_to_center_scale,
+    compose_affine,
+    fix_aspect_ratio,
+    flip_matrix,
+    get_warp_matrix,
+    normalize_image,
+    random_bbox_transform,
+    random_flip,
+    random_half_body,
+    warp_image,
+)
+from ocdlib.metainfo import DatasetInfo
+
+
+class TopDownPoseDataset(torch.utils.data.Dataset):
+    """Person crops with regression and (optionally) heatmap targets.
+
+    Train mode applies mmpose's top-down augmentation (flip, half-body, random
+    shift/scale/rotation, all from `cfg`); eval mode only crops the padded box.
+    Detections (keypoints all zero) give zero weights and are meant for eval.
+    """
+
+    def __init__(
+        self,
+        instances: list[Instance],
+        info: DatasetInfo,
+        cfg: DataConfig,
+        train: bool,
+        with_heatmaps: bool = True,
+        seed: int = 0,
+    ):
+        if not instances:
+            raise ValueError("TopDownPoseDataset needs at least one instance")
+        self.instances = instances
+        self.info = info
+        self.cfg = cfg
+        self.train = train
+        self.with_heatmaps = with_heatmaps
+        self.seed = int(seed)
+        self.epoch = 0
+        self.input_size = tuple(int(v) for v in cfg.input_size)  # (W, H)
+        self.heatmap_size = tuple(int(v) for v in cfg.heatmap_size)
+        self.aspect_ratio = self.input_size[0] / self.input_size[1]
+        self._flip_index = info.flip_index
+        self._no_keypoints = np.zeros((info.num_keypoints, 3), dtype=np.float32)
+
+    @classmethod
+    def from_coco(
+        cls,
+        ann_file,
+        image_dir,
+        info: DatasetInfo,
+        cfg: DataConfig,
+        train: bool,
+        det_file=None,
+        det_score_thr: float = 0.0,
+        with_heatmaps: bool = True,
+        seed: int = 0,
+    ) -> TopDownPoseDataset:
+        """Ground-truth boxes of `ann_file`, or the detections of `det_file` when given."""
+        if det_file:
+            instances = load_detections(det_file, ann_file, image_dir, det_score_thr, info=info)
+            if not instances:
+                raise ValueError(
+                    f"{det_file}: no person detection with score >= {det_score_thr} on an image "
+                    f"of {ann_file}; lower eval.det_score_thr or check the files"
+                )
+        else:
+            instances = load_coco_keypoints(ann_file, image_dir, info)
+        return cls(instances, info, cfg, train, with_heatmaps=with_heatmaps, seed=seed)
+
+    def __len__(self) -> int:
+        return len(self.instances)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation stream of `epoch` (training only)."""
+        self.epoch = int(epoch)
+
+    def rng(self, index: int) -> np.random.Generator:
+        """The generator of sample `index` in the current epoch."""
+        return np.random.default_rng([self.seed, self.epoch, int(index)])
+
+    def _keypoints(self, inst: Instance) -> np.ndarray:
+        kpts = inst.keypoints
+        if kpts.shape[0] != self.info.num_keypoints:
+            if kpts.shape[0] == 0:
+                return self._no_keypoints
+            raise ValueError(
+                f"{inst.file_name} (ann id {inst.ann_id}): {kpts.shape[0]} keypoints, the "
+                f"dataset '{self.info.name}' has {self.info.num_keypoints}"
+            )
+        return kpts
+
+    def __getitem__(self, index: int) -> dict:
+        cfg = self.cfg
+        inst = self.instances[index]
+        image = open_image(inst.image_path)
+        kpts = self._keypoints(inst)
+        center, scale = bbox_xywh_to_center_scale(inst.bbox, cfg.padding)
+        rot, flipped = 0.0, False
+        if self.train:
+            rng = self.rng(index)
+            kpts, center, flipped = random_flip(
+                kpts, center, image.width, self._flip_index, cfg.flip_prob, rng
+            )
+            center, scale = random_half_body(
+                kpts,
+                center,
+                scale,
+                self.info.upper_body_ids,
+                self.info.lower_body_ids,
+                rng,
+                prob=cfg.half_body_prob,
+                min_keypoints=cfg.half_body_min_keypoints,
+                padding=cfg.half_body_padding,
+            )
+            center, scale, rot = random_bbox_transform(
+                center,
+                scale,
+                rng,
+                shift_factor=cfg.shift_factor,
+                shift_prob=cfg.shift_prob,
+                scale_factor=tuple(cfg.scale_factor),
+                scale_prob=cfg.scale_prob,
+                rotate_factor=cfg.rotate_factor,
+                rotate_prob=cfg.rotate_prob,
+            )
+        scale = fix_aspect_ratio(scale, self.aspect_ratio)
+        warp = get_warp_matrix(center, scale, rot, self.input_size)
+        # Keypoints and centre are already mirrored; the image is mirrored inside the warp.
+        image_warp = compose_affine(warp, flip_matrix(image.width)) if flipped else warp
+        crop = warp_image(image, image_warp, self.input_size)
+
+        xy = apply_affine(kpts[:, :2], warp)
+        visible = kpts[:, 2]
+        reg_target, reg_weight = encode_regression(xy, visible, self.input_size)
+        sample = {
+            "image": normalize_image(crop),
+            "reg_target": torch.from_numpy(reg_target),
+            "reg_weight": torch.from_numpy(reg_weight),
+        }
+        if self.with_heatmaps:
+            hm, hm_weight = encode_heatmaps(
+                xy, visible, self.input_size, self.heatmap_size, cfg.sigma
+            )
+            sample["hm_target"] = torch.from_numpy(hm)
+            sample["hm_weight"] = torch.from_numpy(hm_weight)
+        sample["center"] = torch.from_numpy(np.asarray(center, dtype=np.float32))
+        sample["scale"] = torch.from_numpy(np.asarray(scale, dtype=np.float32))
+        sample["image_id"] = int(inst.image_id)
+        sample["bbox_score"] = float(inst.bbox_score)
+        sample["area"] = float(inst.area)
+        return sample
