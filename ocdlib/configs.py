@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -57,7 +58,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str = "resnet50"  # resnet18/34/50/101/152, mobilenet_v2
-    # "none": random init; "imagenet": torchvision weights (cache or download);
+    # "none": random init; "imagenet": torchvision's file from the torch hub cache
+    # (never downloaded);
     # anything else: a path to a local state_dict file.
     pretrained: str = "none"
     # Heads on the shared backbone: "reg" (DeepPose), "rle" (RLE), "hm" (full
@@ -110,6 +112,10 @@ class TrainConfig:
     deterministic: bool = False
     eval_every: int = 0  # epochs; 0: only at the end
     max_steps: int = 0  # stop after this many steps (0: no limit)
+    norm_eval: bool = False  # freeze BatchNorm statistics (mmpose's norm_eval)
+    sync_bn: bool = False  # SyncBatchNorm under multi-GPU DDP (CUDA only)
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda
+    num_threads: int = 0  # torch CPU threads (0: torch's default)
 
 
 @dataclass(frozen=True)
@@ -157,7 +163,6 @@ def _from_dict(cls, d: dict[str, Any], where: str):
         raise ValueError(f"unknown config field(s) {sorted(unknown)} in {where or 'config'}")
     kwargs = {}
     for name, value in d.items():
-        f = known[name]
         default = getattr(cls(), name)
         if dataclasses.is_dataclass(default):
             kwargs[name] = _from_dict(type(default), value, f"{where}{name}.")
@@ -186,7 +191,8 @@ def override(cfg: Config, key: str, value: Any) -> Config:
         if not dataclasses.is_dataclass(node) or name not in {f.name for f in fields(node)}:
             valid = [f.name for f in fields(node)] if dataclasses.is_dataclass(node) else []
             raise ValueError(
-                f"--set {key}: no field {name!r} in {where or 'config'}; choose from {valid}"
+                f"--set {key}: no field {name!r} in {where.rstrip('.') or 'config'}; "
+                f"choose from {valid}"
             )
         current = getattr(node, name)
         if len(path) > 1:
@@ -214,3 +220,211 @@ def _coerce(current: Any, value: Any, key: str) -> Any:
     if isinstance(current, str):
         return str(value)
     raise ValueError(f"--set {key}={value!r}: expected {type(current).__name__}")
+
+
+# ---------------------------------------------------------------------------
+# Presets: a profile (data, backbone, schedule) combined with a method (heads
+# and loss terms). Preset names are "<profile>_<method>", e.g. "cpu_ocd" or
+# "coco_r50_deeppose"; a bare profile name means its DeepPose baseline.
+
+
+def _profile_smoke() -> Config:
+    """Seconds on a CPU: for tests and nbval. Numbers from it mean nothing."""
+    return Config(
+        data=DataConfig(
+            synth=SynthConfig(train=48, val=12, seed=0, image_size=(128, 128)),
+            input_size=(48, 64),
+            heatmap_size=(12, 16),
+            sigma=1.5,
+            num_workers=0,
+        ),
+        model=ModelConfig(backbone="resnet18", hm_deconv_channels=64, small_deconv_channels=32),
+        train=TrainConfig(
+            epochs=2, batch_size=16, lr=1e-3, warmup_iters=0, milestones=(), num_threads=1
+        ),
+        eval=EvalConfig(batch_size=32),
+    )
+
+
+def _profile_cpu() -> Config:
+    """The default SynthPose reproduction on a 2-core CPU (ResNet-18 from scratch, 128x96)."""
+    return Config(
+        data=DataConfig(
+            synth=SynthConfig(train=3000, val=300, seed=0, image_size=(192, 192)),
+            input_size=(96, 128),
+            heatmap_size=(24, 32),
+            sigma=1.5,
+            num_workers=1,
+        ),
+        model=ModelConfig(backbone="resnet18", hm_deconv_channels=128, small_deconv_channels=64),
+        train=TrainConfig(
+            epochs=12, batch_size=32, lr=1e-3, warmup_iters=100, milestones=(10,), num_threads=2
+        ),
+        eval=EvalConfig(batch_size=64),
+    )
+
+
+def _profile_gpu_synth() -> Config:
+    """SynthPose at the COCO crop size with ResNet-50 from scratch: about an hour on one GPU."""
+    return Config(
+        data=DataConfig(
+            synth=SynthConfig(train=30000, val=1000, seed=0, image_size=(320, 320)),
+            input_size=(192, 256),
+            heatmap_size=(48, 64),
+            sigma=2.0,
+            num_workers=8,
+        ),
+        model=ModelConfig(backbone="resnet50"),
+        train=TrainConfig(
+            epochs=30, batch_size=128, lr=1e-3, warmup_iters=500, milestones=(24, 28)
+        ),
+        eval=EvalConfig(batch_size=256),
+    )
+
+
+def _coco_data(dataset: str = "coco") -> DataConfig:
+    if dataset == "coco":
+        train_ann = "annotations/person_keypoints_train2017.json"
+        val_ann = "annotations/person_keypoints_val2017.json"
+    else:
+        train_ann = "annotations/coco_wholebody_train_v1.0.json"
+        val_ann = "annotations/coco_wholebody_val_v1.0.json"
+    return DataConfig(
+        dataset=dataset,
+        root="data/coco",
+        train_ann=train_ann,
+        train_images="train2017",
+        val_ann=val_ann,
+        val_images="val2017",
+        input_size=(192, 256),
+        heatmap_size=(48, 64),
+        sigma=2.0,
+        num_workers=4,
+    )
+
+
+def _profile_coco(backbone: str, dataset: str = "coco") -> Callable[[], Config]:
+    """mmpose's COCO recipe: Adam 5e-4 at batch 512, 500-iteration warm-up, 210 epochs."""
+
+    def make() -> Config:
+        return Config(
+            data=_coco_data(dataset),
+            model=ModelConfig(backbone=backbone, pretrained="imagenet"),
+            train=TrainConfig(
+                epochs=210,
+                batch_size=512,
+                lr=5e-4,
+                warmup_iters=500,
+                milestones=(170, 200),
+            ),
+            eval=EvalConfig(
+                flip_test=True,
+                det_file="data/coco/person_detection_results/"
+                "COCO_val2017_detections_AP_H_56_person.json",
+                batch_size=256,
+            ),
+        )
+
+    return make
+
+
+PROFILES: dict[str, Callable[[], Config]] = {
+    "smoke": _profile_smoke,
+    "cpu": _profile_cpu,
+    "gpu_synth": _profile_gpu_synth,
+    **{f"coco_{b}": _profile_coco(f"resnet{b[1:]}") for b in ("r50", "r101", "r152")},
+    "coco_wholebody_r50": _profile_coco("resnet50", "coco_wholebody"),
+}
+
+
+def _wholebody(cfg: Config) -> Config:
+    data = replace(
+        cfg.data, dataset="coco_wholebody", synth=replace(cfg.data.synth, wholebody=True)
+    )
+    return replace(cfg, data=data)
+
+
+for _p in ("smoke", "cpu", "gpu_synth"):
+    PROFILES[f"{_p}_wholebody"] = (lambda p: lambda: _wholebody(PROFILES[p]()))(_p)
+
+
+def _method(cfg: Config, heads, deploy, **loss) -> Config:
+    model = replace(cfg.model, heads=tuple(heads), deploy_head=deploy)
+    return replace(cfg, model=model, loss=replace(LossConfig(), **loss))
+
+
+# Each method: heads on the shared backbone, the deployed head, and the loss terms.
+METHODS: dict[str, Callable[[Config], Config]] = {
+    "deeppose": lambda c: _method(c, ["reg"], "reg"),
+    "rle": lambda c: _method(c, ["rle"], "rle", reg_loss="rle"),
+    "simplebaseline": lambda c: _method(c, ["hm"], "hm", reg_weight=0.0, hm_weight=1.0),
+    "ocd": lambda c: _method(
+        c, ["reg", "hm"], "reg", hm_weight=1.0, task_distill_weight=1.0, head_distill_weight=1.0
+    ),
+    "ocd_rle": lambda c: _method(
+        c,
+        ["rle", "hm"],
+        "rle",
+        reg_loss="rle",
+        hm_weight=1.0,
+        task_distill_weight=1.0,
+        head_distill_weight=1.0,
+    ),
+    # TCD needs a finished heatmap run: --set loss.teacher_run=runs/<simplebaseline run>.
+    "tcd": lambda c: _method(c, ["reg"], "reg", task_distill_weight=1.0, head_distill_weight=1.0),
+    "tcd_aux": lambda c: _method(
+        c,
+        ["reg", "hm"],
+        "reg",
+        hm_weight=1.0,
+        task_distill_weight=1.0,
+        head_distill_weight=1.0,
+        teacher_source="both",
+    ),
+    "reduced": lambda c: _method(
+        c,
+        ["hm", "hm_small"],
+        "hm_small",
+        reg_weight=0.0,
+        hm_weight=1.0,
+        small_hm_weight=1.0,
+        small_head_distill_weight=1.0,
+        small_task_distill_weight=1.0,
+    ),
+    "reduced_alone": lambda c: _method(
+        c, ["hm_small"], "hm_small", reg_weight=0.0, small_hm_weight=1.0
+    ),
+}
+
+
+def preset_names() -> list[str]:
+    return [f"{p}_{m}" for p in PROFILES for m in METHODS]
+
+
+def get_preset(name: str) -> Config:
+    """Resolve "<profile>_<method>" (or a bare profile, meaning DeepPose) to a Config."""
+    if name in PROFILES:
+        name = f"{name}_deeppose"
+    for method in sorted(METHODS, key=len, reverse=True):
+        profile = name[: -len(method) - 1]
+        if name.endswith("_" + method) and profile in PROFILES:
+            return replace(METHODS[method](PROFILES[profile]()), name=name)
+    raise KeyError(
+        f"unknown preset {name!r}; presets are <profile>_<method> with profile in "
+        f"{sorted(PROFILES)} and method in {sorted(METHODS)} (python -m ocdlib presets)"
+    )
+
+
+def build_config(preset: str, overrides: list[str] | dict[str, Any] | None = None) -> Config:
+    """A preset with `key=value` overrides applied (from --set or papermill parameters)."""
+    cfg = get_preset(preset)
+    items = overrides.items() if isinstance(overrides, dict) else overrides or []
+    for item in items:
+        if isinstance(item, str):
+            if "=" not in item:
+                raise ValueError(f"--set {item!r}: expected key=value, e.g. train.lr=0.001")
+            key, value = item.split("=", 1)
+        else:
+            key, value = item
+        cfg = override(cfg, key.strip(), value)
+    return cfg

@@ -1,0 +1,144 @@
+"""Command line: python -m ocdlib {synth,presets,train,eval,export,predict,reproduce}."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def cmd_presets(args) -> int:
+    from .configs import METHODS, PROFILES
+
+    print("presets are <profile>_<method>")
+    print("profiles:", " ".join(PROFILES))
+    print("methods: ", " ".join(METHODS))
+    if args.show:
+        from .configs import get_preset
+
+        print(get_preset(args.show).to_json())
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .configs import build_config
+    from .engine.runs import run_dir
+    from .engine.trainer import train
+
+    cfg = build_config(args.config, args.set)
+    out = Path(args.out) if args.out else run_dir(cfg)
+    print(f"config {cfg.name} ({cfg.hash}) -> {out}", file=sys.stderr)
+    result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    if result:
+        print(json.dumps(result.get("metrics", result), indent=1))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from dataclasses import replace
+
+    from .data.prepare import DataPaths, resolve_data
+    from .engine.distributed import DistInfo
+    from .engine.evaluate import evaluate_model
+    from .engine.runs import load_run_model
+    from .engine.trainer import build_datasets
+    from .metainfo import get_dataset_info
+
+    model, cfg = load_run_model(args.run)
+    paths = resolve_data(cfg.data, progress=False)
+    if args.ann or args.images:
+        if not (args.ann and args.images):
+            raise SystemExit("error: --ann and --images go together")
+        paths = DataPaths(
+            paths.root, paths.train_ann, paths.train_images, Path(args.ann), Path(args.images)
+        )
+    if args.boxes:
+        cfg = replace(cfg, eval=replace(cfg.eval, det_file=args.boxes))
+    info = get_dataset_info(cfg.data.dataset)
+    _, val_ds = build_datasets(cfg, paths, info)
+    out = Path(args.out or Path(args.run) / "eval")
+    metrics = evaluate_model(model, cfg, info, val_ds, paths, out, DistInfo())
+    print(json.dumps(metrics, indent=1))
+    print(f"predictions and metrics written to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_onnx
+
+    export_onnx(Path(args.run), Path(args.out), check=not args.no_check)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .predict import predict_image
+
+    out = predict_image(Path(args.run), Path(args.image), args.boxes, args.out)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from .reproduce import reproduce
+
+    return reproduce(profile=args.profile, only=args.only)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ocdlib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    from .data.synthpose import add_synth_subparser
+
+    add_synth_subparser(sub)
+
+    p = sub.add_parser("presets", help="list the config presets")
+    p.add_argument("--show", metavar="PRESET", help="print one preset's resolved config")
+    p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("train", help="train a preset (resumable)")
+    p.add_argument("--config", required=True, metavar="PRESET", help="e.g. cpu_ocd")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", help="run directory (default: runs/<name>-<hash>-s<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue from checkpoint.pt")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a finished run (COCO OKS AP)")
+    p.add_argument("--run", required=True)
+    p.add_argument("--ann", help="COCO keypoint annotation file (default: the run's val set)")
+    p.add_argument("--images", help="image folder of --ann")
+    p.add_argument("--boxes", help="COCO detection results file (default: GT boxes)")
+    p.add_argument("--out", help="output folder (default: <run>/eval)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("export", help="export the deployed student to ONNX")
+    p.add_argument("--run", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="draw a run's keypoints on an image")
+    p.add_argument("--run", required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--boxes", help="COCO detection results JSON, or x,y,w,h (default: whole image)")
+    p.add_argument("--out", help="output PNG (default: <image>.pose.png)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("reproduce", help="run the notebooks in order with papermill")
+    p.add_argument("--profile", default="cpu", help="smoke | cpu | gpu_synth | coco")
+    p.add_argument("--only", nargs="*", help="notebook prefixes, e.g. 02 06")
+    p.set_defaults(func=cmd_reproduce)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (KeyError, ValueError, FileNotFoundError, FileExistsError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

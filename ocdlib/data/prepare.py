@@ -1,0 +1,88 @@
+"""Resolve a DataConfig to annotation files and image folders, generating SynthPose if asked."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..configs import DataConfig, SynthConfig
+from ..paths import data_home
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    root: Path
+    train_ann: Path
+    train_images: Path
+    val_ann: Path
+    val_images: Path
+
+
+def synth_dir(synth: SynthConfig) -> Path:
+    from .synthpose import SYNTHPOSE_VERSION
+
+    # The generator's version is part of the key: a rendering change regenerates.
+    blob = json.dumps([dataclasses.asdict(synth), SYNTHPOSE_VERSION], sort_keys=True)
+    tag = "synthpose-wb" if synth.wholebody else "synthpose"
+    return data_home() / f"{tag}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}"
+
+
+def ensure_synthpose(synth: SynthConfig, progress: bool = True) -> Path:
+    """Generate the SynthPose copy described by `synth` once; later calls reuse it.
+
+    Generation writes into a temporary folder renamed into place at the end, so
+    an interrupted generation never leaves a half-written dataset behind.
+    """
+    from .synthpose import generate_synthpose
+
+    out = synth_dir(synth)
+    if (out / "synthpose.json").is_file():
+        return out
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    generate_synthpose(
+        tmp,
+        n_train=synth.train,
+        n_val=synth.val,
+        seed=synth.seed,
+        wholebody=synth.wholebody,
+        image_size=tuple(synth.image_size),
+        progress=progress,
+    )
+    if out.exists():  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+    return out
+
+
+def resolve_data(cfg: DataConfig, progress: bool = True) -> DataPaths:
+    if cfg.root:
+        root = Path(cfg.root).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"data.root {root} does not exist; for COCO point it at the folder holding "
+                "annotations/ and the image folders (--set data.root=/path/to/coco)"
+            )
+    else:
+        root = ensure_synthpose(cfg.synth, progress=progress)
+    paths = DataPaths(
+        root=root,
+        train_ann=root / cfg.train_ann,
+        train_images=root / cfg.train_images,
+        val_ann=root / cfg.val_ann,
+        val_images=root / cfg.val_images,
+    )
+    for field in ("train_ann", "val_ann"):
+        p = getattr(paths, field)
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"annotation file {p} not found (data.{field}={getattr(cfg, field)!r} under "
+                f"data.root={str(root)!r}); fix the path with --set data.{field}=..."
+            )
+    return paths

@@ -1,0 +1,106 @@
+"""The run cache: a run directory is keyed by config name, hash and seed.
+
+Notebooks ask `get_run(cfg)` for "the result of this config": a finished run
+is read back from its result.json, an interrupted one resumes, a missing one
+trains.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ..configs import Config
+from ..paths import REPO_ROOT, runs_home
+
+
+def run_dir(cfg: Config, root: Path | None = None) -> Path:
+    return Path(root or runs_home()) / f"{cfg.name}-{cfg.hash}-s{cfg.train.seed}"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def command_line() -> str:
+    """The command that is running, as a user would type it."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith("ocdlib/__main__.py"):
+        argv = ["python", "-m", "ocdlib", *argv[1:]]
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def run_metadata(cfg: Config) -> dict:
+    return {
+        "name": cfg.name,
+        "config_hash": cfg.hash,
+        "seed": cfg.train.seed,
+        "git_commit": git_commit(),
+        "command": command_line(),
+        "torch": torch.__version__,
+        "finished_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def read_result(directory: Path) -> dict | None:
+    path = Path(directory) / "result.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def get_run(cfg: Config, root: Path | None = None, progress: bool = True) -> dict:
+    """The finished result of `cfg`: read from the cache, resumed, or trained now."""
+    from .trainer import train
+
+    directory = run_dir(cfg, root)
+    result = read_result(directory)
+    if result is not None and result.get("config_hash") == cfg.hash:
+        return {**result, "run_dir": str(directory)}
+    result = train(cfg, directory, resume=True, progress=progress)
+    return {**result, "run_dir": str(directory)}
+
+
+def load_run_config(directory: Path) -> Config:
+    directory = Path(directory)
+    path = directory / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{directory} is not a run directory (no config.json); pass the folder that "
+            "'python -m ocdlib train' wrote (runs/<name>-<hash>-s<seed>)"
+        )
+    return Config.from_dict(json.loads(path.read_text()))
+
+
+def load_run_model(directory: Path, student: bool = False):
+    """Rebuild a run's model (all heads, or only the deployed student) with its trained weights."""
+    from ..metainfo import get_dataset_info
+    from ..models import build_model, export_student
+    from .checkpoint import load_checkpoint
+
+    directory = Path(directory)
+    cfg = load_run_config(directory)
+    info = get_dataset_info(cfg.data.dataset)
+    model = build_model(cfg.model, info.num_keypoints, cfg.data.input_size, cfg.data.heatmap_size)
+    if student:
+        model = export_student(model, cfg.model.deploy_head)
+        ckpt = load_checkpoint(directory / "student.pt", cfg.hash)
+    else:
+        ckpt = load_checkpoint(directory / "checkpoint.pt", cfg.hash)
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), cfg

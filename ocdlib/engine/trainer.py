@@ -1,0 +1,431 @@
+"""The training loop: `train(cfg)` reads top to bottom.
+
+One process on a CPU, or one per GPU under `torchrun --nproc_per_node=N`
+(DDP with a DistributedSampler). Everything a run writes lives in its run
+directory: config.json, checkpoint.pt (each epoch, atomically), log.csv (every
+loss term per step), evals.json, metrics.json, predictions.json, student.pt and
+result.json (the run cache reads the last one).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+from tqdm.auto import tqdm
+
+from ..configs import Config
+from ..data.dataset import TopDownPoseDataset
+from ..data.prepare import DataPaths, resolve_data
+from ..losses import build_objective
+from ..metainfo import DatasetInfo, get_dataset_info
+from ..models import build_model, export_student
+from ..models.complexity import count_macs, count_params
+from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
+from .distributed import DistInfo, all_gather_objects, barrier, cleanup, init_distributed
+from .evaluate import evaluate_model
+from .runs import load_run_model, run_metadata
+
+
+LOG_FLUSH_STEPS = 50
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 (global state user code may use)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def lr_factor(step: int, steps_per_epoch: int, cfg) -> float:
+    """mmpose's schedule: linear warm-up from 0.001 over `warmup_iters`, then x`gamma`
+    at each milestone epoch."""
+    warm = 1.0
+    if cfg.warmup_iters > 0 and step < cfg.warmup_iters:
+        warm = 0.001 + (1 - 0.001) * step / cfg.warmup_iters
+    epoch = step // max(steps_per_epoch, 1)
+    return warm * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+
+
+def needs_heatmaps(cfg: Config) -> bool:
+    return any(h.startswith("hm") for h in cfg.model.heads) or bool(cfg.loss.teacher_run)
+
+
+def build_datasets(cfg: Config, paths: DataPaths, info: DatasetInfo):
+    train_ds = TopDownPoseDataset.from_coco(
+        paths.train_ann,
+        paths.train_images,
+        info,
+        cfg.data,
+        train=True,
+        with_heatmaps=needs_heatmaps(cfg),
+        seed=cfg.train.seed,
+    )
+    val_ds = TopDownPoseDataset.from_coco(
+        paths.val_ann,
+        paths.val_images,
+        info,
+        cfg.data,
+        train=False,
+        det_file=cfg.eval.det_file or None,
+        det_score_thr=cfg.eval.det_score_thr,
+        with_heatmaps=False,
+    )
+    return train_ds, val_ds
+
+
+def make_loader(ds, batch_size: int, shuffle: bool, dist: DistInfo, seed: int, workers: int):
+    sampler = None
+    if dist.enabled:
+        sampler = DistributedSampler(
+            ds, num_replicas=dist.world_size, rank=dist.rank, shuffle=shuffle, seed=seed
+        )
+    elif shuffle:
+        sampler = DistributedSampler(ds, num_replicas=1, rank=0, shuffle=True, seed=seed)
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=dist.device.type == "cuda",
+        drop_last=shuffle,
+        persistent_workers=False,  # workers must see set_epoch (augmentation seeds)
+    )
+
+
+def set_norm_eval(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def train_one_epoch(
+    model,
+    objective,
+    optimizer,
+    scheduler,
+    loader,
+    epoch,
+    step,
+    cfg,
+    dist,
+    log_rows,
+    progress,
+    ckpt_path,
+) -> int:
+    model.train()
+    if cfg.train.norm_eval:
+        set_norm_eval(model)
+    use_amp = cfg.train.amp and dist.device.type == "cuda"
+    bar = tqdm(
+        loader,
+        desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+        disable=not (progress and dist.is_main),
+        leave=False,
+        dynamic_ncols=True,
+    )
+    t0 = time.perf_counter()
+    for batch in bar:
+        batch = {
+            k: v.to(dist.device, non_blocking=True) if torch.is_tensor(v) else v
+            for k, v in batch.items()
+        }
+        if dist.device.type == "cuda":
+            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+        with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=use_amp):
+            total, terms = objective(model, batch, step)
+        check_finite(total, terms, step, epoch, ckpt_path)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if dist.enabled:
+            average_gradients(objective, dist)
+        if cfg.train.grad_clip > 0:
+            nn.utils.clip_grad_norm_(
+                [p for g in optimizer.param_groups for p in g["params"]], cfg.train.grad_clip
+            )
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        if dist.is_main:
+            row = {"step": step, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+            row.update({k: float(v) for k, v in terms.items()})
+            row["time"] = time.perf_counter() - t0
+            log_rows.append(row)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in terms})
+            if len(log_rows) >= LOG_FLUSH_STEPS:  # long epochs: keep log.csv current
+                write_log(log_rows, ckpt_path.parent / "log.csv", append=True)
+                log_rows.clear()
+        if cfg.train.max_steps and step >= cfg.train.max_steps:
+            break
+    return step
+
+
+def average_gradients(module: nn.Module, dist: DistInfo) -> None:
+    """All-reduce the gradients DDP does not own (the objective's flow and adapter)."""
+    for p in module.parameters():
+        if p.grad is not None:
+            torch.distributed.all_reduce(p.grad)
+            p.grad.div_(dist.world_size)
+
+
+def check_finite(total, terms, step, epoch, ckpt_path) -> None:
+    if torch.isfinite(total):
+        return
+    bad = [k for k, v in terms.items() if not torch.isfinite(torch.as_tensor(v))] or ["total"]
+    raise NonFiniteLossError(
+        f"loss term {bad[0]!r} is {float(terms.get(bad[0], total))} at step {step} "
+        f"(epoch {epoch + 1}); the run stopped, nothing written so far was lost. The last "
+        f"good checkpoint is {ckpt_path if ckpt_path.is_file() else '(none yet)'}; lower "
+        "train.lr or set train.grad_clip, then rerun with --resume"
+    )
+
+
+def write_log(rows: list[dict], path: Path, append: bool) -> None:
+    if not rows:
+        return
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    exists = path.is_file() and append
+    if exists:
+        with path.open() as f:
+            header = next(csv.reader(f), [])
+        if header != keys:  # a new term appeared: rewrite with the union of columns
+            old = list(csv.DictReader(path.open()))
+            rows = old + rows
+            keys = header + [k for k in keys if k not in header]
+            exists = False
+    with path.open("a" if exists else "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        if not exists:
+            w.writeheader()
+        w.writerows(rows)
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop log rows past `step` (the epoch a killed run was in is trained again)."""
+    if not path.is_file():
+        return
+    rows = [r for r in csv.DictReader(path.open()) if int(r["step"]) <= step]
+    path.unlink()
+    write_log(rows, path, append=False)
+
+
+def load_teacher(cfg: Config, device) -> nn.Module | None:
+    if not cfg.loss.teacher_run:
+        return None
+    teacher, tcfg = load_run_model(cfg.loss.teacher_run)
+    if "hm" not in tcfg.model.heads:
+        raise ValueError(
+            f"teacher run {cfg.loss.teacher_run} has heads {tcfg.model.heads}; TCD needs a "
+            "heatmap teacher (a run with the 'hm' head, e.g. a simplebaseline preset)"
+        )
+    if tuple(tcfg.data.heatmap_size) != tuple(cfg.data.heatmap_size) or tuple(
+        tcfg.data.input_size
+    ) != tuple(cfg.data.input_size):
+        raise ValueError(
+            f"teacher run {cfg.loss.teacher_run} uses input {tcfg.data.input_size} / heatmaps "
+            f"{tcfg.data.heatmap_size}, the student {cfg.data.input_size} / "
+            f"{cfg.data.heatmap_size}; train the teacher at the student's sizes"
+        )
+    teacher.eval().requires_grad_(False)
+    return teacher.to(device)
+
+
+def train(
+    cfg: Config,
+    out_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after_epochs: int | None = None,
+) -> dict:
+    """Train `cfg` into `out_dir`, evaluate, and return the result dict (also result.json)."""
+    dist = init_distributed(cfg.train.device)
+    try:
+        return _train(cfg, Path(out_dir), resume, progress, stop_after_epochs, dist)
+    finally:
+        cleanup(dist)
+
+
+def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) -> dict:
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / "checkpoint.pt"
+    if dist.is_main:
+        existing = out_dir / "config.json"
+        if existing.is_file() and not resume and ckpt_path.is_file():
+            raise FileExistsError(
+                f"{out_dir} already holds a run; pass --resume to continue it or choose "
+                "another --out"
+            )
+        atomic_write_text(cfg.to_json(), existing)
+
+    if dist.is_main:
+        paths = resolve_data(cfg.data, progress=progress)
+    barrier(dist)
+    paths = resolve_data(cfg.data, progress=False)
+    info = get_dataset_info(cfg.data.dataset)
+    train_ds, val_ds = build_datasets(cfg, paths, info)
+
+    model = build_model(cfg.model, info.num_keypoints, cfg.data.input_size, cfg.data.heatmap_size)
+    if cfg.train.sync_bn and dist.enabled and dist.device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(dist.device)
+    if dist.device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    teacher = load_teacher(cfg, dist.device)
+    objective = build_objective(cfg, info, model, teacher).to(dist.device)
+    params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
+    optim_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.train.optimizer]
+    optimizer = optim_cls(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+
+    per_rank_batch = cfg.train.batch_size // dist.world_size
+    if per_rank_batch * dist.world_size != cfg.train.batch_size:
+        raise ValueError(
+            f"train.batch_size={cfg.train.batch_size} is not divisible by the "
+            f"{dist.world_size} processes; choose a multiple"
+        )
+    loader = make_loader(train_ds, per_rank_batch, True, dist, cfg.train.seed, cfg.data.num_workers)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"the training set has {len(train_ds)} instances, fewer than one batch of "
+            f"{cfg.train.batch_size}; lower train.batch_size or add data"
+        )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, steps_per_epoch, cfg.train)
+    )
+    ddp_model = model
+    if dist.enabled:
+        # Heads used only through detached outputs get no gradient on some steps.
+        ddp_model = DistributedDataParallel(
+            model,
+            device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
+            find_unused_parameters=True,
+        )
+
+    start_epoch, step, train_time = 0, 0, 0.0
+    if resume and ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path, cfg.hash)
+        model.load_state_dict(ckpt["model"])
+        objective.load_state_dict(ckpt["objective"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        set_rng_state(ckpt["rng"])
+        start_epoch, step, train_time = ckpt["epoch"], ckpt["step"], ckpt["train_time"]
+        if dist.is_main:
+            truncate_log(out_dir / "log.csv", step)
+            print(f"resumed {out_dir} at epoch {start_epoch} (step {step})", file=sys.stderr)
+
+    evals = _read_json(out_dir / "evals.json", [])
+    evals = [e for e in evals if e["epoch"] <= start_epoch]
+    seen = 0
+    for epoch in range(start_epoch, cfg.train.epochs):
+        loader.sampler.set_epoch(epoch)
+        train_ds.set_epoch(epoch)
+        rows: list[dict] = []
+        t0 = time.perf_counter()
+        step_before = step
+        step = train_one_epoch(
+            ddp_model,
+            objective,
+            optimizer,
+            scheduler,
+            loader,
+            epoch,
+            step,
+            cfg,
+            dist,
+            rows,
+            progress,
+            ckpt_path,
+        )
+        train_time += time.perf_counter() - t0
+        seen += (step - step_before) * cfg.train.batch_size
+        done = epoch + 1 == cfg.train.epochs or bool(
+            cfg.train.max_steps and step >= cfg.train.max_steps
+        )
+        if cfg.train.eval_every and (epoch + 1) % cfg.train.eval_every == 0 and not done:
+            metrics = evaluate_model(model, cfg, info, val_ds, paths, out_dir / "eval", dist)
+            evals.append({"epoch": epoch + 1, "step": step, **metrics})
+        if dist.is_main:
+            write_log(rows, out_dir / "log.csv", append=True)
+            atomic_write_text(json.dumps(evals, indent=1), out_dir / "evals.json")
+            atomic_save(
+                {
+                    "model": model.state_dict(),
+                    "objective": objective.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": rng_state(),
+                    "epoch": epoch + 1,
+                    "step": step,
+                    "train_time": train_time,
+                    "config_hash": cfg.hash,
+                },
+                ckpt_path,
+            )
+        barrier(dist)
+        if done:
+            break
+        if stop_after_epochs is not None and epoch + 1 - start_epoch >= stop_after_epochs:
+            return {"stopped_at_epoch": epoch + 1}
+
+    metrics = evaluate_model(model, cfg, info, val_ds, paths, out_dir, dist)
+    evals.append({"epoch": cfg.train.epochs, "step": step, **metrics})
+    result = {}
+    if dist.is_main:
+        student = export_student(model, cfg.model.deploy_head).cpu()
+        atomic_save(
+            {"model": student.state_dict(), "config": cfg.to_dict(), "config_hash": cfg.hash},
+            out_dir / "student.pt",
+        )
+        w, h = cfg.data.input_size
+        result = {
+            **run_metadata(cfg),
+            "metrics": metrics,
+            "student_params": count_params(student),
+            "student_macs": count_macs(student, (w, h)),
+            "train_time_s": round(train_time, 1),
+            "train_images_per_s": round(seen / train_time, 1) if seen and train_time else None,
+            "steps": step,
+            "train_instances": len(train_ds),
+            "val_instances": len(val_ds),
+            "device": _device_name(dist),
+            "world_size": dist.world_size,
+        }
+        atomic_write_text(json.dumps(evals, indent=1), out_dir / "evals.json")
+        atomic_write_text(json.dumps(result, indent=1), out_dir / "result.json")
+    return all_gather_objects(result, dist)[0]
+
+
+def _read_json(path: Path, default):
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return default
+
+
+def _device_name(dist: DistInfo) -> str:
+    if dist.device.type == "cuda":
+        return torch.cuda.get_device_name(dist.device)
+    return f"cpu ({torch.get_num_threads()} threads)"

@@ -1,0 +1,160 @@
+"""torchvision backbones that return their last (stride 32) feature map.
+
+`build_backbone(name, pretrained)` is the one entry point. Each backbone keeps
+torchvision's module names, so a torchvision state_dict (ImageNet weights, or
+any file saved from `torchvision.models.<name>().state_dict()`) loads into it
+key for key; only the classifier (`fc.*`, `classifier.*`) is dropped.
+
+Weights never come from the network here: a download that hangs on a cluster
+node without internet is worse than a clear error. "imagenet" reads the file
+torchvision would have downloaded, from the torch hub cache, and says exactly
+which file to place there when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torchvision
+
+# name -> (torchvision builder, its ImageNet weights enum value, feature channels)
+# IMAGENET1K_V1 are the classic torchvision weights that mmpose's `torchvision://`
+# checkpoints point to.
+_BACKBONES = {
+    "resnet18": ("resnet18", "ResNet18_Weights", 512),
+    "resnet34": ("resnet34", "ResNet34_Weights", 512),
+    "resnet50": ("resnet50", "ResNet50_Weights", 2048),
+    "resnet101": ("resnet101", "ResNet101_Weights", 2048),
+    "resnet152": ("resnet152", "ResNet152_Weights", 2048),
+    "mobilenet_v2": ("mobilenet_v2", "MobileNet_V2_Weights", 1280),
+}
+BACKBONE_NAMES = tuple(_BACKBONES)
+# Keys of torchvision's classification heads, absent from a backbone.
+_CLASSIFIER_PREFIXES = ("fc.", "classifier.")
+
+
+class ResNetBackbone(nn.Module):
+    """A torchvision ResNet without its pooling and FC: image -> C5 map (stride 32)."""
+
+    def __init__(self, resnet: torchvision.models.ResNet, out_channels: int):
+        super().__init__()
+        self.conv1 = resnet.conv1
+        self.bn1 = resnet.bn1
+        self.relu = resnet.relu
+        self.maxpool = resnet.maxpool
+        self.layer1 = resnet.layer1
+        self.layer2 = resnet.layer2
+        self.layer3 = resnet.layer3
+        self.layer4 = resnet.layer4
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+class MobileNetV2Backbone(nn.Module):
+    """torchvision MobileNetV2's `features` (ends in the 1280-channel 1x1 conv, stride 32)."""
+
+    def __init__(self, mobilenet: torchvision.models.MobileNetV2, out_channels: int):
+        super().__init__()
+        self.features = mobilenet.features
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+def imagenet_weights_file(name: str) -> Path:
+    """Where torchvision's ImageNet file for backbone `name` sits in the torch hub cache."""
+    _, enum_name, _ = _spec(name)
+    url = getattr(torchvision.models, enum_name).IMAGENET1K_V1.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def build_backbone(name: str, pretrained: str = "none") -> nn.Module:
+    """Build backbone `name` with weights `pretrained`: "none", "imagenet" or a file path.
+
+    The returned module maps (N, 3, H, W) to (N, C, H/32, W/32) (ceil for sizes
+    not divisible by 32) and has `out_channels` = C.
+    """
+    builder, _, channels = _spec(name)
+    net = getattr(torchvision.models, builder)(weights=None)
+    if name.startswith("resnet"):
+        backbone: nn.Module = ResNetBackbone(net, channels)
+    else:
+        backbone = MobileNetV2Backbone(net, channels)
+    if pretrained in ("", "none"):
+        return backbone
+    if pretrained == "imagenet":
+        path = imagenet_weights_file(name)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"model.pretrained='imagenet': the ImageNet weights of {name} are not in the "
+                f"torch hub cache; this kit never downloads them. Place the file {path.name} "
+                f"(from {getattr(torchvision.models, _spec(name)[1]).IMAGENET1K_V1.url}) in "
+                f"{path.parent}, or pass a local file with "
+                "--set model.pretrained=/path/to/file.pth, or use --set model.pretrained=none"
+            )
+    else:
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"model.pretrained={pretrained!r}: no such file. Give the path of a "
+                f"torchvision {name} state_dict (.pth), 'imagenet' (torch hub cache) or 'none'"
+            )
+    load_backbone_weights(backbone, path, name)
+    return backbone
+
+
+def load_backbone_weights(backbone: nn.Module, path: Path, name: str) -> None:
+    """Load a torchvision-style state_dict from `path` into `backbone`, strictly.
+
+    Accepts the bare state_dict, or one wrapped under "state_dict" / "model";
+    a "module." (DataParallel) or "backbone." prefix is stripped. The classifier
+    keys are ignored; every other key must match.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a corrupt or non-PyTorch file
+        raise ValueError(
+            f"model.pretrained={str(path)!r}: cannot read it as a PyTorch state_dict ({err})"
+        ) from err
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"model.pretrained={str(path)!r}: expected a state_dict (a dict)")
+    for prefix in ("module.", "backbone."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.startswith(_CLASSIFIER_PREFIXES)}
+    fix = (
+        f"Pass a state_dict of torchvision.models.{name}() or set model.backbone to the "
+        "architecture the file was saved from"
+    )
+    try:
+        result = backbone.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches raise even when not strict
+        raise ValueError(
+            f"model.pretrained={str(path)!r} does not fit backbone {name}: {err}. {fix}"
+        ) from err
+    missing, unexpected = result.missing_keys, result.unexpected_keys
+    if missing or unexpected:
+        raise ValueError(
+            f"model.pretrained={str(path)!r} does not fit backbone {name}: "
+            f"{len(missing)} missing key(s) {missing[:3]}, {len(unexpected)} unexpected "
+            f"key(s) {unexpected[:3]}. {fix}"
+        )
+
+
+def _spec(name: str) -> tuple[str, str, int]:
+    try:
+        return _BACKBONES[name]
+    except KeyError:
+        raise ValueError(
+            f"model.backbone={name!r} is unknown; choose one of {list(_BACKBONES)}"
+        ) from None

@@ -1,0 +1,31 @@
+"""Where generated data and runs live.
+
+In a source checkout both sit in the repository (`data/`, `runs/`, ignored by
+git); an installed package uses `~/.cache/ocdlib`. `OCDLIB_DATA` and
+`OCDLIB_RUNS` override either.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _home() -> Path:
+    if (REPO_ROOT / "pyproject.toml").is_file():
+        return REPO_ROOT
+    return Path.home() / ".cache" / "ocdlib"
+
+
+def data_home() -> Path:
+    return Path(os.environ.get("OCDLIB_DATA") or _home() / "data")
+
+
+def runs_home() -> Path:
+    return Path(os.environ.get("OCDLIB_RUNS") or _home() / "runs")
+
+
+def reports_home() -> Path:
+    return Path(os.environ.get("OCDLIB_REPORTS") or REPO_ROOT / "reports")

@@ -1,0 +1,105 @@
+"""Run the notebooks in order with papermill, writing executed copies and results to reports/."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .paths import REPO_ROOT, reports_home
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+PROFILES = ("smoke", "cpu", "gpu_synth", "coco")
+
+
+def notebooks(only: list[str] | None = None) -> list[Path]:
+    books = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        books = [b for b in books if any(b.name.startswith(p) for p in only)]
+        if not books:
+            raise ValueError(f"--only {only}: no notebook in {NOTEBOOK_DIR} starts with that")
+    return books
+
+
+def report_dir(profile: str) -> Path:
+    """cpu results go to reports/ itself; other profiles to reports/<profile>/."""
+    root = reports_home()
+    return root if profile == "cpu" else root / profile
+
+
+def reproduce(profile: str = "cpu", only: list[str] | None = None) -> int:
+    import papermill
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose from {PROFILES}")
+    out_dir = report_dir(profile)
+    executed = out_dir / "notebooks"
+    executed.mkdir(parents=True, exist_ok=True)
+    books = notebooks(only)
+    t_all = time.perf_counter()
+    timings = []
+    for i, nb in enumerate(books, 1):
+        print(f"[{i}/{len(books)}] {nb.name} (profile {profile}) ...", flush=True)
+        t0 = time.perf_counter()
+        papermill.execute_notebook(
+            str(nb),
+            str(executed / nb.name),
+            parameters={"profile": profile, "reports_dir": str(out_dir)},
+            cwd=str(NOTEBOOK_DIR),
+            kernel_name="python3",
+            progress_bar=False,
+            log_output=False,
+        )
+        dt = time.perf_counter() - t0
+        timings.append((nb.name, dt))
+        print(f"[{i}/{len(books)}] {nb.name} done in {dt / 60:.1f} min", flush=True)
+    total = time.perf_counter() - t_all
+    write_provenance(out_dir, profile, timings, total, partial=bool(only))
+    print(f"all done in {total / 60:.1f} min; reports in {out_dir}")
+    return 0
+
+
+def write_provenance(out_dir: Path, profile: str, timings, total: float, partial: bool) -> None:
+    from .engine.runs import git_commit
+
+    try:
+        import torch
+
+        device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+        threads = torch.get_num_threads()
+    except Exception:  # provenance must never fail a reproduction
+        device, threads = "unknown", 0
+    cpu = platform.processor() or platform.machine()
+    try:
+        model = subprocess.run(
+            ["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        cpu = model or cpu
+    except OSError:
+        pass
+    lines = [
+        f"# Reproduction provenance ({profile} profile)",
+        "",
+        f"- command: `{' '.join(sys.argv)}`",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
+        f"- git commit: {git_commit()}",
+        f"- machine: {cpu}, {_cores()} cores, torch threads {threads}, device {device}",
+        f"- python: {platform.python_version()}",
+        f"- total wall time: {total / 60:.1f} min" + (" (partial: --only)" if partial else ""),
+        "",
+        "| notebook | wall time (min) |",
+        "|---|---|",
+        *[f"| {name} | {dt / 60:.1f} |" for name, dt in timings],
+        "",
+    ]
+    (out_dir / "PROVENANCE.md").write_text("\n".join(lines))
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 0

@@ -1,0 +1,79 @@
+"""Config presets, overrides and hashing."""
+
+from __future__ import annotations
+
+import pytest
+
+from ocdlib.configs import (
+    METHODS,
+    PROFILES,
+    Config,
+    build_config,
+    get_preset,
+    override,
+    preset_names,
+)
+
+
+def test_every_preset_resolves_and_round_trips():
+    for name in preset_names():
+        cfg = get_preset(name)
+        assert cfg.name == name
+        assert Config.from_dict(cfg.to_dict()) == cfg
+        assert cfg.model.deploy_head in cfg.model.heads
+
+
+def test_bare_profile_means_deeppose():
+    assert get_preset("cpu").model.heads == ("reg",)
+    assert get_preset("cpu") == get_preset("cpu_deeppose")
+
+
+def test_hash_is_stable_and_tracks_content_not_name():
+    a = get_preset("cpu_ocd")
+    assert a.hash == get_preset("cpu_ocd").hash
+    assert override(a, "name", "other").hash == a.hash
+    assert override(a, "train.seed", 1).hash != a.hash
+
+
+def test_overrides_are_typed():
+    cfg = build_config("cpu_ocd", ["train.lr=0.002", "data.input_size=[64, 96]", "train.amp=false"])
+    assert cfg.train.lr == 0.002 and cfg.data.input_size == (64, 96) and cfg.train.amp is False
+    cfg = build_config("cpu", {"loss.distill_decode": "soft_argmax", "train.epochs": 3})
+    assert cfg.loss.distill_decode == "soft_argmax" and cfg.train.epochs == 3
+
+
+@pytest.mark.parametrize(
+    "item, fragment",
+    [
+        ("train.lrr=1", "no field 'lrr'"),
+        ("train.lr=fast", "expected float"),
+        ("train.amp=1", "expected true or false"),
+        ("train=1", "is a section"),
+        ("lr", "expected key=value"),
+    ],
+)
+def test_bad_override_says_what_to_do(item, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        build_config("cpu", [item])
+
+
+def test_unknown_preset_lists_the_choices():
+    with pytest.raises(KeyError, match="profile in"):
+        get_preset("cpu_magic")
+
+
+def test_coco_presets_follow_the_mmpose_recipe():
+    for profile in ("coco_r50", "coco_r101", "coco_r152"):
+        cfg = get_preset(f"{profile}_deeppose")
+        t = cfg.train
+        assert (t.batch_size, t.lr, t.warmup_iters, t.epochs, t.milestones) == (
+            512,
+            5e-4,
+            500,
+            210,
+            (170, 200),
+        )
+        assert cfg.data.input_size == (192, 256) and cfg.data.heatmap_size == (48, 64)
+        assert cfg.eval.flip_test and cfg.eval.det_file.endswith("AP_H_56_person.json")
+    assert set(METHODS) >= {"deeppose", "rle", "simplebaseline", "ocd", "tcd", "reduced"}
+    assert "coco_wholebody_r50" in PROFILES

@@ -1,0 +1,251 @@
+"""Reporting: frames, seed statistics, the markdown writer, comparisons, and one real smoke run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from ocdlib import reporting
+from ocdlib.experiments import by_label, config_for
+
+
+def _result(label: str, seed: int, ap: float, **extra) -> dict:
+    """A result dict as run_experiment returns it, with made-up numbers."""
+    exp = by_label(label)
+    cfg = config_for(exp, "smoke", seed) if not exp.teacher else _no_teacher(exp, seed)
+    metrics = {"AP": ap, "AP50": ap + 0.1, "AP75": ap - 0.1, "AR": ap + 0.05}
+    metrics.update(extra.pop("metrics", {}))
+    return {
+        "experiment": exp,
+        "config": cfg,
+        "metrics": metrics,
+        "student_params": extra.pop("params", 1000),
+        "student_macs": 2_000_000_000,
+        "train_time_s": 120.0,
+        "train_images_per_s": 50.0,
+        "config_hash": cfg.hash,
+        "seed": seed,
+        "git_commit": "abc1234",
+        "run_dir": f"/runs/{cfg.name}-{cfg.hash}-s{seed}",
+        **extra,
+    }
+
+
+def _no_teacher(exp, seed):
+    # config_for would look up the teacher's run directory; a plain preset suffices here.
+    from ocdlib.configs import build_config
+
+    return build_config(f"smoke_{exp.method}", {"train.seed": seed})
+
+
+def test_results_frame_one_row_per_run_in_paper_units():
+    results = [_result("DeepPose", 0, 0.40), _result("DeepPose", 1, 0.44)]
+    df = reporting.results_frame(results)
+    assert list(df["label"]) == ["DeepPose", "DeepPose"]
+    assert list(df["seed"]) == [0, 1]
+    assert df["AP"].tolist() == pytest.approx([40.0, 44.0])
+    assert df["AR"].tolist() == pytest.approx([45.0, 49.0])
+    row = df.iloc[0]
+    assert (row["notebook"], row["group"], row["method"]) == ("01", "baseline", "deeppose")
+    assert (row["dataset"], row["backbone"], row["head"]) == ("body", "resnet18", "regression")
+    assert row["GMACs"] == pytest.approx(2.0)
+    assert row["train_time_min"] == pytest.approx(2.0)
+    assert row["params"] == 1000
+    assert "face/AP" not in df.columns  # part APs only for whole-body rows
+
+
+def test_results_frame_wholebody_parts_and_undefined_metrics():
+    parts = {"body/AP": 0.5, "foot/AP": 0.2, "face/AP": -1.0, "hand/AP": 0.1, "wholebody/AP": 0.3}
+    df = reporting.results_frame(
+        [_result("DeepPose (whole-body)", 0, 0.3, metrics=parts), _result("DeepPose", 0, 0.4)]
+    )
+    wb = df.iloc[0]
+    assert wb["dataset"] == "wholebody"
+    assert wb["foot/AP"] == pytest.approx(20.0)
+    assert math.isnan(wb["face/AP"])  # pycocotools' -1 means undefined, not -100 AP
+    assert math.isnan(df.iloc[1]["body/AP"])
+
+
+def test_head_description_names_reduced_head_size():
+    assert reporting.head_description(
+        config_for(by_label("Reduced head N=0 alone"), "smoke", 0)
+    ) == ("heatmap (reduced) N=0")
+    cfg = config_for(by_label("SimpleBaseline (heatmap)"), "smoke", 0)
+    assert reporting.head_description(cfg) == "heatmap N=3 C=64"
+
+
+def test_summary_frame_mean_and_sample_std_over_seeds():
+    results = [_result("DeepPose", s, ap) for s, ap in ((0, 0.40), (1, 0.44), (2, 0.48))]
+    results.append(_result("OCD-DeepPose", 0, 0.50))
+    summary = reporting.summary_frame(reporting.results_frame(results))
+    assert list(summary["label"]) == ["DeepPose", "OCD-DeepPose"]
+    dp = summary.iloc[0]
+    assert dp["AP"] == pytest.approx(44.0)
+    assert dp["AP_std"] == pytest.approx(4.0)  # sample std of 40, 44, 48
+    assert dp["n_seeds"] == 3 and dp["seeds"] == "0,1,2"
+    assert len(dp["config_hashes"].split(",")) == 3  # the seed is part of the config
+    ocd = summary.iloc[1]
+    assert ocd["n_seeds"] == 1 and math.isnan(ocd["AP_std"])
+    # The table leaves a one-seed std empty rather than printing "nan".
+    table = reporting.markdown_table(summary[["label", "AP", "AP_std"]])
+    assert table.splitlines()[-1] == "| OCD-DeepPose | 50.0 |  |"
+
+
+def test_markdown_table_layout_alignment_and_escaping():
+    df = pd.DataFrame(
+        {
+            "name": ["a|b", "c"],
+            "AP": [12.345, math.nan],
+            "params": [11193954, 5],
+            "ok": [True, False],
+        }
+    )
+    assert reporting.markdown_table(df).splitlines() == [
+        "| name | AP | params | ok |",
+        "|---|---:|---:|---|",
+        "| a\\|b | 12.3 | 11,193,954 | yes |",
+        "| c |  | 5 | no |",
+    ]
+    assert (
+        reporting.markdown_table(df, digits={"AP": 3})
+        .splitlines()[2]
+        .startswith("| a\\|b | 12.345 |")
+    )
+
+
+def test_write_table_writes_md_csv_and_provenance(tmp_path):
+    df = pd.DataFrame({"label": ["DeepPose"], "AP": [40.04]})
+    md, csv = reporting.write_table(df, tmp_path / "tables" / "01_x", "smoke", "01_baselines", "T")
+    text = md.read_text()
+    assert text.startswith("# T\n")
+    assert "python -m ocdlib reproduce --profile smoke --only 01" in text
+    assert "notebooks/01_baselines.ipynb" in text and "written by code" in text
+    assert "git commit: " in text and "date: " in text
+    assert text.rstrip().endswith("| DeepPose | 40.0 |")
+    assert pd.read_csv(csv)["AP"].tolist() == [40.04]  # full precision in the CSV
+    meta = json.loads((tmp_path / "tables" / "01_x.meta.json").read_text())
+    assert meta["profile"] == "smoke" and meta["table"] == "01_x.csv"
+
+
+def _summary(rows):
+    """A summary frame from (label, [AP per seed]) pairs."""
+    results = [_result(label, seed, ap) for label, aps in rows for seed, ap in enumerate(aps)]
+    return reporting.summary_frame(reporting.results_frame(results))
+
+
+def test_comparisons_margin_exceeds_twice_the_spread():
+    summary = _summary([("DeepPose", [0.40, 0.42]), ("OCD-DeepPose", [0.50, 0.52])])
+    comps = reporting.comparisons(summary)
+    assert list(comps["comparison"]) == ["OCD-DeepPose vs DeepPose"]
+    row = comps.iloc[0]
+    assert row["delta AP"] == pytest.approx(10.0)
+    assert row["spread"] == pytest.approx(math.sqrt(2.0))  # std of (40, 42)
+    assert row["margin > 2x spread"] == True  # noqa: E712 (numpy bool)
+    sentence = reporting.comparison_sentence(row)
+    assert sentence.startswith("OCD-DeepPose vs DeepPose: +10.0 AP (spread 1.4 over 2 seeds)")
+    assert "exceeds twice the spread" in sentence
+
+
+def test_comparisons_margin_within_twice_the_spread():
+    summary = _summary([("DeepPose", [0.40, 0.46]), ("OCD-DeepPose", [0.45, 0.47])])
+    row = reporting.comparisons(summary).iloc[0]
+    assert row["delta AP"] == pytest.approx(3.0)
+    assert row["spread"] == pytest.approx(math.sqrt(18.0))  # the larger std: (40, 46)
+    assert row["margin > 2x spread"] == False  # noqa: E712
+    assert "not separated" in reporting.comparison_sentence(row)
+
+
+def test_comparisons_one_seed_and_heatmap_sanity_check():
+    summary = _summary(
+        [("DeepPose", [0.40]), ("SimpleBaseline (heatmap)", [0.35]), ("RLE", [0.95])]
+    )
+    comps = reporting.comparisons(summary)
+    assert list(comps["comparison"]) == ["heatmap vs DeepPose (benchmark check)"]
+    assert comps.iloc[0]["margin > 2x spread"] is None
+    assert "one seed" in reporting.comparison_sentence(comps.iloc[0])
+    checks = reporting.sanity_checks(summary).set_index("check")["passed"]
+    assert checks["heatmap baseline better than DeepPose"] == False  # noqa: E712 (numpy bool)
+    assert checks["no method above AP 90 (not saturated)"] == False  # noqa: E712
+    ok = reporting.sanity_checks(
+        _summary([("DeepPose", [0.40]), ("SimpleBaseline (heatmap)", [0.5])])
+    )
+    assert ok["passed"].all()
+
+
+def test_results_markdown_has_every_section():
+    summary = _summary([("DeepPose", [0.40, 0.42]), ("OCD-DeepPose", [0.50, 0.52])])
+    comps = reporting.comparisons(summary)
+    text = reporting.results_markdown(summary, comps, reporting.sanity_checks(summary), "smoke")
+    for part in ("# Results (smoke profile)", "## All experiments", "## Comparisons", "AP_std"):
+        assert part in text
+    assert "- OCD-DeepPose vs DeepPose: +10.0 AP" in text
+
+
+def test_same_deployed_size_compares_params():
+    results = [_result("DeepPose", 0, 0.4, params=11), _result("OCD-DeepPose", 0, 0.5, params=11)]
+    results.append(_result("SimpleBaseline (heatmap)", 0, 0.5, params=12))
+    summary = reporting.summary_frame(reporting.results_frame(results))
+    assert reporting.same_deployed_size(summary, "OCD-DeepPose", "DeepPose")
+    assert not reporting.same_deployed_size(summary, "SimpleBaseline (heatmap)", "DeepPose")
+    with pytest.raises(KeyError, match="no row labelled 'RLE'"):
+        reporting.same_deployed_size(summary, "RLE", "DeepPose")
+
+
+def test_training_curves_read_every_term(tmp_path):
+    for name, extra in (("a", ""), ("b", ",hm")):
+        d = tmp_path / name
+        d.mkdir()
+        rows = [f"{s},1,0.001,{1.0 / s}" + (f",{2.0 / s}" if extra else "") + f",{3.0 / s},0.1"
+                for s in range(1, 41)]  # fmt: skip
+        d.joinpath("log.csv").write_text(
+            f"step,epoch,lr,reg{extra},total,time\n" + "\n".join(rows) + "\n"
+        )
+    log = reporting.read_log(tmp_path / "b")
+    assert reporting.loss_terms(log) == ["reg", "hm", "total"]
+    assert reporting.smooth(pd.Series([1.0, 3.0, 5.0]), 2).tolist() == [1.0, 2.0, 4.0]
+    fig = reporting.training_curves_figure({"A": tmp_path / "a", "B": tmp_path / "b"})
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["total", "reg", "hm"]
+    assert len(fig.axes[2].lines) == 1  # only run B logs the heatmap term
+    with pytest.raises(FileNotFoundError, match="log.csv"):
+        reporting.read_log(tmp_path)
+
+
+def test_smoke_runs_deepose_and_ocd_deployed_sizes_match(tmp_path, monkeypatch):
+    """Two real smoke runs through the run cache; the OCD student is exactly DeepPose's size."""
+    monkeypatch.setenv("OCDLIB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("OCDLIB_DATA", str(tmp_path / "data"))
+    # Keep the smoke profile (data, model, code path) but stop after a few steps.
+    from ocdlib import configs
+
+    smoke = configs.PROFILES["smoke"]
+    monkeypatch.setitem(
+        configs.PROFILES,
+        "smoke",
+        lambda: dataclasses.replace(
+            smoke(), train=dataclasses.replace(smoke().train, epochs=1, max_steps=2)
+        ),
+    )
+    rows = [by_label("DeepPose"), by_label("OCD-DeepPose")]
+    results = reporting.gather(rows, "smoke")
+    df = reporting.results_frame(results)
+    assert list(df["label"]) == ["DeepPose", "OCD-DeepPose"]
+    assert list(df["head"]) == ["regression", "regression"]
+    assert df["AP"].between(0, 100).all()
+    summary = reporting.summary_frame(df)
+    assert reporting.same_deployed_size(summary, "OCD-DeepPose", "DeepPose")
+    # The heatmap head trained beside it is gone from the deployed model.
+    from ocdlib.engine.runs import load_run_model
+
+    full, _ = load_run_model(df.iloc[1]["run_dir"])
+    student, _ = load_run_model(df.iloc[1]["run_dir"], student=True)
+    n_student = sum(p.numel() for p in student.parameters())
+    assert n_student == df.iloc[0]["params"] < sum(p.numel() for p in full.parameters())
+    # Asked again, the runs come from the cache.
+    again = reporting.gather(rows, "smoke")
+    assert [r["run_dir"] for r in again] == list(df["run_dir"])
+    assert (tmp_path / "runs" / ".locks").is_dir()
