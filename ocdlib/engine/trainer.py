@@ -271,13 +271,14 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
     if dist.is_main:
-        existing = out_dir / "config.json"
-        if existing.is_file() and not resume and ckpt_path.is_file():
-            raise FileExistsError(
-                f"{out_dir} already holds a run; pass --resume to continue it or choose "
-                "another --out"
-            )
-        atomic_write_text(cfg.to_json(), existing)
+        if ckpt_path.is_file():
+            if not resume:
+                raise FileExistsError(
+                    f"{out_dir} already holds a run; pass --resume to continue it or choose "
+                    "another --out"
+                )
+            load_checkpoint(ckpt_path, cfg.hash)  # refuse another config's run, change nothing
+        atomic_write_text(cfg.to_json(), out_dir / "config.json")
 
     if dist.is_main:
         paths = resolve_data(cfg.data, progress=progress)
