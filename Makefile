@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,export]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -19,9 +19,13 @@ reproduce: $(STAMP)
 	$(PY) -m ocdlib reproduce --profile cpu
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check ocdlib tests
-	$(VENV)/bin/ruff format --check ocdlib tests
+	$(VENV)/bin/ruff check ocdlib tests notebooks
+	$(VENV)/bin/ruff format --check ocdlib tests notebooks
 	$(VENV)/bin/pytest -n 2 tests
+	rm -rf .cache/nbval
+	OCDLIB_PROFILE=smoke OCDLIB_DATA=$(CURDIR)/.cache/nbval/data OCDLIB_RUNS=$(CURDIR)/.cache/nbval/runs \
+	OCDLIB_REPORTS=$(CURDIR)/.cache/nbval/reports \
+	$(VENV)/bin/pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env notebooks
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check --fix ocdlib tests

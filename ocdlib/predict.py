@@ -76,7 +76,7 @@ def predict_image(run: Path, image: Path, boxes: str | None = None, out: str | N
     ax = fig.add_subplot(1, 1, 1)
     ax.imshow(np.asarray(pil))
     for p, sc in zip(pts, scores.numpy()):
-        draw_pose(ax, None, np.concatenate([p, sc[:, None]], axis=1), info)
+        draw_pose(ax, None, np.concatenate([p, sc[:, None]], axis=1), info, kind="pred")
     ax.set_axis_off()
     path = Path(out) if out else Path(image).with_suffix(".pose.png")
     save_figure(fig, path)

@@ -77,7 +77,7 @@ def _locked(directories: Iterable[Path]) -> Iterator[None]:
     try:
         for d in sorted({_lock_path(d) for d in directories}):
             d.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(d, "w")  # noqa: SIM115 (closed below)
+            handle = open(d, "w")  # closed in the finally block
             fcntl.flock(handle, fcntl.LOCK_EX)
             handles.append(handle)
         yield
@@ -113,9 +113,10 @@ def gather(
     out: list[dict] = []
     for exp in rows:
         dirs = _run_dirs(exp, profile)
-        cached = all((d / "result.json").is_file() for d in dirs)
-        t0 = time.perf_counter()
         with _locked(dirs):
+            # Checked under the lock: another process may have just finished the run.
+            cached = all((d / "result.json").is_file() for d in dirs)
+            t0 = time.perf_counter()
             results = run_experiment(exp, profile, progress=progress)
         how = "cached" if cached else f"trained in {time.perf_counter() - t0:.0f} s"
         for r in results:
@@ -907,7 +908,10 @@ def keypoint_comparison(
     models = _load_students(runs_by_label)
     cfg = next(iter(models.values()))[1]
     paths = resolve_data(cfg.data, progress=False)
-    title = "SynthPose validation images, ground-truth boxes: ground truth and deployed students"
+    name = "SynthPose-WholeBody" if cfg.data.dataset == "coco_wholebody" else "SynthPose"
+    if cfg.data.root:  # a real dataset (COCO presets)
+        name = Path(cfg.data.root).name
+    title = f"{name} validation images, ground-truth boxes: ground truth and deployed students"
     return _comparison_grid(
         models, paths.val_ann, paths.val_images, image_ids, n_images, title, score_thr
     )
@@ -982,8 +986,8 @@ def add_latency(summary: pd.DataFrame, repeats: int = 20, threads: int = 1) -> p
 class NotebookReport:
     """Where one notebook writes: `<reports_dir>/tables/NN_*.md|csv` and `figures/NN_*.png`.
 
-    `table` and `figure` write the file and show it in the notebook, so a
-    notebook never writes a number that it does not also display.
+    `table` and `figure` write the file, show it in the notebook and print
+    where it went, so a notebook never writes a number it does not display.
     """
 
     def __init__(self, notebook: str, profile: str, reports_dir: str | Path | None = None):
@@ -995,6 +999,7 @@ class NotebookReport:
         self.root = Path(reports_dir) if reports_dir else report_dir(profile)
         self.tables = self.root / "tables"
         self.figures = self.root / "figures"
+        self.written: list[Path] = []
 
     def table(
         self,
@@ -1002,26 +1007,28 @@ class NotebookReport:
         name: str,
         title: str | None = None,
         digits: Mapping[str, int] | None = None,
-    ) -> Path:
-        md, _ = write_table(
+    ) -> None:
+        md, csv = write_table(
             df, self.tables / f"{self.number}_{name}", self.profile, self.notebook, title, digits
         )
         _show_frame(format_frame(df, digits))
-        return md
+        self.written += [md, csv]
+        print(f"written: {md} (+ .csv, .meta.json)")
 
-    def figure(self, fig: Figure | None, name: str, dpi: int = 110) -> Path | None:
+    def figure(self, fig: Figure | None, name: str, dpi: int = 110) -> None:
         if fig is None:
-            return None
+            return
         from .viz import save_figure
 
         path = save_figure(fig, self.figures / f"{self.number}_{name}.png", dpi=dpi)
+        self.written.append(path)
         try:
             from IPython.display import Image, display
 
             display(Image(filename=str(path)))
         except ImportError:
-            print(f"figure written to {path}")
-        return path
+            pass
+        print(f"written: {path}")
 
 
 def _show_frame(df: pd.DataFrame) -> None:

@@ -185,6 +185,24 @@ def test_results_markdown_has_every_section():
     assert "- OCD-DeepPose vs DeepPose: +10.0 AP" in text
 
 
+def test_write_results_and_first_runs(tmp_path):
+    summary = _summary([("DeepPose", [0.40, 0.42]), ("OCD-DeepPose", [0.50, 0.52])])
+    comps = reporting.comparisons(summary)
+    md, csv = reporting.write_results(
+        summary, comps, reporting.sanity_checks(summary), tmp_path, "cpu"
+    )
+    assert md == tmp_path / "results.md" and "## Benchmark checks" in md.read_text()
+    table = pd.read_csv(csv)
+    assert list(table["label"]) == ["DeepPose", "OCD-DeepPose"]
+    assert table["AP"].tolist() == pytest.approx([41.0, 51.0])
+    assert {"AP_std", "seeds", "params", "GMACs", "config_hashes", "git_commits"} <= set(table)
+    assert json.loads((tmp_path / "results.meta.json").read_text())["profile"] == "cpu"
+    runs = reporting.first_runs(summary)
+    assert list(runs) == ["DeepPose", "OCD-DeepPose"] and runs["DeepPose"].endswith("-s0")
+    with pytest.raises(KeyError, match="RLE"):
+        reporting.first_runs(summary, ["RLE"])
+
+
 def test_same_deployed_size_compares_params():
     results = [_result("DeepPose", 0, 0.4, params=11), _result("OCD-DeepPose", 0, 0.5, params=11)]
     results.append(_result("SimpleBaseline (heatmap)", 0, 0.5, params=12))
@@ -215,8 +233,11 @@ def test_training_curves_read_every_term(tmp_path):
         reporting.read_log(tmp_path)
 
 
-def test_smoke_runs_deepose_and_ocd_deployed_sizes_match(tmp_path, monkeypatch):
-    """Two real smoke runs through the run cache; the OCD student is exactly DeepPose's size."""
+def test_smoke_runs_deployed_sizes_and_pictures(tmp_path, monkeypatch, coco_sample_dir):
+    """Two real smoke runs through the run cache; the OCD student is exactly DeepPose's size.
+
+    The same runs then feed the prediction pictures and the latency column.
+    """
     monkeypatch.setenv("OCDLIB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("OCDLIB_DATA", str(tmp_path / "data"))
     # Keep the smoke profile (data, model, code path) but stop after a few steps.
@@ -249,3 +270,38 @@ def test_smoke_runs_deepose_and_ocd_deployed_sizes_match(tmp_path, monkeypatch):
     again = reporting.gather(rows, "smoke")
     assert [r["run_dir"] for r in again] == list(df["run_dir"])
     assert (tmp_path / "runs" / ".locks").is_dir()
+
+    # Pictures: ground truth, then one panel per run, for each image.
+    runs = reporting.first_runs(summary)
+    fig = reporting.keypoint_comparison(runs, n_images=1)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0].startswith("ground truth: ") and titles[1:] == ["DeepPose", "OCD-DeepPose"]
+    fig = reporting.coco_sample_comparison(runs, coco_dir=coco_sample_dir, n_images=2)
+    assert len(fig.axes) == 6 and "not expected to work well" in fig._suptitle.get_text()
+    assert reporting.coco_sample_comparison(runs, coco_dir=tmp_path / "absent") is None
+    assert (reporting.add_latency(summary, repeats=2)["latency_ms"] > 0).all()
+    cfg = results[0]["config"]
+    assert len(reporting.augmented_crops_figure(cfg, n=2, epochs=(0,)).axes) == 4
+    fig = reporting.targets_figure(cfg, index=0)
+    assert [ax.get_title() for ax in fig.axes][:2] == [
+        "regression targets",
+        "heatmap targets (max of 17)",
+    ]
+
+
+def test_annotation_stats_of_the_coco_sample(coco_sample_dir):
+    from ocdlib.metainfo import COCO_BODY, COCO_WHOLEBODY
+
+    body = reporting.annotation_stats(
+        coco_sample_dir / "test_coco.json", coco_sample_dir, COCO_BODY
+    )
+    assert (body["images"], body["annotations"], body["instances"]) == (4, 14, 12)
+    assert body["v=2 (visible)"] + body["v=1 (hidden)"] + body["v=0 (unlabelled)"] == 12 * 17
+    assert body["v=2 (visible)"] > body["v=1 (hidden)"] > 0
+    frame = reporting.stats_frame(
+        {
+            "body": (coco_sample_dir / "test_coco.json", coco_sample_dir, COCO_BODY),
+            "wb": (coco_sample_dir / "test_coco_wholebody.json", coco_sample_dir, COCO_WHOLEBODY),
+        }
+    )
+    assert list(frame["data"]) == ["body", "wb"] and list(frame["keypoints"]) == [17, 133]

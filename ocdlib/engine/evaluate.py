@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..configs import Config
 from ..data.transforms import normalized_to_image

@@ -22,7 +22,7 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..configs import Config
 from ..data.dataset import TopDownPoseDataset
@@ -35,7 +35,6 @@ from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_sta
 from .distributed import DistInfo, all_gather_objects, barrier, cleanup, init_distributed
 from .evaluate import evaluate_model
 from .runs import load_run_model, run_metadata
-
 
 LOG_FLUSH_STEPS = 50
 
