@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -62,7 +61,7 @@ def reproduce(profile: str = "cpu", only: list[str] | None = None) -> int:
 
 
 def write_provenance(out_dir: Path, profile: str, timings, total: float, partial: bool) -> None:
-    from .engine.runs import git_commit
+    from .engine.runs import command_line, git_commit
 
     try:
         import torch
@@ -84,7 +83,7 @@ def write_provenance(out_dir: Path, profile: str, timings, total: float, partial
     lines = [
         f"# Reproduction provenance ({profile} profile)",
         "",
-        f"- command: `{' '.join(sys.argv)}`",
+        f"- command: `{command_line()}`",
         f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
         f"- git commit: {git_commit()}",
         f"- machine: {cpu}, {_cores()} cores, torch threads {threads}, device {device}",
