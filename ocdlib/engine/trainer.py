@@ -14,6 +14,7 @@ import json
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -115,28 +116,32 @@ def set_norm_eval(model: nn.Module) -> None:
             m.eval()
 
 
-def train_one_epoch(
-    model,
-    objective,
-    optimizer,
-    scheduler,
-    loader,
-    epoch,
-    step,
-    cfg,
-    dist,
-    log_rows,
-    progress,
-    ckpt_path,
-) -> int:
+@dataclass
+class Loop:
+    """What every training step needs and an epoch does not change."""
+
+    model: nn.Module  # DDP-wrapped under torchrun
+    objective: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loader: DataLoader
+    cfg: Config
+    dist: DistInfo
+    ckpt_path: Path
+    progress: bool = True
+
+
+def train_one_epoch(loop: Loop, epoch: int, step: int, log_rows: list[dict]) -> int:
+    model, objective, optimizer = loop.model, loop.objective, loop.optimizer
+    cfg, dist = loop.cfg, loop.dist
     model.train()
     if cfg.train.norm_eval:
         set_norm_eval(model)
     use_amp = cfg.train.amp and dist.device.type == "cuda"
     bar = tqdm(
-        loader,
+        loop.loader,
         desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-        disable=not (progress and dist.is_main),
+        disable=not (loop.progress and dist.is_main),
         leave=False,
         dynamic_ncols=True,
     )
@@ -150,7 +155,7 @@ def train_one_epoch(
             batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
         with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=use_amp):
             total, terms = objective(model, batch, step)
-        check_finite(total, terms, step, epoch, ckpt_path)
+        check_finite(total, terms, step, epoch, loop.ckpt_path)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         if dist.enabled:
@@ -160,7 +165,7 @@ def train_one_epoch(
                 [p for g in optimizer.param_groups for p in g["params"]], cfg.train.grad_clip
             )
         optimizer.step()
-        scheduler.step()
+        loop.scheduler.step()
         step += 1
         if dist.is_main:
             row = {"step": step, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
@@ -169,7 +174,7 @@ def train_one_epoch(
             log_rows.append(row)
             bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in terms})
             if len(log_rows) >= LOG_FLUSH_STEPS:  # long epochs: keep log.csv current
-                write_log(log_rows, ckpt_path.parent / "log.csv", append=True)
+                write_log(log_rows, loop.ckpt_path.parent / "log.csv", append=True)
                 log_rows.clear()
         if cfg.train.max_steps and step >= cfg.train.max_steps:
             break
@@ -323,6 +328,7 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
             find_unused_parameters=True,
         )
 
+    loop = Loop(ddp_model, objective, optimizer, scheduler, loader, cfg, dist, ckpt_path, progress)
     start_epoch, step, train_time = 0, 0, 0.0
     if resume and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path, cfg.hash)
@@ -345,20 +351,7 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
         rows: list[dict] = []
         t0 = time.perf_counter()
         step_before = step
-        step = train_one_epoch(
-            ddp_model,
-            objective,
-            optimizer,
-            scheduler,
-            loader,
-            epoch,
-            step,
-            cfg,
-            dist,
-            rows,
-            progress,
-            ckpt_path,
-        )
+        step = train_one_epoch(loop, epoch, step, rows)
         train_time += time.perf_counter() - t0
         seen += (step - step_before) * cfg.train.batch_size
         done = epoch + 1 == cfg.train.epochs or bool(
