@@ -20,12 +20,11 @@ Conventions of the frames:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import subprocess
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from matplotlib.figure import Figure
 from .configs import Config
 from .experiments import Experiment, config_for, experiments, run_experiment
 from .metainfo import DatasetInfo, get_dataset_info
-from .paths import REPO_ROOT, runs_home
+from .paths import REPO_ROOT
 
 METRICS = ("AP", "AP50", "AP75", "AR")
 PART_METRICS = ("body/AP", "foot/AP", "face/AP", "hand/AP", "wholebody/AP")
@@ -55,47 +54,10 @@ PROVENANCE_NOTE = (
 # ----------------------------------------------------------------------------- running
 
 
-def _lock_path(directory: Path) -> Path:
-    return Path(runs_home()) / ".locks" / f"{Path(directory).name}.lock"
-
-
-@contextlib.contextmanager
-def _locked(directories: Iterable[Path]) -> Iterator[None]:
-    """Exclusive locks on run directories, so two notebooks never train one run at once.
-
-    Notebooks run side by side (nbval under pytest-xdist, two JupyterLab
-    tabs) and share the run cache; without a lock both would train the same
-    missing run into the same folder. Locks are taken in sorted order, so two
-    callers can never wait on each other.
-    """
-    try:
-        import fcntl
-    except ImportError:  # no advisory locks (Windows): run unguarded
-        yield
-        return
-    handles = []
-    try:
-        for d in sorted({_lock_path(d) for d in directories}):
-            d.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(d, "w")  # closed in the finally block
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            handles.append(handle)
-        yield
-    finally:
-        for handle in reversed(handles):
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
-
-
 def _run_dirs(exp: Experiment, profile: str) -> list[Path]:
     from .engine.runs import run_dir
-    from .experiments import by_label
 
-    dirs = [run_dir(config_for(exp, profile, seed)) for seed in exp.seeds(profile)]
-    if exp.teacher:
-        teacher = by_label(exp.teacher)
-        dirs.append(run_dir(config_for(teacher, profile, teacher.seeds(profile)[0])))
-    return dirs
+    return [run_dir(config_for(exp, profile, seed)) for seed in exp.seeds(profile)]
 
 
 def gather(
@@ -103,8 +65,8 @@ def gather(
 ) -> list[dict]:
     """Results of experiment rows (a notebook id such as "02", one row, or rows), every seed.
 
-    Finished runs are read from the run cache; missing ones are trained now,
-    one process per run at a time. Prints one line per run.
+    Finished runs are read from the run cache; missing ones are trained now
+    (`get_run` lets one process at a time train a run). Prints one line per run.
     """
     if isinstance(rows, str):
         rows = experiments(rows)
@@ -112,12 +74,9 @@ def gather(
         rows = [rows]
     out: list[dict] = []
     for exp in rows:
-        dirs = _run_dirs(exp, profile)
-        with _locked(dirs):
-            # Checked under the lock: another process may have just finished the run.
-            cached = all((d / "result.json").is_file() for d in dirs)
-            t0 = time.perf_counter()
-            results = run_experiment(exp, profile, progress=progress)
+        cached = all((d / "result.json").is_file() for d in _run_dirs(exp, profile))
+        t0 = time.perf_counter()
+        results = run_experiment(exp, profile, progress=progress)  # locks each run it trains
         how = "cached" if cached else f"trained in {time.perf_counter() - t0:.0f} s"
         for r in results:
             ap = _metric(r.get("metrics", {}), "AP")

@@ -178,3 +178,20 @@ def test_two_process_gloo_matches_one_process(homes, tmp_path):
 def test_run_metadata_records_provenance():
     meta = runs_mod.run_metadata(smoke())
     assert set(meta) >= {"config_hash", "seed", "git_commit", "command"}
+
+
+def test_run_lock_makes_a_second_caller_wait(tmp_path):
+    import threading
+
+    got = threading.Event()
+
+    def second():
+        with runs_mod.run_lock(tmp_path / "run"):
+            got.set()
+
+    with runs_mod.run_lock(tmp_path / "run"):
+        t = threading.Thread(target=second)
+        t.start()
+        assert not got.wait(0.3)  # blocked while the first holder keeps the lock
+    t.join(5)
+    assert got.is_set()

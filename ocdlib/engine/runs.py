@@ -7,11 +7,13 @@ trains.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -64,15 +66,39 @@ def read_result(directory: Path) -> dict | None:
     return json.loads(path.read_text())
 
 
+@contextlib.contextmanager
+def run_lock(directory: Path) -> Iterator[None]:
+    """An exclusive lock on one run directory of the cache.
+
+    Notebooks run side by side (nbval under pytest-xdist, two JupyterLab tabs)
+    and share the run cache; without the lock both would train the same
+    missing run into the same folder.
+    """
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks (Windows): run unguarded
+        yield
+        return
+    path = Path(directory).parent / ".locks" / f"{Path(directory).name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def get_run(cfg: Config, root: Path | None = None, progress: bool = True) -> dict:
     """The finished result of `cfg`: read from the cache, resumed, or trained now."""
     from .trainer import train
 
     directory = run_dir(cfg, root)
-    result = read_result(directory)
-    if result is not None and result.get("config_hash") == cfg.hash:
-        return {**result, "run_dir": str(directory)}
-    result = train(cfg, directory, resume=True, progress=progress)
+    with run_lock(directory):
+        # Read under the lock: another process may have just finished this run.
+        result = read_result(directory)
+        if result is None or result.get("config_hash") != cfg.hash:
+            result = train(cfg, directory, resume=True, progress=progress)
     return {**result, "run_dir": str(directory)}
 
 
