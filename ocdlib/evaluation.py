@@ -52,6 +52,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from .data.coco import read_json
 from .metainfo import DatasetInfo
 
 log = logging.getLogger(__name__)
@@ -272,12 +273,7 @@ def format_results(
 def load_results_json(path: str | Path) -> list[dict[str, Any]]:
     """Read a COCO keypoint results file (a JSON list of {image_id, keypoints, score, ...})."""
     path = Path(path)
-    try:
-        results = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"results file {path} does not exist") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"results file {path} is not valid JSON: {err}") from None
+    results = read_json(path, "results")
     if not isinstance(results, list):
         raise ValueError(
             f"results file {path}: expected a JSON list of results, got {type(results).__name__}"
@@ -295,12 +291,7 @@ def load_results_json(path: str | Path) -> list[dict[str, Any]]:
 def load_ground_truth(ann_file: str | Path, info: DatasetInfo) -> dict[str, Any]:
     """Read a COCO keypoint annotation file and check it matches `info`'s keypoint layout."""
     ann_file = Path(ann_file)
-    try:
-        dataset = json.loads(ann_file.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"annotation file {ann_file} does not exist") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"annotation file {ann_file} is not valid JSON: {err}") from None
+    dataset = read_json(ann_file, "annotation")
     for key in ("images", "annotations", "categories"):
         if key not in dataset:
             raise ValueError(f"annotation file {ann_file} has no {key!r} list")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .data.coco import open_image
+from .data.coco import open_image, read_json
 from .data.transforms import (
     box_to_center_scale,
     get_warp_matrix,
@@ -36,7 +35,8 @@ def parse_boxes(boxes: str | None, image_path: Path, width: int, height: int) ->
                 "no number; pass --boxes x,y,w,h instead"
             )
         image_id = int(m.group(1))
-        dets = [d for d in json.loads(Path(boxes).read_text()) if d.get("image_id") == image_id]
+        all_dets = read_json(Path(boxes), "detection")
+        dets = [d for d in all_dets if d.get("image_id") == image_id]
         if not dets:
             raise ValueError(f"{boxes} has no detection for image_id {image_id}")
         return np.array([[*d["bbox"], d.get("score", 1.0)] for d in dets], dtype=np.float64)

@@ -51,7 +51,8 @@ class Instance:
 # ----------------------------------------------------------------------------- files
 
 
-def _read_json(path: Path, what: str):
+def read_json(path: Path, what: str):
+    """Parse a JSON file; a missing or malformed file raises an error naming it and the fix."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -71,7 +72,7 @@ def _load_coco(ann_file: Path):
     """Validated pycocotools COCO object for `ann_file`."""
     from pycocotools.coco import COCO
 
-    data = _read_json(ann_file, "annotation")
+    data = read_json(ann_file, "annotation")
     if not isinstance(data, dict):
         raise AnnotationError(
             f"{ann_file} is not a COCO annotation file: the top level is a "
@@ -235,7 +236,7 @@ def load_detections(
     else (0, 3).
     """
     det_file, ann_file, image_dir = Path(det_file), Path(ann_file), Path(image_dir)
-    dets = _read_json(det_file, "detection")
+    dets = read_json(det_file, "detection")
     if not isinstance(dets, list):
         raise AnnotationError(
             f"{det_file} is not a COCO detection result file: expected a list of "
