@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from ocdlib.data.synthpose import SynthPoseSpec
+
 
 @dataclass(frozen=True)
 class SynthConfig:
@@ -24,6 +26,8 @@ class SynthConfig:
     seed: int = 0
     wholebody: bool = False
     image_size: tuple[int, int] = (256, 256)  # (H, W) of generated images
+    # Difficulty knobs (see SynthPoseSpec), e.g. --set data.synth.spec.occluders=[0,1].
+    spec: SynthPoseSpec = field(default_factory=SynthPoseSpec)
 
 
 @dataclass(frozen=True)

@@ -77,3 +77,14 @@ def test_coco_presets_follow_the_mmpose_recipe():
         assert cfg.eval.flip_test and cfg.eval.det_file.endswith("AP_H_56_person.json")
     assert set(METHODS) >= {"deeppose", "rle", "simplebaseline", "ocd", "tcd", "reduced"}
     assert "coco_wholebody_r50" in PROFILES
+
+
+def test_synthpose_knobs_are_config_fields():
+    cfg = build_config("cpu", ["data.synth.spec.people_per_image=[1, 2]"])
+    assert cfg.data.synth.spec.people_per_image == (1, 2)
+    assert cfg.hash != get_preset("cpu").hash
+    assert Config.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="people_per_image"):
+        build_config("cpu", ["data.synth.spec.people_per_image=[3, 1]"])
+    with pytest.raises(ValueError, match="no field 'crowds'"):
+        build_config("cpu", ["data.synth.spec.crowds=3"])

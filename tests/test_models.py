@@ -34,6 +34,8 @@ CHANNELS = {
     "resnet101": 2048,
     "resnet152": 2048,
     "mobilenet_v2": 1280,
+    "resnet18_w32": 256,
+    "resnet18_w16": 128,
 }
 
 
@@ -240,3 +242,18 @@ def test_build_model_rejects_bad_configs():
         build_model(ModelConfig(heads=("hm",)), K, SMALL_INPUT, SMALL_HM)
     with pytest.raises(KeyError, match="model.deploy_head='hm'.*has heads"):
         export_student(small_model(heads=("reg",)), "hm")
+
+
+def test_narrow_resnets_keep_resnet18_layout_at_a_fraction_of_the_cost():
+    from ocdlib.models.backbones import build_backbone
+
+    full = build_backbone("resnet18")
+    for name, width in (("resnet18_w32", 32), ("resnet18_w16", 16)):
+        narrow = build_backbone(name)
+        assert [n for n, _ in narrow.named_children()] == [n for n, _ in full.named_children()]
+        assert narrow.layer1[0].conv1.out_channels == width
+        assert narrow.layer4[1].conv2.out_channels == 8 * width
+        ratio = count_params(narrow) / count_params(full)
+        assert ratio < (width / 64) ** 2 * 1.1  # widths scale the parameters quadratically
+        with pytest.raises(ValueError, match="no pretrained weights"):
+            build_backbone(name, "imagenet")

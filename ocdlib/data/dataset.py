@@ -9,11 +9,12 @@ gives the same crops whatever the number of data-loader workers; call
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from ocdlib.codecs import encode_heatmaps, encode_regression
-from ocdlib.configs import DataConfig
 from ocdlib.data.coco import Instance, load_coco_keypoints, load_detections, open_image
 from ocdlib.data.transforms import (
     apply_affine,
@@ -28,6 +29,9 @@ from ocdlib.data.transforms import (
     random_half_body,
     warp_image,
 )
+
+if TYPE_CHECKING:
+    from ocdlib.configs import DataConfig
 from ocdlib.metainfo import DatasetInfo
 
 

@@ -52,6 +52,7 @@ def ensure_synthpose(synth: SynthConfig, progress: bool = True) -> Path:
         seed=synth.seed,
         wholebody=synth.wholebody,
         image_size=tuple(synth.image_size),
+        spec=synth.spec,
         progress=progress,
     )
     if out.exists():  # another process finished first

@@ -31,7 +31,11 @@ _BACKBONES = {
     "resnet152": ("resnet152", "ResNet152_Weights", 2048),
     "mobilenet_v2": ("mobilenet_v2", "MobileNet_V2_Weights", 1280),
 }
-BACKBONE_NAMES = tuple(_BACKBONES)
+# Narrow ResNet-18s (torchvision's BasicBlock layout, base width 32 or 16 instead of
+# 64): the same architecture family at a quarter or a sixteenth of the FLOPs, for
+# training from scratch on a CPU. There are no ImageNet weights for them.
+_NARROW = {"resnet18_w32": 32, "resnet18_w16": 16}
+BACKBONE_NAMES = tuple(_BACKBONES) + tuple(_NARROW)
 # Keys of torchvision's classification heads, absent from a backbone.
 _CLASSIFIER_PREFIXES = ("fc.", "classifier.")
 
@@ -54,6 +58,33 @@ class ResNetBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+def narrow_resnet18(base: int) -> torchvision.models.ResNet:
+    """torchvision's ResNet-18 with stage widths base, 2*base, 4*base, 8*base (64 is standard)."""
+    from torchvision.models.resnet import BasicBlock
+
+    net = torchvision.models.resnet18(weights=None)
+    widths = (base, 2 * base, 4 * base, 8 * base)
+    net.conv1 = nn.Conv2d(3, base, kernel_size=7, stride=2, padding=3, bias=False)
+    net.bn1 = nn.BatchNorm2d(base)
+    inplanes = base
+    for i, width in enumerate(widths):
+        stride = 1 if i == 0 else 2
+        down = None
+        if stride != 1 or inplanes != width:
+            down = nn.Sequential(
+                nn.Conv2d(inplanes, width, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm2d(width),
+            )
+        blocks = [BasicBlock(inplanes, width, stride, down), BasicBlock(width, width)]
+        setattr(net, f"layer{i + 1}", nn.Sequential(*blocks))
+        inplanes = width
+    for m in net.modules():  # torchvision's initialisation
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    net.fc = nn.Linear(inplanes, 1000)
+    return net
 
 
 class MobileNetV2Backbone(nn.Module):
@@ -81,6 +112,13 @@ def build_backbone(name: str, pretrained: str = "none") -> nn.Module:
     The returned module maps (N, 3, H, W) to (N, C, H/32, W/32) (ceil for sizes
     not divisible by 32) and has `out_channels` = C.
     """
+    if name in _NARROW:
+        if pretrained not in ("", "none"):
+            raise ValueError(
+                f"model.backbone={name!r} has no pretrained weights; use "
+                "--set model.pretrained=none or a standard backbone such as resnet18"
+            )
+        return ResNetBackbone(narrow_resnet18(_NARROW[name]), 8 * _NARROW[name])
     builder, _, channels = _spec(name)
     net = getattr(torchvision.models, builder)(weights=None)
     if name.startswith("resnet"):
@@ -156,5 +194,5 @@ def _spec(name: str) -> tuple[str, str, int]:
         return _BACKBONES[name]
     except KeyError:
         raise ValueError(
-            f"model.backbone={name!r} is unknown; choose one of {list(_BACKBONES)}"
+            f"model.backbone={name!r} is unknown; choose one of {list(BACKBONE_NAMES)}"
         ) from None
