@@ -54,13 +54,19 @@ def reproduce(profile: str = "cpu", only: list[str] | None = None) -> int:
         dt = time.perf_counter() - t0
         timings.append((nb.name, dt))
         print(f"[{i}/{len(books)}] {nb.name} done in {dt / 60:.1f} min", flush=True)
+        # Written after every notebook, so an interrupted reproduction says how far it got.
+        pending = [b.name for b in books[i:]]
+        write_provenance(
+            out_dir, profile, timings, time.perf_counter() - t_all, bool(only), pending
+        )
     total = time.perf_counter() - t_all
-    write_provenance(out_dir, profile, timings, total, partial=bool(only))
     print(f"all done in {total / 60:.1f} min; reports in {out_dir}")
     return 0
 
 
-def write_provenance(out_dir: Path, profile: str, timings, total: float, partial: bool) -> None:
+def write_provenance(
+    out_dir: Path, profile: str, timings, total: float, partial: bool, pending=()
+) -> None:
     from .engine.runs import command_line, git_commit
 
     try:
@@ -89,6 +95,9 @@ def write_provenance(out_dir: Path, profile: str, timings, total: float, partial
         f"- machine: {cpu}, {_cores()} cores, torch threads {threads}, device {device}",
         f"- python: {platform.python_version()}",
         f"- total wall time: {total / 60:.1f} min" + (" (partial: --only)" if partial else ""),
+        *([f"- not run yet (interrupted or running): {', '.join(pending)}"] if pending else []),
+        "- runs found in the run cache are reused, so this time counts only the training done by"
+        " this command; each run's own training time is in results.csv (train_time_s)",
         "",
         "| notebook | wall time (min) |",
         "|---|---|",
