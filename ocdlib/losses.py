@@ -35,6 +35,13 @@ Conventions chosen here (METHOD.md leaves them open):
   head still being trained (b, c, small_head_distill, small_task_distill)
   before that step; cross_head reads only the frozen teacher and is never
   delayed.
+- Term c treats the teacher map as zero outside its grid: the squared error
+  is summed over the whole plane, so the part of enc(y_hat) that falls off
+  the grid still counts (its energy is known in closed form). Scored on the
+  grid alone, the MSE rewards pushing y_hat off the map, because the rendered
+  Gaussian's own energy ||enc(y_hat)||^2 shrinks there; at hm_loss_scale that
+  reward beats the regression loss, and about half of an OCD regression head's
+  outputs were measured outside the crop after two cpu-profile epochs.
 - enc() in term c uses `render_sigma`; enc() in small_task_distill renders a
   ground-truth-like target and so uses the data's `sigma`.
 - Distillation weights m cover keypoints unlabelled in ground truth unless
@@ -269,6 +276,23 @@ class Objective(nn.Module):
         coords_hm = codecs.normalized_to_heatmap(coords_norm.float(), self.input_size, size_wh)
         return codecs.render_heatmaps(coords_hm, size_wh, sigma)
 
+    def head_distill_loss(self, coords_norm, heatmaps, weight) -> torch.Tensor:
+        """Term c: L_hm(enc(y_hat), sg[H], m), with H taken as zero outside its grid.
+
+        The mean is over the grid's pixels as in `HeatmapMSELoss`, but the squared
+        error of the rendered Gaussian off the grid is added: the energy of an
+        unbounded Gaussian, pi * sigma^2 (exact to ~1e-9 for sigma >= 1 on an
+        integer grid), minus the energy it has on the grid.
+        """
+        size = _size_of(heatmaps)
+        rendered = self.render(coords_norm, size, self.cfg.render_sigma)
+        sq = (rendered - heatmaps.float()) ** 2
+        sigma = self.cfg.render_sigma
+        outside = (math.pi * sigma * sigma - (rendered**2).sum((-2, -1))).clamp_min(0.0)
+        per_map = sq.sum((-2, -1)) + outside  # (N, K)
+        w = _expand_weight(weight, per_map)
+        return (per_map * w).mean() / (size[0] * size[1]) * self.hm_loss.scale
+
     def _distill_weight(self, confidence: torch.Tensor, batch) -> torch.Tensor:
         if self.cfg.distill_unlabelled:
             return confidence
@@ -321,10 +345,8 @@ class Objective(nn.Module):
                 add("task_distill", b, sum(losses) / len(losses))
             if c > 0:
                 losses = [
-                    self.hm_loss(
-                        self.render(y_raw[..., :2], _size_of(h), cfg.render_sigma),
-                        h,
-                        self._distill_weight(heatmap_confidence(h), batch),
+                    self.head_distill_loss(
+                        y_raw[..., :2], h, self._distill_weight(heatmap_confidence(h), batch)
                     )
                     for h in sources
                 ]

@@ -374,3 +374,36 @@ def test_build_objective_names_the_field_to_fix(heads, loss, match):
     cfg = make_cfg(heads=heads, **loss)
     with pytest.raises(ValueError, match=match):
         build_objective(cfg, COCO_BODY, make_model(cfg))
+
+
+def test_head_distillation_does_not_reward_leaving_the_heatmap_grid():
+    cfg = make_cfg(**{**NO_WEIGHTS, "head_distill_weight": 1.0, "render_sigma": 2.0})
+    objective = build_objective(cfg, COCO_BODY, make_model(cfg))
+    ones = torch.ones(1, 1)
+
+    def loss_at(x, y, heatmaps):
+        coords = torch.tensor([[[x, y]]], requires_grad=True)
+        loss = objective.head_distill_loss(coords, heatmaps, ones)
+        (grad,) = torch.autograd.grad(loss, coords)
+        return loss.item(), grad.abs().max().item()
+
+    # An empty teacher map: every position of y_hat costs the same, and none is pulled.
+    empty = torch.zeros(1, 1, HM[1], HM[0])
+    inside, g_in = loss_at(0.5, 0.5, empty)
+    for x, y in ((0.0, 0.5), (-0.3, 0.5), (0.5, 1.4), (-2.0, -2.0)):
+        value, grad = loss_at(x, y, empty)
+        assert value == pytest.approx(inside, rel=1e-6)
+        assert grad < 1e-6 and g_in < 1e-6
+    # A teacher Gaussian at the centre: y_hat there costs (almost) nothing, a shift costs
+    # more, and a prediction off the grid costs the most.
+    p = torch.tensor([[[0.5, 0.5]]])
+    target = objective.render(p, HM, 2.0)
+    at_p, _ = loss_at(0.5, 0.5, target)
+    assert at_p == pytest.approx(0.0, abs=1e-2)  # the target is cut at the grid edge
+    shifted, _ = loss_at(0.6, 0.5, target)
+    assert shifted > at_p + 0.1
+    assert loss_at(-0.5, 0.5, target)[0] > shifted
+    # Where the rendered Gaussian lies on the grid it is the plain heatmap MSE.
+    q = torch.tensor([[[0.55, 0.5]]])
+    plain = HeatmapMSELoss(objective.hm_loss.scale)(objective.render(q, HM, 2.0), target, ones)
+    assert loss_at(0.55, 0.5, target)[0] == pytest.approx(plain.item(), rel=1e-2)
