@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import time
@@ -35,22 +36,31 @@ def reproduce(profile: str = "cpu", only: list[str] | None = None) -> int:
         raise ValueError(f"unknown profile {profile!r}; choose from {PROFILES}")
     out_dir = report_dir(profile)
     executed = out_dir / "notebooks"
-    executed.mkdir(parents=True, exist_ok=True)
+    # papermill writes a notebook as it runs; it lands in reports/ only once it has
+    # finished, so an interrupted or failed notebook never passes for a result.
+    running = executed / ".running"
+    running.mkdir(parents=True, exist_ok=True)
     books = notebooks(only)
     t_all = time.perf_counter()
     timings = []
     for i, nb in enumerate(books, 1):
         print(f"[{i}/{len(books)}] {nb.name} (profile {profile}) ...", flush=True)
         t0 = time.perf_counter()
-        papermill.execute_notebook(
-            str(nb),
-            str(executed / nb.name),
-            parameters={"profile": profile, "reports_dir": str(out_dir)},
-            cwd=str(NOTEBOOK_DIR),
-            kernel_name="python3",
-            progress_bar=False,
-            log_output=False,
-        )
+        partial = running / nb.name
+        try:
+            papermill.execute_notebook(
+                str(nb),
+                str(partial),
+                parameters={"profile": profile, "reports_dir": str(out_dir)},
+                cwd=str(NOTEBOOK_DIR),
+                kernel_name="python3",
+                progress_bar=False,
+                log_output=False,
+            )
+        except BaseException:
+            print(f"{nb.name} did not finish; its partial output is {partial}", flush=True)
+            raise
+        os.replace(partial, executed / nb.name)
         dt = time.perf_counter() - t0
         timings.append((nb.name, dt))
         print(f"[{i}/{len(books)}] {nb.name} done in {dt / 60:.1f} min", flush=True)
@@ -108,6 +118,4 @@ def write_provenance(
 
 
 def _cores() -> int:
-    import os
-
     return os.cpu_count() or 0
