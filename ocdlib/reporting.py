@@ -554,22 +554,51 @@ def smooth(values: pd.Series, window: int | None = None) -> pd.Series:
     return values.rolling(window, min_periods=1).mean()
 
 
+# Loss terms measured with the regression loss, whose scale depends on its kind:
+# RLE's negative log-likelihood goes below zero and spans hundreds, SmoothL1
+# stays near 0.01, so one axis for both would flatten the SmoothL1 curves.
+REG_LOSS_TERMS = ("total", "reg", "task_distill", "small_task_distill")
+
+
+def run_reg_loss(run_dir: str | Path) -> str:
+    """The regression loss a run trained with (loss.reg_loss in its config.json)."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {run_dir} a finished run directory?")
+    return json.loads(path.read_text())["loss"]["reg_loss"]
+
+
+def loss_panel(term: str, reg_loss: str) -> str:
+    """The panel a run's loss term is drawn in: terms measured with the regression
+    loss get one panel per regression loss kind."""
+    return f"{term} ({reg_loss})" if term in REG_LOSS_TERMS else term
+
+
 def plot_training_curves(
-    run_dirs_by_label: Mapping[str, str | Path], ax, term: str = "total", window: int | None = None
+    run_dirs_by_label: Mapping[str, str | Path],
+    ax,
+    term: str = "total",
+    window: int | None = None,
+    panel: str | None = None,
 ):
     """One smoothed curve of loss `term` per run, against the training step.
 
-    The y axis is logarithmic when the curves span more than a factor of 20
-    (a heatmap loss beside a regression loss), else linear.
+    With `panel`, only the runs whose `loss_panel(term, reg_loss)` equals it are
+    drawn (each keeps its colour). The y axis is logarithmic when the curves are
+    positive and span more than a factor of 20 (a heatmap loss beside a
+    regression loss), else linear.
     """
     curves = []
     for i, (label, directory) in enumerate(run_dirs_by_label.items()):
         log = read_log(directory)
-        if term in log.columns:
-            y = smooth(log[term], window)
-            ax.plot(log["step"], y, color=f"C{i % 10}", label=label)
-            curves.append(y)
-    ax.set_title(term, fontsize=9)
+        if term not in log.columns:
+            continue
+        if panel is not None and loss_panel(term, run_reg_loss(directory)) != panel:
+            continue
+        y = smooth(log[term], window)
+        ax.plot(log["step"], y, color=f"C{i % 10}", label=label)
+        curves.append(y)
+    ax.set_title(panel or term, fontsize=9)
     ax.set_xlabel("step")
     ax.set_ylabel("loss (smoothed)")
     values = pd.concat(curves) if curves else pd.Series(dtype=float)
@@ -582,20 +611,38 @@ def plot_training_curves(
 def training_curves_figure(
     run_dirs_by_label: Mapping[str, str | Path], window: int | None = None, ncols: int = 3
 ) -> Figure:
-    """The total loss and every loss term that appears in any of the runs, one panel each."""
-    terms: list[str] = ["total"]
+    """Every loss term that appears in any of the runs, one panel each.
+
+    Terms measured with the regression loss (the total among them) get one
+    panel per regression loss kind, so SmoothL1 and RLE never share an axis.
+    """
+    panels: dict[str, str] = {}
     for d in run_dirs_by_label.values():
-        terms += [t for t in loss_terms(read_log(d)) if t not in terms]
-    ncols = min(ncols, len(terms))
-    nrows = math.ceil(len(terms) / ncols)
+        reg_loss = run_reg_loss(d)
+        for t in ["total", *loss_terms(read_log(d))]:
+            panels.setdefault(loss_panel(t, reg_loss), t)
+    order = sorted(panels, key=lambda p: (panels[p] != "total", list(panels).index(p)))
+    ncols = min(ncols, len(order))
+    nrows = math.ceil(len(order) / ncols)
     fig = Figure(figsize=(4.2 * ncols, 3.0 * nrows + 0.8), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, term in zip(axes, terms):
-        plot_training_curves(run_dirs_by_label, ax, term, window)
-    for ax in axes[len(terms) :]:
+    for ax, panel in zip(axes, order):
+        plot_training_curves(run_dirs_by_label, ax, panels[panel], window, panel=panel)
+    for ax in axes[len(order) :]:
         ax.set_axis_off()
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=8)
+    # One legend entry per run, whichever panels it appears in.
+    entries: dict[str, object] = {}
+    for ax in axes[: len(order)]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    labels = [lbl for lbl in run_dirs_by_label if lbl in entries]
+    fig.legend(
+        [entries[lbl] for lbl in labels],
+        labels,
+        loc="outside lower center",
+        ncols=min(3, len(labels)),
+        fontsize=8,
+    )
     fig.suptitle("Training losses (trailing mean)", fontsize=10)
     return fig
 

@@ -214,7 +214,11 @@ def test_same_deployed_size_compares_params():
 
 
 def test_training_curves_read_every_term(tmp_path):
-    for name, extra in (("a", ""), ("b", ",hm")):
+    for name, extra, reg_loss in (
+        ("a", "", "smooth_l1"),
+        ("b", ",hm", "smooth_l1"),
+        ("c", "", "rle"),
+    ):
         d = tmp_path / name
         d.mkdir()
         rows = [f"{s},1,0.001,{1.0 / s}" + (f",{2.0 / s}" if extra else "") + f",{3.0 / s},0.1"
@@ -222,15 +226,29 @@ def test_training_curves_read_every_term(tmp_path):
         d.joinpath("log.csv").write_text(
             f"step,epoch,lr,reg{extra},total,time\n" + "\n".join(rows) + "\n"
         )
+        d.joinpath("config.json").write_text(json.dumps({"loss": {"reg_loss": reg_loss}}))
     log = reporting.read_log(tmp_path / "b")
     assert reporting.loss_terms(log) == ["reg", "hm", "total"]
     assert reporting.smooth(pd.Series([1.0, 3.0, 5.0]), 2).tolist() == [1.0, 2.0, 4.0]
-    fig = reporting.training_curves_figure({"A": tmp_path / "a", "B": tmp_path / "b"})
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == ["total", "reg", "hm"]
-    assert len(fig.axes[2].lines) == 1  # only run B logs the heatmap term
+    runs = {"A": tmp_path / "a", "B": tmp_path / "b", "C": tmp_path / "c"}
+    fig = reporting.training_curves_figure(runs)
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    # SmoothL1 and RLE losses never share an axis; the heatmap term is shared.
+    assert list(panels) == [
+        "total (smooth_l1)",
+        "total (rle)",
+        "reg (smooth_l1)",
+        "hm",
+        "reg (rle)",
+    ]
+    assert [ln.get_label() for ln in panels["reg (smooth_l1)"].lines] == ["A", "B"]
+    assert [ln.get_label() for ln in panels["reg (rle)"].lines] == ["C"]
+    assert [ln.get_label() for ln in panels["hm"].lines] == ["B"]  # only run B logs it
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["A", "B", "C"]
     with pytest.raises(FileNotFoundError, match="log.csv"):
         reporting.read_log(tmp_path)
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        reporting.run_reg_loss(tmp_path)
 
 
 def test_smoke_runs_deployed_sizes_and_pictures(tmp_path, monkeypatch, coco_sample_dir):
