@@ -442,6 +442,97 @@ def sanity_checks(summary: pd.DataFrame, ceiling: float = 90.0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["check", "value", "passed"])
 
 
+# The CPU benchmark's target for the paper's headline claim (METHOD.md).
+TARGET_CANDIDATE, TARGET_BASELINE, TARGET_MIN_GAIN = "OCD-DeepPose", "DeepPose", 5.0
+
+
+def target_checks(
+    summary: pd.DataFrame,
+    candidate: str = TARGET_CANDIDATE,
+    baseline: str = TARGET_BASELINE,
+    min_gain: float = TARGET_MIN_GAIN,
+) -> pd.DataFrame:
+    """Whether `candidate` meets the target over `baseline`: a gain of at least
+    `min_gain` AP, a margin above twice the seed spread (two seeds or more), and
+    a deployed student of exactly the baseline's parameter count.
+
+    Empty when either row is missing (a notebook that has not run them)."""
+    columns = ["target", "value", "passed"]
+    by_label = summary.set_index("label")
+    if candidate not in by_label.index or baseline not in by_label.index:
+        return pd.DataFrame([], columns=columns)
+    comp = comparisons(summary, pairs=[Comparison("target", candidate, baseline, "")]).iloc[0]
+    delta, spread, n = comp["delta AP"], comp["spread"], comp["n_seeds"]
+    cand_params, base_params = (int(by_label.loc[x, "params"]) for x in (candidate, baseline))
+    rows = [
+        {
+            "target": f"{candidate} above {baseline} by at least {min_gain:g} AP",
+            "value": f"{delta:+.1f} AP",
+            "passed": bool(delta >= min_gain),
+        },
+        {
+            "target": "margin larger than twice the seed spread (2 seeds or more)",
+            "value": f"spread {spread:.1f} over {n} seeds" if n > 1 else "one seed: no spread",
+            "passed": bool(comp["margin > 2x spread"]) and delta > 0,
+        },
+        {
+            "target": f"deployed {candidate} has exactly {baseline}'s parameter count",
+            "value": f"{cand_params:,} vs {base_params:,}",
+            "passed": cand_params == base_params,
+        },
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def ablation_frame(
+    summary: pd.DataFrame,
+    full: str = TARGET_CANDIDATE,
+    baseline: str = TARGET_BASELINE,
+    group: str = "ablation",
+) -> pd.DataFrame:
+    """Which term or setting matters: every `group` row beside the full method and
+    the baseline, with its AP gain over the baseline and its AP change from the
+    full method (negative: the row lost accuracy by dropping or changing something)."""
+    columns = ["label", "n_seeds", "AP", "AP_std", f"delta AP vs {baseline}", f"delta AP vs {full}"]
+    by_label = summary.set_index("label")
+    if full not in by_label.index or baseline not in by_label.index:
+        return pd.DataFrame([], columns=columns)
+    labels = [baseline, full, *summary.loc[summary["group"] == group, "label"]]
+    rows = []
+    for label in labels:
+        r = by_label.loc[label]
+        rows.append(
+            {
+                "label": label,
+                "n_seeds": int(r["n_seeds"]),
+                "AP": r["AP"],
+                "AP_std": r["AP_std"],
+                f"delta AP vs {baseline}": r["AP"] - by_label.loc[baseline, "AP"],
+                f"delta AP vs {full}": r["AP"] - by_label.loc[full, "AP"],
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def ablation_sentences(ablation: pd.DataFrame) -> list[str]:
+    """What the ablation says, in words written from its numbers."""
+    if len(ablation) < 3:
+        return []
+    baseline, full = ablation["label"].iloc[0], ablation["label"].iloc[1]
+    gain = ablation["AP"].iloc[1] - ablation["AP"].iloc[0]
+    rows = ablation.iloc[2:]
+    vs_full = f"delta AP vs {full}"
+    worst = rows.loc[rows[vs_full].idxmin()]
+    best = rows.loc[rows[vs_full].idxmax()]
+    return [
+        f"{full} is {gain:+.1f} AP over {baseline}.",
+        f"The change that costs the most: {worst['label']} ({worst[vs_full]:+.1f} AP from "
+        f"{full}, {worst[f'delta AP vs {baseline}']:+.1f} over {baseline}).",
+        f"The change that costs the least: {best['label']} ({best[vs_full]:+.1f} AP from "
+        f"{full}, {best[f'delta AP vs {baseline}']:+.1f} over {baseline}).",
+    ]
+
+
 def same_deployed_size(summary: pd.DataFrame, label: str, reference: str) -> bool:
     """Whether the deployed students of two rows have exactly the same parameter count."""
     by_label = summary.set_index("label")
@@ -476,6 +567,18 @@ def results_markdown(
         "",
         markdown_table(checks),
     ]
+    target = target_checks(summary)
+    if len(target):
+        lines += ["## The target", "", markdown_table(target)]
+    ablation = ablation_frame(summary)
+    if len(ablation):
+        lines += [
+            "## Which term matters (the OCD ablation)",
+            "",
+            markdown_table(ablation),
+            *[f"- {s}" for s in ablation_sentences(ablation)],
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -176,6 +176,56 @@ def test_comparisons_one_seed_and_heatmap_sanity_check():
     assert ok["passed"].all()
 
 
+def test_target_checks_gain_spread_and_size():
+    met = reporting.target_checks(
+        _summary([("DeepPose", [0.40, 0.42]), ("OCD-DeepPose", [0.50, 0.52])])
+    )
+    assert met["passed"].tolist() == [True, True, True]
+    assert met["value"].tolist()[:2] == ["+10.0 AP", "spread 1.4 over 2 seeds"]
+    short = reporting.target_checks(
+        _summary([("DeepPose", [0.40, 0.42]), ("OCD-DeepPose", [0.43, 0.45])])
+    )
+    assert short["passed"].tolist() == [False, True, True]  # +3 AP: separated, but short of 5
+    noisy = reporting.target_checks(
+        _summary([("DeepPose", [0.30, 0.50]), ("OCD-DeepPose", [0.50, 0.52])])
+    )
+    assert noisy["passed"].tolist() == [True, False, True]  # +11 AP, but spread 14
+    results = [_result("DeepPose", 0, 0.4), _result("OCD-DeepPose", 0, 0.6, params=1001)]
+    one = reporting.target_checks(reporting.summary_frame(reporting.results_frame(results)))
+    assert one["passed"].tolist() == [True, False, False]  # one seed; one extra parameter
+    assert one["value"].tolist()[1:] == ["one seed: no spread", "1,001 vs 1,000"]
+    assert reporting.target_checks(_summary([("DeepPose", [0.4])])).empty
+
+
+def test_ablation_frame_names_the_term_that_matters():
+    summary = _summary(
+        [
+            ("DeepPose", [0.10, 0.12]),
+            ("OCD-DeepPose", [0.20]),
+            ("OCD: task-loss distillation only (b)", [0.11]),
+            ("OCD: head distillation only (c)", [0.19]),
+            ("SimpleBaseline (heatmap)", [0.5]),
+        ]
+    )
+    ab = reporting.ablation_frame(summary)
+    assert ab["label"].tolist() == [
+        "DeepPose",
+        "OCD-DeepPose",
+        "OCD: task-loss distillation only (b)",
+        "OCD: head distillation only (c)",
+    ]
+    assert ab["delta AP vs DeepPose"].tolist() == pytest.approx([0.0, 9.0, 0.0, 8.0])
+    assert ab["delta AP vs OCD-DeepPose"].tolist() == pytest.approx([-9.0, 0.0, -9.0, -1.0])
+    said = reporting.ablation_sentences(ab)
+    assert said[0] == "OCD-DeepPose is +9.0 AP over DeepPose."
+    assert said[1].startswith("The change that costs the most: OCD: task-loss distillation only")
+    assert said[2].startswith("The change that costs the least: OCD: head distillation only (c)")
+    checks = reporting.sanity_checks(summary)
+    text = reporting.results_markdown(summary, reporting.comparisons(summary), checks, "smoke")
+    assert "## The target" in text and "## Which term matters" in text
+    assert reporting.ablation_frame(_summary([("DeepPose", [0.1])])).empty
+
+
 def test_results_markdown_has_every_section():
     summary = _summary([("DeepPose", [0.40, 0.42]), ("OCD-DeepPose", [0.50, 0.52])])
     comps = reporting.comparisons(summary)
