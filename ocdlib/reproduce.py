@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
+import threading
 import time
 from pathlib import Path
 
-from .paths import REPO_ROOT, reports_home
+from .paths import REPO_ROOT, reports_home, runs_home
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PROFILES = ("smoke", "cpu", "gpu_synth", "coco")
@@ -30,8 +32,6 @@ def report_dir(profile: str) -> Path:
 
 
 def reproduce(profile: str = "cpu", only: list[str] | None = None) -> int:
-    import papermill
-
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose from {PROFILES}")
     out_dir = report_dir(profile)
@@ -43,6 +43,34 @@ def reproduce(profile: str = "cpu", only: list[str] | None = None) -> int:
     books = notebooks(only)
     t_all = time.perf_counter()
     timings = []
+    # The runs that the notebooks train write their own records; recorded as the
+    # command that made them, and watched for the progress lines below.
+    previous = os.environ.get("OCDLIB_COMMAND")
+    os.environ["OCDLIB_COMMAND"] = _reproduce_command(profile, only)
+    watcher = RunWatcher(runs_home(), profile)
+    watcher.start()
+    try:
+        _run_notebooks(books, profile, out_dir, running, executed, only, t_all, timings)
+    finally:
+        watcher.stop()
+        if previous is None:
+            os.environ.pop("OCDLIB_COMMAND", None)
+        else:
+            os.environ["OCDLIB_COMMAND"] = previous
+    total = time.perf_counter() - t_all
+    print(f"all done in {total / 60:.1f} min; reports in {out_dir}")
+    return 0
+
+
+def _reproduce_command(profile: str, only: list[str] | None) -> str:
+    return f"python -m ocdlib reproduce --profile {profile}" + (
+        f" --only {' '.join(only)}" if only else ""
+    )
+
+
+def _run_notebooks(books, profile, out_dir, running, executed, only, t_all, timings) -> None:
+    import papermill
+
     for i, nb in enumerate(books, 1):
         print(f"[{i}/{len(books)}] {nb.name} (profile {profile}) ...", flush=True)
         t0 = time.perf_counter()
@@ -56,6 +84,9 @@ def reproduce(profile: str = "cpu", only: list[str] | None = None) -> int:
                 kernel_name="python3",
                 progress_bar=False,
                 log_output=False,
+                # The kernel's own start-up notices (it listens on localhost TCP) are
+                # noise here; errors in cells still stop the notebook and are raised.
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
             )
         except BaseException:
             print(f"{nb.name} did not finish; its partial output is {partial}", flush=True)
@@ -69,9 +100,98 @@ def reproduce(profile: str = "cpu", only: list[str] | None = None) -> int:
         write_provenance(
             out_dir, profile, timings, time.perf_counter() - t_all, bool(only), pending
         )
-    total = time.perf_counter() - t_all
-    print(f"all done in {total / 60:.1f} min; reports in {out_dir}")
-    return 0
+
+
+class RunWatcher:
+    """Progress lines for the training runs that the notebooks start.
+
+    A notebook run through papermill shows nothing until it ends, and one can
+    train for half an hour. This polls the run cache from a background thread
+    and prints a line when a run of `profile` starts, reaches a new epoch, or
+    finishes (with its AP). Runs finished before the watcher started are quiet.
+    """
+
+    def __init__(self, runs_dir: Path, profile: str, interval: float = 15.0, out=print):
+        self.runs_dir, self.profile, self.interval, self.out = (
+            Path(runs_dir),
+            profile,
+            interval,
+            out,
+        )
+        self._seen: dict[str, str] = {}  # run name -> last state reported
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        for d in self._run_dirs():
+            if (d / "result.json").is_file():
+                self._seen[d.name] = "done"
+
+    def _run_dirs(self) -> list[Path]:
+        if not self.runs_dir.is_dir():
+            return []
+        return sorted(p for p in self.runs_dir.glob(f"{self.profile}_*") if p.is_dir())
+
+    def poll(self) -> list[str]:
+        """The progress lines since the last poll (also usable without the thread)."""
+        lines = []
+        for d in self._run_dirs():
+            state, line = _run_state(d)
+            if state is None or self._seen.get(d.name) == state:
+                continue
+            self._seen[d.name] = state
+            lines.append(f"    {d.name}: {line}")
+        return lines
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            for line in self.poll():
+                self.out(line, flush=True)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="run-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for line in self.poll():
+            self.out(line, flush=True)
+
+
+def _run_state(run_dir: Path) -> tuple[str | None, str]:
+    """(state key, progress line) of a run directory; (None, "") while it has no record yet.
+
+    Read defensively: the files are being written by the training process."""
+    try:
+        result = run_dir / "result.json"
+        if result.is_file():
+            r = json.loads(result.read_text())
+            ap = r.get("metrics", {}).get("AP")
+            minutes = r.get("train_time_s", 0.0) / 60
+            ap_text = f"AP {100 * ap:.1f}" if isinstance(ap, (int, float)) else "no AP"
+            return "done", f"finished, {ap_text}, trained in {minutes:.1f} min"
+        epochs = json.loads((run_dir / "config.json").read_text())["train"]["epochs"]
+        epoch = _last_logged_epoch(run_dir / "log.csv")
+        if epoch is None:
+            return "started", f"training, {epochs} epochs"
+        return f"epoch {epoch}", f"epoch {epoch}/{epochs}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, ""
+
+
+def _last_logged_epoch(log: Path) -> int | None:
+    """The epoch column of the last full line of a log.csv (step,epoch,...)."""
+    if not log.is_file():
+        return None
+    with open(log, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 4096))
+        lines = f.read().decode("utf-8", "replace").splitlines()
+    for line in reversed(lines[1:] if len(lines) > 1 else []):
+        fields = line.split(",")
+        if len(fields) > 2 and fields[1].isdigit():
+            return int(fields[1])
+    return None
 
 
 def write_provenance(

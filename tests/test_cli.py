@@ -9,7 +9,9 @@ import pytest
 
 from ocdlib.__main__ import main
 from ocdlib.configs import build_config
+from ocdlib.engine.runs import command_line
 from ocdlib.engine.trainer import train
+from ocdlib.reproduce import RunWatcher
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +94,39 @@ def test_resume_with_another_config_is_refused(smoke_run, tmp_path, capsys):
     assert "written by config" in capsys.readouterr().err
     # the refused run is left as it was
     assert (run / "config.json").read_text() == (smoke_run / "config.json").read_text()
+
+
+def _fake_run(runs, name, epochs=3):
+    d = runs / name
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"train": {"epochs": epochs}}))
+    return d
+
+
+def test_run_watcher_reports_start_epochs_and_finish(tmp_path):
+    runs = tmp_path / "runs"
+    old = _fake_run(runs, "cpu_deeppose-aaaa-s0")
+    (old / "result.json").write_text(json.dumps({"metrics": {"AP": 0.5}}))
+    watcher = RunWatcher(runs, "cpu")
+    assert watcher.poll() == []  # runs finished before it started are quiet
+    new = _fake_run(runs, "cpu_ocd-bbbb-s0")
+    _fake_run(runs, "smoke_ocd-cccc-s0")  # another profile: not watched
+    assert watcher.poll() == ["    cpu_ocd-bbbb-s0: training, 3 epochs"]
+    (new / "log.csv").write_text(
+        "step,epoch,lr,reg,total,time\n1,1,0.1,1,1,0.1\n2,2,0.1,1,1,0.2\n3,"
+    )
+    assert watcher.poll() == ["    cpu_ocd-bbbb-s0: epoch 2/3"]  # a half-written line is skipped
+    assert watcher.poll() == []  # nothing new
+    (new / "result.json").write_text(json.dumps({"metrics": {"AP": 0.0286}, "train_time_s": 300}))
+    assert watcher.poll() == ["    cpu_ocd-bbbb-s0: finished, AP 2.9, trained in 5.0 min"]
+    (new / "result.json").write_text("{not json")
+    _fake_run(runs, "cpu_rle-dddd-s0").joinpath("config.json").write_text("{")
+    assert watcher.poll() == []  # unreadable records are skipped, never raised
+    assert RunWatcher(tmp_path / "missing", "cpu").poll() == []
+
+
+def test_runs_record_the_reproduce_command_inside_a_notebook(monkeypatch):
+    monkeypatch.setenv("OCDLIB_COMMAND", "python -m ocdlib reproduce --profile cpu --only 02")
+    assert command_line() == "python -m ocdlib reproduce --profile cpu --only 02"
+    monkeypatch.delenv("OCDLIB_COMMAND")
+    assert command_line() != "python -m ocdlib reproduce --profile cpu --only 02"

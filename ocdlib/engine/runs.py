@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -40,7 +41,12 @@ def git_commit() -> str:
 
 
 def command_line() -> str:
-    """The command that is running, as a user would type it."""
+    """The command that is running, as a user would type it.
+
+    Inside a notebook that `python -m ocdlib reproduce` runs, that command (it
+    sets OCDLIB_COMMAND), not the kernel's launcher."""
+    if os.environ.get("OCDLIB_COMMAND"):
+        return os.environ["OCDLIB_COMMAND"]
     argv = list(sys.argv)
     if argv and argv[0].endswith("ocdlib/__main__.py"):
         argv = ["python", "-m", "ocdlib", *argv[1:]]
