@@ -542,6 +542,18 @@ def same_deployed_size(summary: pd.DataFrame, label: str, reference: str) -> boo
     return int(by_label.loc[label, "params"]) == int(by_label.loc[reference, "params"])
 
 
+def training_time_sentence(summary: pd.DataFrame) -> str:
+    """How long the grid takes to train from an empty run cache: the sum of every
+    run's own training time (each measured on the machine that trained it)."""
+    runs = int(summary["n_seeds"].sum())
+    total = float((summary["train_time_min"] * summary["n_seeds"]).sum())
+    return (
+        f"Training the whole grid from an empty run cache: {runs} runs, "
+        f"{total:.0f} min of training loops in all (the sum of each run's train_time_s; "
+        "evaluation, data generation and notebook overhead come on top)."
+    )
+
+
 def results_markdown(
     summary: pd.DataFrame, comps: pd.DataFrame, checks: pd.DataFrame, profile: str
 ) -> str:
@@ -554,6 +566,8 @@ def results_markdown(
         "AP, AP50, AP75 and AR are COCO OKS metrics x 100 on the validation set of the "
         "profile's data; params and GMACs are those of the deployed student; `_std` columns "
         "are the sample standard deviation over seeds (empty with one seed).",
+        "",
+        training_time_sentence(summary),
         "",
         "## All experiments",
         "",

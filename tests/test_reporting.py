@@ -233,6 +233,8 @@ def test_results_markdown_has_every_section():
     for part in ("# Results (smoke profile)", "## All experiments", "## Comparisons", "AP_std"):
         assert part in text
     assert "- OCD-DeepPose vs DeepPose: +10.0 AP" in text
+    # _result records 120 s of training per run: 4 runs, 8 min.
+    assert "4 runs, 8 min of training loops in all" in text
 
 
 def test_write_results_and_first_runs(tmp_path):
