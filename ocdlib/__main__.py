@@ -55,9 +55,15 @@ def cmd_eval(args) -> int:
         )
     if args.boxes:
         cfg = replace(cfg, eval=replace(cfg.eval, det_file=args.boxes))
+    if args.head:
+        if args.head not in model.heads:
+            raise SystemExit(
+                f"error: --head {args.head}: {args.run} has the heads {list(model.heads)}"
+            )
+        cfg = replace(cfg, model=replace(cfg.model, deploy_head=args.head))
     info = get_dataset_info(cfg.data.dataset)
     _, val_ds = build_datasets(cfg, paths, info)
-    out = Path(args.out or Path(args.run) / "eval")
+    out = Path(args.out or Path(args.run) / ("eval" if not args.head else f"eval_{args.head}"))
     metrics = evaluate_model(model, cfg, info, val_ds, paths, out, DistInfo())
     print(json.dumps(metrics, indent=1))
     print(f"predictions and metrics written to {out}", file=sys.stderr)
@@ -110,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ann", help="COCO keypoint annotation file (default: the run's val set)")
     p.add_argument("--images", help="image folder of --ann")
     p.add_argument("--boxes", help="COCO detection results file (default: GT boxes)")
+    p.add_argument(
+        "--head",
+        help="score this head instead of the deployed one, e.g. the heatmap head 'hm' of an "
+        "OCD run (output folder: <run>/eval_<head>)",
+    )
     p.add_argument("--out", help="output folder (default: <run>/eval)")
     p.set_defaults(func=cmd_eval)
 

@@ -48,6 +48,24 @@ def test_eval_on_the_real_coco_sample_with_detections(smoke_run, coco_sample_dir
     assert all(len(p["keypoints"]) == 17 * 3 for p in preds)
 
 
+def test_eval_scores_the_auxiliary_heatmap_head(smoke_run, coco_sample_dir, tmp_path):
+    sample = ["--ann", str(coco_sample_dir / "test_coco.json"), "--images", str(coco_sample_dir)]
+    for head in ("reg", "hm"):
+        out = tmp_path / head
+        assert (
+            main(["eval", "--run", str(smoke_run), *sample, "--head", head, "--out", str(out)]) == 0
+        )
+    scores = {
+        head: [p["score"] for p in json.loads((tmp_path / head / "predictions.json").read_text())]
+        for head in ("reg", "hm")
+    }
+    # The regression head has no confidence (score 1 for every keypoint); the heatmap
+    # head's scores are its peak values, so they differ: the head asked for was scored.
+    assert scores["reg"] and scores["hm"] and scores["reg"] != scores["hm"]
+    with pytest.raises(SystemExit, match="has the heads"):
+        main(["eval", "--run", str(smoke_run), *sample, "--head", "small_hm"])
+
+
 def test_export_matches_pytorch_in_onnxruntime(smoke_run, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     assert main(["export", "--run", str(smoke_run), "--out", str(tmp_path / "s.onnx")]) == 0
