@@ -36,35 +36,16 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from dataclasses import replace
+    from .engine.evaluate import evaluate_run
 
-    from .data.prepare import DataPaths, resolve_data
-    from .engine.distributed import DistInfo
-    from .engine.evaluate import evaluate_model
-    from .engine.runs import load_run_model
-    from .engine.trainer import build_datasets
-    from .metainfo import get_dataset_info
-
-    model, cfg = load_run_model(args.run)
-    paths = resolve_data(cfg.data, progress=False)
-    if args.ann or args.images:
-        if not (args.ann and args.images):
-            raise SystemExit("error: --ann and --images go together")
-        paths = DataPaths(
-            paths.root, paths.train_ann, paths.train_images, Path(args.ann), Path(args.images)
+    if bool(args.ann) != bool(args.images):
+        raise SystemExit("error: --ann and --images go together")
+    try:
+        metrics, out = evaluate_run(
+            args.run, args.head, args.ann, args.images, args.boxes, args.out
         )
-    if args.boxes:
-        cfg = replace(cfg, eval=replace(cfg.eval, det_file=args.boxes))
-    if args.head:
-        if args.head not in model.heads:
-            raise SystemExit(
-                f"error: --head {args.head}: {args.run} has the heads {list(model.heads)}"
-            )
-        cfg = replace(cfg, model=replace(cfg.model, deploy_head=args.head))
-    info = get_dataset_info(cfg.data.dataset)
-    _, val_ds = build_datasets(cfg, paths, info)
-    out = Path(args.out or Path(args.run) / ("eval" if not args.head else f"eval_{args.head}"))
-    metrics = evaluate_model(model, cfg, info, val_ds, paths, out, DistInfo())
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     print(json.dumps(metrics, indent=1))
     print(f"predictions and metrics written to {out}", file=sys.stderr)
     return 0

@@ -88,6 +88,13 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         group="ablation",
     ),
     _e("02", "OCD: render sigma x2", "ocd", ("loss.render_sigma", "2x"), group="ablation"),
+    _e(
+        "02",
+        "OCD: head distillation weight 0.1",
+        "ocd",
+        ("loss.head_distill_weight", 0.1),
+        group="ablation",
+    ),
     # 03: TCD with the SimpleBaseline of 01 as the frozen teacher.
     _e("03", "TCD-DeepPose", "tcd", teacher="SimpleBaseline (heatmap)", key=True, group="tcd"),
     _e(

@@ -533,6 +533,33 @@ def ablation_sentences(ablation: pd.DataFrame) -> list[str]:
     ]
 
 
+def aux_head_frame(summary: pd.DataFrame, head: str = "hm") -> pd.DataFrame:
+    """Every run whose model trains `head` beside a different deployed head (OCD and its
+    ablation): the deployed student's AP next to the AP of that head, scored on the same
+    validation set. It shows what the distillation costs the teacher that the student
+    learns from. (Scores are computed once per run and kept in `<run>/eval_<head>/`.)"""
+    from .engine.evaluate import head_metrics
+    from .engine.runs import load_run_config
+
+    rows = []
+    for _, r in summary.iterrows():
+        for run_dir in r["run_dirs"]:
+            model = load_run_config(run_dir).model
+            if head not in model.heads or model.deploy_head == head:
+                continue
+            result = json.loads((Path(run_dir) / "result.json").read_text())
+            rows.append(
+                {
+                    "label": r["label"],
+                    "seed": int(result["seed"]),
+                    "student AP": 100 * result["metrics"]["AP"],
+                    f"{head} head AP": 100 * head_metrics(run_dir, head)["AP"],
+                    "run_dir": str(run_dir),
+                }
+            )
+    return pd.DataFrame(rows, columns=["label", "seed", "student AP", f"{head} head AP", "run_dir"])
+
+
 def same_deployed_size(summary: pd.DataFrame, label: str, reference: str) -> bool:
     """Whether the deployed students of two rows have exactly the same parameter count."""
     by_label = summary.set_index("label")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -340,6 +341,16 @@ def test_smoke_runs_deployed_sizes_and_pictures(tmp_path, monkeypatch, coco_samp
     again = reporting.gather(rows, "smoke")
     assert [r["run_dir"] for r in again] == list(df["run_dir"])
     assert (tmp_path / "runs" / ".locks").is_dir()
+
+    # The heatmap head trained inside the OCD run is scored beside its student, once.
+    aux = reporting.aux_head_frame(summary)
+    assert aux["label"].tolist() == ["OCD-DeepPose"]  # DeepPose has no heatmap head
+    assert aux["student AP"].iloc[0] == pytest.approx(df.iloc[1]["AP"])
+    assert 0.0 <= aux["hm head AP"].iloc[0] <= 100.0
+    cached = Path(df.iloc[1]["run_dir"]) / "eval_hm" / "metrics.json"
+    before = cached.stat().st_mtime_ns
+    assert reporting.aux_head_frame(summary)["hm head AP"].tolist() == aux["hm head AP"].tolist()
+    assert cached.stat().st_mtime_ns == before  # read back, not recomputed
 
     # Pictures: ground truth, then one panel per run, for each image.
     runs = reporting.first_runs(summary)

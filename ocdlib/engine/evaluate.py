@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -95,3 +97,63 @@ def evaluate_model(
             oks_nms_thr=cfg.eval.oks_nms_thr,
         )
     return all_gather_objects(metrics, dist)[0]
+
+
+def evaluate_run(
+    run_dir,
+    head: str | None = None,
+    ann=None,
+    images=None,
+    boxes: str | None = None,
+    out=None,
+) -> tuple[dict, Path]:
+    """Score a finished run's `head` (default: the deployed one) on its validation set,
+    or on another COCO file (`ann` with its `images`, optionally detection `boxes`).
+
+    Writes predictions.json and metrics.json to `out` (default `<run>/eval`, or
+    `<run>/eval_<head>` for another head); returns the metrics and that folder.
+    """
+    from dataclasses import replace
+
+    from ..data.prepare import DataPaths, resolve_data
+    from ..metainfo import get_dataset_info
+    from .runs import load_run_model
+    from .trainer import build_datasets
+
+    run_dir = Path(run_dir)
+    model, cfg = load_run_model(run_dir)
+    if (ann is None) != (images is None):
+        raise ValueError("an annotation file and its image folder go together (--ann, --images)")
+    paths = resolve_data(cfg.data, progress=False)
+    if ann is not None:
+        paths = DataPaths(paths.root, paths.train_ann, paths.train_images, Path(ann), Path(images))
+    if boxes:
+        cfg = replace(cfg, eval=replace(cfg.eval, det_file=str(boxes)))
+    if head:
+        if head not in model.heads:
+            raise ValueError(f"head {head!r}: {run_dir} has the heads {list(model.heads)}")
+        cfg = replace(cfg, model=replace(cfg.model, deploy_head=head))
+    info = get_dataset_info(cfg.data.dataset)
+    _, val_ds = build_datasets(cfg, paths, info)
+    default = "eval" if not head or head == cfg.model.deploy_head else f"eval_{head}"
+    out = Path(out or run_dir / default)
+    return evaluate_model(model, cfg, info, val_ds, paths, out, DistInfo()), out
+
+
+def head_metrics(run_dir, head: str) -> dict:
+    """The metrics of one head of a finished run on its own validation set, computed
+    once and kept in `<run>/eval_<head>/metrics.json` (recomputed if the run changed)."""
+    import json
+
+    run_dir = Path(run_dir)
+    cached = run_dir / f"eval_{head}" / "metrics.json"
+    stamp = run_dir / f"eval_{head}" / "checkpoint_mtime"
+    ckpt = run_dir / "checkpoint.pt"
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{ckpt} not found: is {run_dir} a finished run directory?")
+    mtime = str(ckpt.stat().st_mtime_ns)
+    if cached.is_file() and stamp.is_file() and stamp.read_text() == mtime:
+        return json.loads(cached.read_text())
+    metrics, _ = evaluate_run(run_dir, head=head, out=run_dir / f"eval_{head}")
+    stamp.write_text(mtime)
+    return metrics
