@@ -227,7 +227,8 @@ def write_provenance(
         f"- total wall time: {total / 60:.1f} min" + (" (partial: --only)" if partial else ""),
         *([f"- not run yet (interrupted or running): {', '.join(pending)}"] if pending else []),
         "- runs found in the run cache are reused, so this time counts only the training done by"
-        " this command; each run's own training time is in results.csv (train_time_s)",
+        " this command; each run's own training time is in results.csv (train_time_min)",
+        f"- {grid_training_time(profile)}",
         "",
         "| notebook | wall time (min) |",
         "|---|---|",
@@ -235,6 +236,36 @@ def write_provenance(
         "",
     ]
     (out_dir / "PROVENANCE.md").write_text("\n".join(lines))
+
+
+def grid_training_time(profile: str) -> str:
+    """One line: how many runs of the experiment grid are finished and how long their
+    training loops took in all, from the runs' own records (the cost of a reproduction
+    from an empty run cache, less evaluation and notebook overhead)."""
+    try:
+        from .experiments import EXPERIMENTS
+        from .reporting import _run_dirs
+
+        done, total, seconds = 0, 0, 0.0
+        for exp in EXPERIMENTS:
+            try:
+                dirs = _run_dirs(exp, profile)
+            except Exception:  # a TCD row whose teacher is not trained yet
+                total += len(exp.seeds(profile))
+                continue
+            for d in dirs:
+                total += 1
+                result = d / "result.json"
+                if result.is_file():
+                    done += 1
+                    seconds += float(json.loads(result.read_text()).get("train_time_s") or 0.0)
+    except Exception as e:  # provenance must never fail a reproduction
+        return f"training time of the grid: unknown ({type(e).__name__}: {e})"
+    return (
+        f"training time of the grid's runs, from their own records: {seconds / 60:.0f} min "
+        f"for {done} of {total} runs (the training loops only; evaluation and notebook "
+        "overhead come on top)"
+    )
 
 
 def _cores() -> int:

@@ -148,3 +148,19 @@ def test_runs_record_the_reproduce_command_inside_a_notebook(monkeypatch):
     assert command_line() == "python -m ocdlib reproduce --profile cpu --only 02"
     monkeypatch.delenv("OCDLIB_COMMAND")
     assert command_line() != "python -m ocdlib reproduce --profile cpu --only 02"
+
+
+def test_provenance_sums_the_grids_training_time(tmp_path, monkeypatch):
+    from ocdlib.experiments import by_label
+    from ocdlib.reporting import _run_dirs
+    from ocdlib.reproduce import grid_training_time
+
+    monkeypatch.setenv("OCDLIB_RUNS", str(tmp_path / "runs"))
+    empty = grid_training_time("smoke")
+    assert empty.startswith(
+        "training time of the grid's runs, from their own records: 0 min for 0 of"
+    )
+    run = _run_dirs(by_label("DeepPose"), "smoke")[0]
+    run.mkdir(parents=True)
+    (run / "result.json").write_text(json.dumps({"train_time_s": 600.0}))
+    assert ": 10 min for 1 of" in grid_training_time("smoke")
