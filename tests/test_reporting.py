@@ -221,10 +221,30 @@ def test_ablation_frame_names_the_term_that_matters():
     assert said[0] == "OCD-DeepPose is +9.0 AP over DeepPose."
     assert said[1].startswith("The change that costs the most: OCD: task-loss distillation only")
     assert said[2].startswith("The change that costs the least: OCD: head distillation only (c)")
+    assert said[3] == (
+        "Rows that keep none of the gain (within a tenth of it): "
+        "OCD: task-loss distillation only (b)."
+    )
+    assert "-0.0" not in " ".join(said)
     checks = reporting.sanity_checks(summary)
     text = reporting.results_markdown(summary, reporting.comparisons(summary), checks, "smoke")
     assert "## The target" in text and "## Which term matters" in text
     assert reporting.ablation_frame(_summary([("DeepPose", [0.1])])).empty
+
+
+def test_whole_body_heatmap_check_needs_a_clear_gap():
+    summary = _summary(
+        [
+            ("DeepPose", [0.01, 0.02]),
+            ("SimpleBaseline (heatmap)", [0.15, 0.14]),
+            ("DeepPose (whole-body)", [0.000]),
+            ("SimpleBaseline (whole-body)", [0.003]),
+        ]
+    )
+    checks = reporting.sanity_checks(summary).set_index("check")
+    assert checks.loc["heatmap baseline better than DeepPose", "passed"] == True  # noqa: E712
+    wb = checks.loc["heatmap baseline better than DeepPose (whole-body)"]
+    assert wb["value"] == "+0.3 AP, one seed" and wb["passed"] == False  # noqa: E712
 
 
 def test_results_markdown_has_every_section():
