@@ -210,7 +210,8 @@ def _format_cell(value: Any, column: str, digits: Mapping[str, int]) -> str:
             return ""
         if column == "params":
             return f"{int(round(value)):,}"
-        return f"{value:.{digits.get(column, DEFAULT_DIGITS)}f}"
+        text = f"{value:.{digits.get(column, DEFAULT_DIGITS)}f}"
+        return text[1:] if text.startswith("-") and float(text) == 0 else text  # never -0.0
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value)
     return str(value)

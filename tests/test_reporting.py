@@ -116,6 +116,9 @@ def test_markdown_table_layout_alignment_and_escaping():
         .splitlines()[2]
         .startswith("| a\\|b | 12.345 |")
     )
+    # A tiny negative number prints as 0.0, not -0.0; a real one keeps its sign.
+    signs = pd.DataFrame({"delta": [-0.004, -0.06]})
+    assert reporting.markdown_table(signs).splitlines()[2:] == ["| 0.0 |", "| -0.1 |"]
 
 
 def test_write_table_writes_md_csv_and_provenance(tmp_path):
