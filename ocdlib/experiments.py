@@ -58,6 +58,16 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     # 02: OCD, and one row per loss term.
     _e("02", "OCD-DeepPose", "ocd", key=True, group="ocd"),
     _e("02", "OCD-RLE", "ocd_rle", key=True, group="ocd"),
+    # RLE's likelihood terms start about 25x larger than the heatmap loss: scaled down,
+    # do they still swamp the heatmap head that the shared backbone also serves?
+    _e(
+        "02",
+        "OCD-RLE: RLE terms x0.1",
+        "ocd_rle",
+        ("loss.reg_weight", 0.1),
+        ("loss.task_distill_weight", 0.1),
+        group="ocd",
+    ),
     _e(
         "02",
         "OCD: task-loss distillation only (b)",
