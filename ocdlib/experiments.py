@@ -66,6 +66,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         "ocd_rle",
         ("loss.reg_weight", 0.1),
         ("loss.task_distill_weight", 0.1),
+        key=True,
         group="ocd",
     ),
     _e(

@@ -330,6 +330,12 @@ COMPARISONS: tuple[Comparison, ...] = (
     ),
     Comparison("OCD-RLE vs RLE", "OCD-RLE", "RLE", "OCD also lifts an RLE regression head"),
     Comparison(
+        "OCD-RLE (RLE terms x0.1) vs RLE",
+        "OCD-RLE: RLE terms x0.1",
+        "RLE",
+        "OCD lifts RLE once its likelihood terms no longer swamp the heatmap loss",
+    ),
+    Comparison(
         "TCD-DeepPose vs DeepPose",
         "TCD-DeepPose",
         "DeepPose",
