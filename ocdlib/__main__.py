@@ -38,8 +38,6 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from .engine.evaluate import evaluate_run
 
-    if bool(args.ann) != bool(args.images):
-        raise SystemExit("error: --ann and --images go together")
     try:
         metrics, out = evaluate_run(
             args.run, args.head, args.ann, args.images, args.boxes, args.out

@@ -422,7 +422,7 @@ def _signed(x: float) -> str:
 def comparison_sentence(row: Mapping[str, Any], metric: str = "AP") -> str:
     """One sentence per comparison row, written from its numbers."""
     delta = row[f"delta {metric}"]
-    head = f"{row['candidate']} vs {row['baseline']}: {delta:+.1f} {metric}"
+    head = f"{row['candidate']} vs {row['baseline']}: {_signed(delta)} {metric}"
     if row["margin > 2x spread"] is None:
         return f"{head} (one seed: no seed spread to judge the margin against)."
     spread = f"spread {row['spread']:.1f} over {row['n_seeds']} seeds"
@@ -494,7 +494,7 @@ def target_checks(
     rows = [
         {
             "target": f"{candidate} above {baseline} by at least {min_gain:g} AP",
-            "value": f"{delta:+.1f} AP",
+            "value": f"{_signed(delta)} AP",
             "passed": bool(delta >= min_gain),
         },
         {
@@ -577,7 +577,7 @@ def aux_head_frame(summary: pd.DataFrame, head: str = "hm") -> pd.DataFrame:
     validation set. It shows what the distillation costs the teacher that the student
     learns from. (Scores are computed once per run and kept in `<run>/eval_<head>/`.)"""
     from .engine.evaluate import head_metrics
-    from .engine.runs import load_run_config
+    from .engine.runs import load_run_config, read_result
 
     rows = []
     for _, r in summary.iterrows():
@@ -585,7 +585,7 @@ def aux_head_frame(summary: pd.DataFrame, head: str = "hm") -> pd.DataFrame:
             model = load_run_config(run_dir).model
             if head not in model.heads or model.deploy_head == head:
                 continue
-            result = json.loads((Path(run_dir) / "result.json").read_text())
+            result = read_result(run_dir)
             rows.append(
                 {
                     "label": r["label"],
@@ -744,10 +744,9 @@ REG_LOSS_TERMS = ("total", "reg", "task_distill", "small_task_distill")
 
 def run_reg_loss(run_dir: str | Path) -> str:
     """The regression loss a run trained with (loss.reg_loss in its config.json)."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is {run_dir} a finished run directory?")
-    return json.loads(path.read_text())["loss"]["reg_loss"]
+    from .engine.runs import load_run_config
+
+    return load_run_config(run_dir).loss.reg_loss
 
 
 def loss_panel(term: str, reg_loss: str) -> str:
@@ -770,12 +769,20 @@ def plot_training_curves(
     positive and span more than a factor of 20 (a heatmap loss beside a
     regression loss), else linear.
     """
+    return _draw_term(ax, _load_curves(run_dirs_by_label), term, window, panel)
+
+
+def _load_curves(run_dirs_by_label: Mapping[str, str | Path]) -> dict[str, tuple]:
+    """{label: (log.csv frame, regression loss kind)}, each run read once."""
+    return {label: (read_log(d), run_reg_loss(d)) for label, d in run_dirs_by_label.items()}
+
+
+def _draw_term(ax, runs: Mapping[str, tuple], term: str, window, panel: str | None):
     curves = []
-    for i, (label, directory) in enumerate(run_dirs_by_label.items()):
-        log = read_log(directory)
+    for i, (label, (log, reg_loss)) in enumerate(runs.items()):
         if term not in log.columns:
             continue
-        if panel is not None and loss_panel(term, run_reg_loss(directory)) != panel:
+        if panel is not None and loss_panel(term, reg_loss) != panel:
             continue
         y = smooth(log[term], window)
         ax.plot(log["step"], y, color=f"C{i % 10}", label=label)
@@ -798,10 +805,10 @@ def training_curves_figure(
     Terms measured with the regression loss (the total among them) get one
     panel per regression loss kind, so SmoothL1 and RLE never share an axis.
     """
+    runs = _load_curves(run_dirs_by_label)
     panels: dict[str, str] = {}
-    for d in run_dirs_by_label.values():
-        reg_loss = run_reg_loss(d)
-        for t in ["total", *loss_terms(read_log(d))]:
+    for log, reg_loss in runs.values():
+        for t in ["total", *loss_terms(log)]:
             panels.setdefault(loss_panel(t, reg_loss), t)
     order = sorted(panels, key=lambda p: (panels[p] != "total", list(panels).index(p)))
     ncols = min(ncols, len(order))
@@ -809,7 +816,7 @@ def training_curves_figure(
     fig = Figure(figsize=(4.2 * ncols, 3.0 * nrows + 0.8), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, panel in zip(axes, order):
-        plot_training_curves(run_dirs_by_label, ax, panels[panel], window, panel=panel)
+        _draw_term(ax, runs, panels[panel], window, panel)
     for ax in axes[len(order) :]:
         ax.set_axis_off()
     # One legend entry per run, whichever panels it appears in.
@@ -817,7 +824,7 @@ def training_curves_figure(
     for ax in axes[: len(order)]:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
-    labels = [lbl for lbl in run_dirs_by_label if lbl in entries]
+    labels = [lbl for lbl in runs if lbl in entries]
     fig.legend(
         [entries[lbl] for lbl in labels],
         labels,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import platform
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+from .engine.runs import load_run_config, read_result
 from .paths import REPO_ROOT, reports_home, runs_home
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -32,6 +34,8 @@ def report_dir(profile: str) -> Path:
 
 
 def reproduce(profile: str = "cpu", only: list[str] | None = None) -> int:
+    import papermill
+
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose from {PROFILES}")
     out_dir = report_dir(profile)
@@ -43,20 +47,41 @@ def reproduce(profile: str = "cpu", only: list[str] | None = None) -> int:
     books = notebooks(only)
     t_all = time.perf_counter()
     timings = []
-    # The runs that the notebooks train write their own records; recorded as the
-    # command that made them, and watched for the progress lines below.
-    previous = os.environ.get("OCDLIB_COMMAND")
-    os.environ["OCDLIB_COMMAND"] = _reproduce_command(profile, only)
-    watcher = RunWatcher(runs_home(), profile)
-    watcher.start()
-    try:
-        _run_notebooks(books, profile, out_dir, running, executed, only, t_all, timings)
-    finally:
-        watcher.stop()
-        if previous is None:
-            os.environ.pop("OCDLIB_COMMAND", None)
-        else:
-            os.environ["OCDLIB_COMMAND"] = previous
+    # Runs that the notebooks train record this command as the one that made them,
+    # and the watcher prints a line as each starts, reaches an epoch and finishes.
+    with (
+        _env("OCDLIB_COMMAND", _reproduce_command(profile, only)),
+        RunWatcher(runs_home(), profile),
+    ):
+        for i, nb in enumerate(books, 1):
+            print(f"[{i}/{len(books)}] {nb.name} (profile {profile}) ...", flush=True)
+            t0 = time.perf_counter()
+            partial = running / nb.name
+            try:
+                papermill.execute_notebook(
+                    str(nb),
+                    str(partial),
+                    parameters={"profile": profile, "reports_dir": str(out_dir)},
+                    cwd=str(NOTEBOOK_DIR),
+                    kernel_name="python3",
+                    progress_bar=False,
+                    log_output=False,
+                    # The kernel's own start-up notices (it listens on localhost TCP) are
+                    # noise here; errors in cells still stop the notebook and are raised.
+                    extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                )
+            except BaseException:
+                print(f"{nb.name} did not finish; its partial output is {partial}", flush=True)
+                raise
+            os.replace(partial, executed / nb.name)
+            dt = time.perf_counter() - t0
+            timings.append((nb.name, dt))
+            print(f"[{i}/{len(books)}] {nb.name} done in {dt / 60:.1f} min", flush=True)
+            # Written after every notebook, so an interrupted reproduction says how far it got.
+            pending = [b.name for b in books[i:]]
+            write_provenance(
+                out_dir, profile, timings, time.perf_counter() - t_all, bool(only), pending
+            )
     total = time.perf_counter() - t_all
     print(f"all done in {total / 60:.1f} min; reports in {out_dir}")
     return 0
@@ -68,38 +93,18 @@ def _reproduce_command(profile: str, only: list[str] | None) -> str:
     )
 
 
-def _run_notebooks(books, profile, out_dir, running, executed, only, t_all, timings) -> None:
-    import papermill
-
-    for i, nb in enumerate(books, 1):
-        print(f"[{i}/{len(books)}] {nb.name} (profile {profile}) ...", flush=True)
-        t0 = time.perf_counter()
-        partial = running / nb.name
-        try:
-            papermill.execute_notebook(
-                str(nb),
-                str(partial),
-                parameters={"profile": profile, "reports_dir": str(out_dir)},
-                cwd=str(NOTEBOOK_DIR),
-                kernel_name="python3",
-                progress_bar=False,
-                log_output=False,
-                # The kernel's own start-up notices (it listens on localhost TCP) are
-                # noise here; errors in cells still stop the notebook and are raised.
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],
-            )
-        except BaseException:
-            print(f"{nb.name} did not finish; its partial output is {partial}", flush=True)
-            raise
-        os.replace(partial, executed / nb.name)
-        dt = time.perf_counter() - t0
-        timings.append((nb.name, dt))
-        print(f"[{i}/{len(books)}] {nb.name} done in {dt / 60:.1f} min", flush=True)
-        # Written after every notebook, so an interrupted reproduction says how far it got.
-        pending = [b.name for b in books[i:]]
-        write_provenance(
-            out_dir, profile, timings, time.perf_counter() - t_all, bool(only), pending
-        )
+@contextlib.contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    """Set an environment variable (inherited by the kernels) for the block's duration."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 class RunWatcher:
@@ -112,12 +117,10 @@ class RunWatcher:
     """
 
     def __init__(self, runs_dir: Path, profile: str, interval: float = 15.0, out=print):
-        self.runs_dir, self.profile, self.interval, self.out = (
-            Path(runs_dir),
-            profile,
-            interval,
-            out,
-        )
+        self.runs_dir = Path(runs_dir)
+        self.profile = profile
+        self.interval = interval
+        self.out = out
         self._seen: dict[str, str] = {}  # run name -> last state reported
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -134,6 +137,8 @@ class RunWatcher:
         """The progress lines since the last poll (also usable without the thread)."""
         lines = []
         for d in self._run_dirs():
+            if self._seen.get(d.name) == "done":  # finished runs never change again
+                continue
             state, line = _run_state(d)
             if state is None or self._seen.get(d.name) == state:
                 continue
@@ -157,20 +162,26 @@ class RunWatcher:
         for line in self.poll():
             self.out(line, flush=True)
 
+    def __enter__(self) -> RunWatcher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
 
 def _run_state(run_dir: Path) -> tuple[str | None, str]:
     """(state key, progress line) of a run directory; (None, "") while it has no record yet.
 
     Read defensively: the files are being written by the training process."""
     try:
-        result = run_dir / "result.json"
-        if result.is_file():
-            r = json.loads(result.read_text())
+        r = read_result(run_dir)
+        if r is not None:
             ap = r.get("metrics", {}).get("AP")
             minutes = r.get("train_time_s", 0.0) / 60
             ap_text = f"AP {100 * ap:.1f}" if isinstance(ap, (int, float)) else "no AP"
             return "done", f"finished, {ap_text}, trained in {minutes:.1f} min"
-        epochs = json.loads((run_dir / "config.json").read_text())["train"]["epochs"]
+        epochs = load_run_config(run_dir).train.epochs
         epoch = _last_logged_epoch(run_dir / "log.csv")
         if epoch is None:
             return "started", f"training, {epochs} epochs"
@@ -255,10 +266,10 @@ def grid_training_time(profile: str) -> str:
                 continue
             for d in dirs:
                 total += 1
-                result = d / "result.json"
-                if result.is_file():
+                result = read_result(d)
+                if result is not None:
                     done += 1
-                    seconds += float(json.loads(result.read_text()).get("train_time_s") or 0.0)
+                    seconds += float(result.get("train_time_s") or 0.0)
     except Exception as e:  # provenance must never fail a reproduction
         return f"training time of the grid: unknown ({type(e).__name__}: {e})"
     return (

@@ -120,10 +120,10 @@ def evaluate_run(
     from .runs import load_run_model
     from .trainer import build_datasets
 
+    if (ann is None) != (images is None):
+        raise ValueError("--ann and --images go together (an annotation file and its images)")
     run_dir = Path(run_dir)
     model, cfg = load_run_model(run_dir)
-    if (ann is None) != (images is None):
-        raise ValueError("an annotation file and its image folder go together (--ann, --images)")
     paths = resolve_data(cfg.data, progress=False)
     if ann is not None:
         paths = DataPaths(paths.root, paths.train_ann, paths.train_images, Path(ann), Path(images))
