@@ -16,6 +16,11 @@ from typing import Any
 
 from ocdlib.data.synthpose import SynthPoseSpec
 
+# Metadata for a config field added after runs were cached: while it holds its
+# default (the behaviour from before it existed) it is left out of the hash, so
+# adding an option does not retrain every cached run.
+HASH_NEUTRAL_DEFAULT = {"hash_neutral_default": True}
+
 
 @dataclass(frozen=True)
 class SynthConfig:
@@ -150,7 +155,7 @@ class Config:
     @property
     def hash(self) -> str:
         """Short stable hash of everything that changes the result (the name does not)."""
-        d = self.to_dict()
+        d = _hash_dict(self)
         d.pop("name")
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
@@ -158,6 +163,26 @@ class Config:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Config:
         return _from_dict(cls, d, "")
+
+
+def _hash_dict(node) -> dict[str, Any]:
+    """`asdict`, less the fields marked HASH_NEUTRAL_DEFAULT that hold their default."""
+    out = {}
+    for f in fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            out[f.name] = _hash_dict(value)
+        elif f.metadata.get("hash_neutral_default") and value == _default_of(f):
+            continue
+        else:
+            out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return json.loads(json.dumps(out))
+
+
+def _default_of(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory()  # type: ignore[misc]
 
 
 def _from_dict(cls, d: dict[str, Any], where: str):

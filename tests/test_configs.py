@@ -88,3 +88,21 @@ def test_synthpose_knobs_are_config_fields():
         build_config("cpu", ["data.synth.spec.people_per_image=[3, 1]"])
     with pytest.raises(ValueError, match="no field 'crowds'"):
         build_config("cpu", ["data.synth.spec.crowds=3"])
+
+
+def test_a_hash_neutral_field_at_its_default_leaves_the_hash_alone():
+    from dataclasses import dataclass, field
+
+    from ocdlib.configs import HASH_NEUTRAL_DEFAULT, _hash_dict
+
+    @dataclass(frozen=True)
+    class Old:
+        a: int = 1
+
+    @dataclass(frozen=True)
+    class New:
+        a: int = 1
+        b: str = field(default="off", metadata=HASH_NEUTRAL_DEFAULT)
+
+    assert _hash_dict(New()) == _hash_dict(Old())
+    assert _hash_dict(New(b="on")) == {"a": 1, "b": "on"}
