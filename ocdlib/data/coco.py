@@ -19,17 +19,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ocdlib.errors import AnnotationError, ImageMissingError, ImageReadError
 from ocdlib.metainfo import DatasetInfo
 
 log = logging.getLogger(__name__)
 
-
-class AnnotationError(ValueError):
-    """An annotation or detection file that cannot be used as it is."""
-
-
-class ImageReadError(OSError):
-    """An image file that exists but cannot be decoded."""
+__all__ = ["AnnotationError", "ImageMissingError", "ImageReadError", "Instance"]
 
 
 @dataclass
@@ -46,6 +41,11 @@ class Instance:
     ann_id: int = -1  # -1 for detections
     width: int = 0  # image size from the annotation file (0 when unknown)
     height: int = 0
+    # Where it came from, for error messages: the file, annotations[i] (-1 for a
+    # detection) and images[j].
+    ann_file: str = ""
+    ann_index: int = -1
+    image_index: int = -1
 
 
 # ----------------------------------------------------------------------------- files
@@ -90,6 +90,13 @@ def _load_coco(ann_file: Path):
         for key in ("id", "file_name"):
             if key not in img:
                 raise AnnotationError(f"{ann_file}: images[{i}] has no '{key}' field")
+        for key in ("width", "height"):
+            value = img.get(key, 0)
+            if not _is_number(value) or value < 0:
+                raise AnnotationError(
+                    f"{ann_file}: images[{i}] (id {img['id']}).{key} is {value!r}, not a "
+                    f"size in pixels; fix it or leave the field out"
+                )
     for i, ann in enumerate(data["annotations"]):
         for key in ("id", "image_id", "bbox"):
             if key not in ann:
@@ -102,6 +109,14 @@ def _load_coco(ann_file: Path):
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         coco.createIndex()
     return coco
+
+
+def _is_number(v) -> bool:
+    return (type(v) is int or type(v) is float) and np.isfinite(v)
+
+
+def _where(ann_file: Path, index: int, ann: dict) -> str:
+    return f"{ann_file}: annotations[{index}] (id {ann.get('id')}, image_id {ann.get('image_id')})"
 
 
 def _person_category_ids(coco, ann_file: Path) -> list[int]:
@@ -137,7 +152,7 @@ def _assemble_keypoints(ann: dict, index: int, ann_file: Path, info: DatasetInfo
                 f"'{info.name}' expects {expected} keypoints x 3 = {3 * expected}; "
                 f"is --set data.dataset right?"
             )
-        parts.append(np.asarray(values, dtype=np.float32).reshape(expected, 3))
+        parts.append(_keypoint_values(values, field, ann, index, ann_file, info, span.start))
     kpts = np.concatenate(parts, axis=0)
     if len(kpts) != info.num_keypoints:
         raise AnnotationError(
@@ -145,6 +160,58 @@ def _assemble_keypoints(ann: dict, index: int, ann_file: Path, info: DatasetInfo
             f"not {info.num_keypoints}; fix its DatasetInfo in ocdlib/metainfo.py"
         )
     return kpts
+
+
+def _keypoint_values(values, field, ann, index, ann_file, info, first) -> np.ndarray:
+    """(N, 3) float32 of one keypoint field; every value a finite number, every flag 0, 1 or 2."""
+    # A fast path: json gives int or float for every number.
+    if not all(type(v) is float or type(v) is int for v in values):
+        j = next(j for j, v in enumerate(values) if not (type(v) is float or type(v) is int))
+        raise AnnotationError(
+            f"{_where(ann_file, index, ann)}.{field}[{j}] is {values[j]!r}, not a number "
+            f"({_value_name(j, first, info)}); fix or remove the annotation"
+        )
+    kpts = np.asarray(values, dtype=np.float64).reshape(-1, 3)
+    bad = ~np.isfinite(kpts)
+    if bad.any():
+        j = int(np.flatnonzero(bad.ravel())[0])
+        raise AnnotationError(
+            f"{_where(ann_file, index, ann)}.{field}[{j}] is {values[j]}, not a finite "
+            f"number ({_value_name(j, first, info)}); fix or remove the annotation"
+        )
+    flags = kpts[:, 2]
+    # COCO-WholeBody's foot, face and hand fields hold a confidence in [0, 1] there.
+    bad = ~np.isin(flags, (0, 1, 2)) if field == "keypoints" else (flags < 0) | (flags > 2)
+    if bad.any():
+        j = 3 * int(np.flatnonzero(bad)[0]) + 2
+        raise AnnotationError(
+            f"{_where(ann_file, index, ann)}.{field}[{j}] is {values[j]} "
+            f"({_value_name(j, first, info)}); a visibility flag must be 0 (not labelled), "
+            f"1 (labelled, hidden) or 2 (visible)"
+        )
+    return kpts.astype(np.float32)
+
+
+def _value_name(j: int, first: int, info: DatasetInfo) -> str:
+    k = first + j // 3
+    name = info.keypoint_names[k] if k < info.num_keypoints else "?"
+    what = ("x coordinate", "y coordinate", "visibility flag")[j % 3]
+    return f"the {what} of keypoint {k} '{name}'"
+
+
+def _box(ann: dict, index: int, ann_file: Path) -> tuple[float, float, float, float]:
+    bbox = ann["bbox"]
+    if not isinstance(bbox, list) or len(bbox) != 4:
+        raise AnnotationError(
+            f"{_where(ann_file, index, ann)}.bbox is {bbox!r}; it must be [x, y, w, h]"
+        )
+    for j, v in enumerate(bbox):
+        if not _is_number(v):
+            raise AnnotationError(
+                f"{_where(ann_file, index, ann)}.bbox[{j}] is {v!r}, not a finite number; "
+                f"fix or remove the annotation"
+            )
+    return tuple(float(v) for v in bbox)
 
 
 def _clip_box(bbox, width: int, height: int) -> tuple[float, float, float, float] | None:
@@ -172,6 +239,7 @@ def load_coco_keypoints(ann_file, image_dir, info: DatasetInfo) -> list[Instance
     coco = _load_coco(ann_file)
     person = set(_person_category_ids(coco, ann_file))
     images = coco.imgs
+    image_index = {img["id"]: j for j, img in enumerate(coco.dataset["images"])}
     skipped = {"crowd": 0, "no keypoints": 0, "empty box": 0, "unknown image": 0}
     instances: list[Instance] = []
     for index, ann in enumerate(coco.dataset["annotations"]):
@@ -189,10 +257,18 @@ def load_coco_keypoints(ann_file, image_dir, info: DatasetInfo) -> list[Instance
             skipped["unknown image"] += 1
             continue
         width, height = int(img.get("width", 0)), int(img.get("height", 0))
-        box = _clip_box(ann["bbox"], width, height)
+        x, y, w, h = _box(ann, index, ann_file)
+        # COCO keeps boxes of non-positive size out of training; so do we, counted.
+        box = _clip_box((x, y, w, h), width, height) if w > 0 and h > 0 else None
         if box is None:
             skipped["empty box"] += 1
             continue
+        area = ann.get("area", box[2] * box[3])
+        if not _is_number(area) or area < 0:
+            raise AnnotationError(
+                f"{_where(ann_file, index, ann)}.area is {area!r}, not an area in square "
+                f"pixels; fix it or leave the field out"
+            )
         instances.append(
             Instance(
                 image_id=int(ann["image_id"]),
@@ -200,11 +276,14 @@ def load_coco_keypoints(ann_file, image_dir, info: DatasetInfo) -> list[Instance
                 image_path=image_dir / img["file_name"],
                 bbox=box,
                 keypoints=kpts,
-                area=float(ann.get("area", box[2] * box[3])),
+                area=float(area),
                 bbox_score=1.0,
                 ann_id=int(ann["id"]),
                 width=width,
                 height=height,
+                ann_file=str(ann_file),
+                ann_index=index,
+                image_index=image_index[ann["image_id"]],
             )
         )
     if any(skipped.values()):
@@ -259,6 +338,15 @@ def load_detections(
         bbox = det["bbox"]
         if not isinstance(bbox, list) or len(bbox) != 4:
             raise AnnotationError(f"{det_file}: entry [{i}].bbox must be [x, y, w, h], got {bbox}")
+        for j, v in enumerate(bbox):
+            if not _is_number(v):
+                raise AnnotationError(
+                    f"{det_file}: entry [{i}].bbox[{j}] is {v!r}, not a finite number"
+                )
+        if not _is_number(det["score"]):
+            raise AnnotationError(
+                f"{det_file}: entry [{i}].score is {det['score']!r}, not a finite number"
+            )
         if det.get("category_id", 1) != 1 or det["score"] < score_thr:
             continue
         img = images.get(det["image_id"])
@@ -281,6 +369,7 @@ def load_detections(
                 ann_id=-1,
                 width=int(img.get("width", 0)),
                 height=int(img.get("height", 0)),
+                ann_file=str(ann_file),
             )
         )
     if unknown:
@@ -298,27 +387,35 @@ def load_detections(
 # ----------------------------------------------------------------------------- images
 
 
-def _missing_hint(path: Path) -> str:
-    return (
-        f"image file not found: {path}; check data.root and the *_images fields of the "
-        f"config (the file name comes from the annotation file's 'images' list), "
-        f"or remove the image from the annotation file"
-    )
+def open_image(path, listed_in: str | None = None) -> Image.Image:
+    """Decoded RGB PIL image; one-line errors for a missing or corrupt file.
 
-
-def open_image(path) -> Image.Image:
-    """Decoded RGB PIL image; clear errors for a missing or corrupt file."""
+    `listed_in` is the annotation file that names the image (the fix is then
+    to remove it there); without it the image came from the user directly.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(_missing_hint(path))
+        raise ImageMissingError(
+            f"image file not found: {path}"
+            + (
+                f", named in {listed_in} ('images'[].file_name); check data.root and the "
+                f"*_images fields of the config, or remove the image from {listed_in}"
+                if listed_in
+                else "; check the path"
+            )
+        )
     try:
         im = Image.open(path)
         im.load()  # decodes now, so that a corrupt file fails here; closes the file
         return im if im.mode == "RGB" else im.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        fix = (
+            f"re-create it or remove it from {listed_in}"
+            if listed_in
+            else "pass a JPEG or PNG image"
+        )
         raise ImageReadError(
-            f"cannot decode image {path}: the file is corrupt or not an image ({e}); "
-            f"re-download it or remove it from the annotation file"
+            f"cannot decode image {path}: the file is corrupt or not an image ({e}); {fix}"
         ) from None
 
 
@@ -327,13 +424,23 @@ def read_image(path) -> np.ndarray:
     return np.asarray(open_image(path))
 
 
-def check_images(instances: list[Instance]) -> None:
-    """Raise one error listing every image file the instances need that does not exist."""
-    missing = sorted({str(inst.image_path) for inst in instances if not inst.image_path.is_file()})
+def check_images(instances: list[Instance], field: str = "data.*_images") -> None:
+    """Raise one one-line error naming the image files the instances need that do not exist.
+
+    Only existence is checked (a stat per file); whether a file decodes is found
+    when it is read (see data.bad_images).
+    """
+    missing: dict[str, str] = {}
+    for inst in instances:
+        path = str(inst.image_path)
+        if path not in missing and not inst.image_path.is_file():
+            missing[path] = inst.ann_file
     if missing:
-        shown = "\n  ".join(missing[:20])
-        more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
-        raise FileNotFoundError(
-            f"{len(missing)} image file(s) not found:\n  {shown}{more}\n"
-            f"check data.root and the *_images fields of the config"
+        paths = sorted(missing)
+        listed_in = sorted(set(missing.values()) - {""})
+        shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+        raise ImageMissingError(
+            f"{len(paths)} image file(s) named in {', '.join(listed_in) or 'the annotations'} "
+            f"('images'[].file_name) not found: {shown}; check data.root and {field}, or "
+            f"remove them from the annotation file"
         )

@@ -1,0 +1,54 @@
+"""The kit's own error types: what a user can fix, as opposed to a bug in the kit.
+
+The command line catches these and prints their one-line message without a
+traceback. Each message names the file (or config field), what is wrong with
+it, and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+
+# torch's DataLoader re-raises a worker's exception in the main process as
+# `type(e)("Caught X in DataLoader worker process N.\nOriginal Traceback ...\n
+# module.X: <message>")`. The message a user needs is that last line.
+_WORKER_PREFIX = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.")
+_QUALIFIED = re.compile(r"^[\w.]+: ")
+
+
+def _from_worker(message: str) -> str:
+    if not _WORKER_PREFIX.match(message):
+        return message
+    lines = [line for line in message.splitlines() if line.strip()]
+    return _QUALIFIED.sub("", lines[-1], count=1) if lines else message
+
+
+class KitError(ValueError):
+    """Base of the errors a user causes and can fix; one line, no traceback needed."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(_from_worker(str(message)))
+
+
+class DataError(KitError):
+    """A data file that cannot be used as it is: annotations, detections or images."""
+
+
+class AnnotationError(DataError):
+    """An annotation or detection file with a missing or invalid field."""
+
+
+class ImageReadError(DataError):
+    """An image file that exists but cannot be decoded."""
+
+
+class ImageMissingError(ImageReadError):
+    """An image file that an annotation file names and that is not there."""
+
+
+class ConfigError(KitError):
+    """A config field outside its range, named as `section.field`."""
+
+
+class RunLockedError(KitError):
+    """A run directory that another process is writing."""
