@@ -1,13 +1,15 @@
 """Dataset metainfo: keypoint names, flip pairs, OKS sigmas, skeleton and colours.
 
 Each dataset is one `DatasetInfo` value. Code never branches on a dataset's
-name: it reads these fields. Sigmas are the official COCO / COCO-WholeBody OKS
-sigmas; names follow the official annotation files.
+name: it reads these fields. Sigmas are the official COCO / COCO-WholeBody /
+CrowdPose OKS sigmas; names follow the official annotation files. Any other
+layout is read from an annotation file's `categories[0]` (`layout_from_category`,
+dataset name "from_file").
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cached_property
 
 import numpy as np
@@ -158,13 +160,33 @@ class DatasetInfo:
                 return slice(start, stop)
         raise KeyError(f"{self.name} has no part {part!r}; parts: {[p[0] for p in self.parts]}")
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DatasetInfo:
+        def pairs(v):
+            return tuple(tuple(x) for x in v)
+
+        return cls(
+            name=d["name"],
+            keypoint_names=tuple(d["keypoint_names"]),
+            sigmas=tuple(float(v) for v in d["sigmas"]),
+            flip_pairs=pairs(d["flip_pairs"]),
+            skeleton=pairs(d["skeleton"]),
+            upper_body_ids=tuple(d["upper_body_ids"]),
+            lower_body_ids=tuple(d["lower_body_ids"]),
+            parts=tuple((str(n), int(a), int(b)) for n, a, b in d["parts"]),
+            part_fields=pairs(d["part_fields"]),
+        )
+
     def colors(self) -> np.ndarray:
         """One RGB colour (0-255) per keypoint: left side, right side, centre and parts differ."""
         out = np.zeros((self.num_keypoints, 3), dtype=np.uint8)
         for i, name in enumerate(self.keypoint_names):
-            if name.startswith("left"):
+            if name.startswith(("left", "l_")):
                 out[i] = (0, 200, 0)
-            elif name.startswith("right"):
+            elif name.startswith(("right", "r_")):
                 out[i] = (255, 128, 0)
             elif name.startswith("face"):
                 out[i] = (240, 240, 240)
@@ -225,11 +247,148 @@ COCO_WHOLEBODY = DatasetInfo(
     ),
 )
 
-DATASETS = {info.name: info for info in (COCO_BODY, COCO_WHOLEBODY)}
+CROWDPOSE_NAMES = (
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
+    "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+    "right_ankle", "head", "neck",
+)  # fmt: skip
+CROWDPOSE = DatasetInfo(
+    name="crowdpose",
+    keypoint_names=CROWDPOSE_NAMES,
+    sigmas=(
+        0.079,
+        0.079,
+        0.072,
+        0.072,
+        0.062,
+        0.062,
+        0.107,
+        0.107,
+        0.087,
+        0.087,
+        0.089,
+        0.089,
+        0.079,
+        0.079,
+    ),  # fmt: skip
+    flip_pairs=((0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11)),
+    # mmpose's CrowdPose skeleton.
+    skeleton=(
+        (10, 8),
+        (8, 6),
+        (11, 9),
+        (9, 7),
+        (6, 7),
+        (0, 6),
+        (1, 7),
+        (0, 1),
+        (0, 2),
+        (1, 3),
+        (2, 4),
+        (3, 5),
+        (12, 13),
+        (1, 13),
+        (0, 13),
+    ),  # fmt: skip
+    upper_body_ids=(0, 1, 2, 3, 4, 5, 12, 13),
+    lower_body_ids=(6, 7, 8, 9, 10, 11),
+    parts=(("body", 0, 14),),
+)
+
+DATASETS = {info.name: info for info in (COCO_BODY, COCO_WHOLEBODY, CROWDPOSE)}
+# data.dataset value that reads the layout from the annotation file.
+FROM_FILE = "from_file"
 
 
 def get_dataset_info(name: str) -> DatasetInfo:
     try:
         return DATASETS[name]
     except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}") from None
+        raise KeyError(
+            f"unknown dataset {name!r}; known: {sorted(DATASETS)}, or {FROM_FILE!r} to read "
+            "the layout from the annotation file"
+        ) from None
+
+
+# ----------------------------------------------------------------------------- any layout
+
+# Prefix pairs that name the two sides of a keypoint: left_wrist / right_wrist, l_eye / r_eye.
+SIDE_PREFIXES = (("left_", "right_"), ("l_", "r_"))
+# Names of the lower body, for the half-body augmentation of a layout read from a file.
+LOWER_BODY_WORDS = ("hip", "knee", "ankle", "foot", "toe", "heel")
+
+
+def flip_pairs_from_names(names) -> tuple[tuple[int, int], ...]:
+    """Mirror pairs found from left/right names (left_*/right_*, l_*/r_*, any case)."""
+    index = {n.lower(): i for i, n in enumerate(names)}
+    pairs = []
+    for i, name in enumerate(names):
+        low = name.lower()
+        for left, right in SIDE_PREFIXES:
+            if low.startswith(left) and right + low[len(left) :] in index:
+                pairs.append((i, index[right + low[len(left) :]]))
+                break
+    return tuple(pairs)
+
+
+def index_pairs(pairs, names) -> tuple[tuple[int, int], ...]:
+    """`data.flip_pairs` as 0-based index pairs; each side a keypoint name or an index."""
+    names, k = list(names), len(names)
+    out = []
+    for pair in pairs:
+        try:
+            a, b = (names.index(v) if isinstance(v, str) else int(v) for v in pair)
+        except ValueError:
+            raise ValueError(
+                f"config field data.flip_pairs: {list(pair)} names a keypoint not in {names}"
+            ) from None
+        if not (0 <= a < k and 0 <= b < k):
+            raise ValueError(f"config field data.flip_pairs: {list(pair)} is outside 0..{k - 1}")
+        out.append((a, b))
+    return tuple(out)
+
+
+def layout_from_category(
+    category: dict, sigmas, flip_pairs=(), name: str = FROM_FILE, where: str = "categories[0]"
+) -> DatasetInfo:
+    """The layout of a COCO keypoint category: its `keypoints` names and 1-based `skeleton`.
+
+    `flip_pairs` (0-based indices or pairs of names) overrides the pairs found from
+    the names; `sigmas` gives one OKS sigma per keypoint. Raises ValueError naming
+    `where` and the field.
+    """
+    names = category.get("keypoints")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ValueError(
+            f"{where}.keypoints must be the list of keypoint names (as in COCO's person "
+            f"category), got {names!r}"
+        )
+    k = len(names)
+    skeleton = []
+    for link in category.get("skeleton") or []:
+        pair = isinstance(link, list) and len(link) == 2
+        if not (pair and all(isinstance(v, int) for v in link)):
+            raise ValueError(f"{where}.skeleton: link {link!r} is not a pair of keypoint numbers")
+        a, b = link[0] - 1, link[1] - 1  # COCO's skeleton counts from 1
+        if not (0 <= a < k and 0 <= b < k):
+            raise ValueError(
+                f"{where}.skeleton: link {link} is outside 1..{k} (COCO skeletons count from 1)"
+            )
+        skeleton.append((a, b))
+    flip = index_pairs(flip_pairs, names) if flip_pairs else flip_pairs_from_names(names)
+    if len(sigmas) != k:
+        raise ValueError(
+            f"data.sigmas has {len(sigmas)} values, {where}.keypoints names {k} keypoints; "
+            "give one OKS sigma per keypoint"
+        )
+    lower = tuple(i for i, n in enumerate(names) if any(w in n.lower() for w in LOWER_BODY_WORDS))
+    return DatasetInfo(
+        name=name,
+        keypoint_names=tuple(names),
+        sigmas=tuple(float(s) for s in sigmas),
+        flip_pairs=flip,
+        skeleton=tuple(skeleton),
+        upper_body_ids=tuple(i for i in range(k) if i not in lower),
+        lower_body_ids=lower,
+        parts=(("body", 0, k),),
+    )

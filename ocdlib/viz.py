@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-from .metainfo import COCO_BODY, COCO_WHOLEBODY, DatasetInfo
+from .metainfo import COCO_BODY, COCO_WHOLEBODY, DATASETS, DatasetInfo, layout_from_category
 
 
 def _as_people(keypoints) -> list[np.ndarray]:
@@ -228,6 +228,22 @@ def keypoints_from_annotation(ann: Mapping, info: DatasetInfo) -> np.ndarray:
     return kps
 
 
+def _layout_of_file(coco: dict) -> DatasetInfo:
+    """The layout to draw a COCO-format file with: COCO-WholeBody if it has face fields,
+    a built-in layout with the same keypoint names, else the file's own categories[0]."""
+    if any("face_kpts" in a for a in coco["annotations"]):
+        return COCO_WHOLEBODY
+    category = (coco.get("categories") or [{}])[0]
+    names = tuple(category.get("keypoints") or ())
+    for info in DATASETS.values():
+        if info.keypoint_names == names:
+            return info
+    if not names:
+        return COCO_BODY
+    # Drawing needs names and links only; OKS sigmas are placeholders never used here.
+    return layout_from_category(category, sigmas=(1.0,) * len(names))
+
+
 def _load_coco_images(ann_file: Path, image_dir: Path, limit: int | None, info=None):
     """[(image array, (N, K, 3) keypoints, file name)] of the first `limit` images with people."""
     from PIL import Image
@@ -235,8 +251,7 @@ def _load_coco_images(ann_file: Path, image_dir: Path, limit: int | None, info=N
     with open(ann_file) as f:
         coco = json.load(f)
     if info is None:
-        wholebody = any("face_kpts" in a for a in coco["annotations"])
-        info = COCO_WHOLEBODY if wholebody else COCO_BODY
+        info = _layout_of_file(coco)
     by_image: dict[int, list] = {}
     for ann in coco["annotations"]:
         kps = keypoints_from_annotation(ann, info)
