@@ -5,17 +5,31 @@ augmentation draws from a generator seeded by (seed, epoch, index), so a run
 gives the same crops whatever the number of data-loader workers; call
 `set_epoch` before iterating each epoch (workers are started per epoch when
 `persistent_workers` is off, and copy the dataset with its epoch then).
+
+An image that cannot be read mid-run stops the run with its name
+(`data.bad_images="error"`), or is replaced by the next readable sample and
+reported in the sample's "bad_images" entry (`"skip"`; the trainer counts them
+and drops such samples from evaluation).
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ocdlib.codecs import encode_heatmaps, encode_regression
-from ocdlib.data.coco import Instance, load_coco_keypoints, load_detections, open_image
+from ocdlib.data.coco import (
+    AnnotationError,
+    ImageReadError,
+    Instance,
+    load_coco_keypoints,
+    load_detections,
+    open_image,
+)
 from ocdlib.data.transforms import (
     apply_affine,
     bbox_xywh_to_center_scale,
@@ -33,6 +47,11 @@ from ocdlib.data.transforms import (
 if TYPE_CHECKING:
     from ocdlib.configs import DataConfig
 from ocdlib.metainfo import DatasetInfo
+
+log = logging.getLogger(__name__)
+
+# With data.bad_images=skip, how many unreadable images in a row before giving up.
+MAX_REPLACEMENTS = 32
 
 
 class TopDownPoseDataset(torch.utils.data.Dataset):
@@ -84,7 +103,7 @@ class TopDownPoseDataset(torch.utils.data.Dataset):
         if det_file:
             instances = load_detections(det_file, ann_file, image_dir, det_score_thr, info=info)
             if not instances:
-                raise ValueError(
+                raise AnnotationError(
                     f"{det_file}: no person detection with score >= {det_score_thr} on an image "
                     f"of {ann_file}; lower eval.det_score_thr or check the files"
                 )
@@ -108,16 +127,53 @@ class TopDownPoseDataset(torch.utils.data.Dataset):
         if kpts.shape[0] != self.info.num_keypoints:
             if kpts.shape[0] == 0:
                 return self._no_keypoints
-            raise ValueError(
-                f"{inst.file_name} (ann id {inst.ann_id}): {kpts.shape[0]} keypoints, the "
-                f"dataset '{self.info.name}' has {self.info.num_keypoints}"
+            raise AnnotationError(
+                f"{inst.ann_file}: annotations[{inst.ann_index}] (id {inst.ann_id}) of "
+                f"{inst.file_name}: {kpts.shape[0]} keypoints, the dataset "
+                f"'{self.info.name}' has {self.info.num_keypoints}; is --set data.dataset right?"
             )
         return kpts
 
+    def _image(self, inst: Instance):
+        try:
+            image = open_image(inst.image_path, listed_in=inst.ann_file or None)
+        except ImageReadError as e:
+            if self.cfg.bad_images == "skip":
+                raise
+            raise type(e)(f"{e}, or --set data.bad_images=skip to go on without it") from None
+        size = (image.width, image.height)
+        if inst.width and inst.height and size != (inst.width, inst.height):
+            raise AnnotationError(
+                f"{inst.ann_file}: images[{inst.image_index}] (id {inst.image_id}) has width "
+                f"{inst.width} and height {inst.height}, but the file {inst.image_path} is "
+                f"{size[0]}x{size[1]}; fix 'width' and 'height' there (or the image)"
+            )
+        return image
+
     def __getitem__(self, index: int) -> dict:
+        if self.cfg.bad_images != "skip":
+            return self._sample(index)
+        bad = []
+        for attempt in range(min(MAX_REPLACEMENTS, len(self))):
+            i = (index + attempt) % len(self)
+            try:
+                sample = self._sample(i)
+            except ImageReadError as e:
+                bad.append(f"{self.instances[i].image_path}\t{e}")
+                continue
+            # One tab-separated "path, reason" line per image this sample replaces.
+            sample["bad_images"] = "\n".join(bad)
+            return sample
+        raise ImageReadError(
+            f"{len(bad)} images in a row cannot be read, the last {bad[-1].split(chr(9))[0]}; "
+            f"data.bad_images=skip goes on past single bad files, not a broken image folder: "
+            f"check data.root and the *_images fields"
+        )
+
+    def _sample(self, index: int) -> dict:
         cfg = self.cfg
         inst = self.instances[index]
-        image = open_image(inst.image_path)
+        image = self._image(inst)
         kpts = self._keypoints(inst)
         center, scale = bbox_xywh_to_center_scale(inst.bbox, cfg.padding)
         rot, flipped = 0.0, False
@@ -174,3 +230,42 @@ class TopDownPoseDataset(torch.utils.data.Dataset):
         sample["bbox_score"] = float(inst.bbox_score)
         sample["area"] = float(inst.area)
         return sample
+
+
+@dataclass
+class SkippedImages:
+    """What `data.bad_images=skip` left out: each file once, and how many samples it replaced.
+
+    Fed with the "bad_images" entry of each batch; every file is logged the first
+    time it is met, and `to_dict()` goes into the run's result.json.
+    """
+
+    files: dict[str, str] = field(default_factory=dict)  # path -> why it cannot be read
+    replaced: dict[str, int] = field(default_factory=dict)  # "epoch 3" / "eval" -> samples
+
+    def add(self, batch: dict, when: str) -> None:
+        for entry in batch.get("bad_images", ()):
+            for line in filter(None, entry.split("\n")):
+                path, _, why = line.partition("\t")
+                self.replaced[when] = self.replaced.get(when, 0) + 1
+                if path not in self.files:
+                    self.files[path] = why
+                    log.warning("skipped an unreadable image (data.bad_images=skip): %s", why)
+
+    @classmethod
+    def combine(cls, parts: list[SkippedImages]) -> SkippedImages:
+        """One record from those of every rank."""
+        out = cls()
+        for other in parts:
+            out.files.update(other.files)
+            for when, n in other.replaced.items():
+                out.replaced[when] = out.replaced.get(when, 0) + n
+        return out
+
+    def to_dict(self) -> dict:
+        return {"files": dict(self.files), "samples_replaced": dict(self.replaced)}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> SkippedImages:
+        d = d or {}
+        return cls(dict(d.get("files", {})), dict(d.get("samples_replaced", {})))

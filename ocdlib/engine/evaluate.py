@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..configs import Config
+from ..data.dataset import SkippedImages
 from ..data.transforms import normalized_to_image
 from ..evaluation import Prediction, evaluate_coco
 from ..metainfo import DatasetInfo
@@ -29,8 +31,12 @@ def predict_dataset(
     world_size: int = 1,
     workers: int = 0,
     progress: bool = False,
+    skipped: SkippedImages | None = None,
 ) -> list[Prediction]:
-    """Predictions in image pixels for this rank's share of `dataset` (every world_size-th item)."""
+    """Predictions in image pixels for this rank's share of `dataset` (every world_size-th item).
+
+    A sample that stands in for an unreadable image (data.bad_images=skip) is
+    recorded in `skipped` and predicts nothing."""
     device = device or torch.device("cpu")
     model.eval()
     indices = list(range(rank, len(dataset), world_size))
@@ -43,6 +49,9 @@ def predict_dataset(
     use_amp = device.type == "cuda"
     out: list[Prediction] = []
     for batch in tqdm(loader, desc="predict", disable=not progress, leave=False):
+        keep = [not entry for entry in batch.get("bad_images", [""] * len(batch["image"]))]
+        if skipped is not None:
+            skipped.add(batch, "eval")
         images = batch["image"].to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             coords, scores = model.predict(images, head=head, flip_index=flip_index)
@@ -54,6 +63,8 @@ def predict_dataset(
         )
         scores = scores.float().cpu().numpy()
         for i in range(len(images)):
+            if not keep[i]:
+                continue
             out.append(
                 Prediction(
                     image_id=int(batch["image_id"][i]),
@@ -67,7 +78,14 @@ def predict_dataset(
 
 
 def evaluate_model(
-    model, cfg: Config, info: DatasetInfo, val_ds, paths, out_dir, dist: DistInfo
+    model,
+    cfg: Config,
+    info: DatasetInfo,
+    val_ds,
+    paths,
+    out_dir,
+    dist: DistInfo,
+    skipped: SkippedImages | None = None,
 ) -> dict:
     """Run the deployed head on the validation set and return COCO metrics (on every rank)."""
     model = getattr(model, "module", model)
@@ -83,6 +101,7 @@ def evaluate_model(
         rank=dist.rank,
         world_size=dist.world_size,
         workers=cfg.data.num_workers,
+        skipped=skipped,
     )
     gathered = all_gather_objects(preds, dist)
     metrics: dict = {}
@@ -106,18 +125,22 @@ def evaluate_run(
     images=None,
     boxes: str | None = None,
     out=None,
+    wait: bool = False,
 ) -> tuple[dict, Path]:
     """Score a finished run's `head` (default: the deployed one) on its validation set,
     or on another COCO file (`ann` with its `images`, optionally detection `boxes`).
 
     Writes predictions.json and metrics.json to `out` (default `<run>/eval`, or
     `<run>/eval_<head>` for another head); returns the metrics and that folder.
+    Writing into the run takes its lock: with `wait=False` a run that another
+    process is writing is refused (RunLockedError), else waited for.
     """
     from dataclasses import replace
 
+    from ..data.coco import check_images
+    from ..data.layout import load_layout
     from ..data.prepare import DataPaths, resolve_data
-    from ..metainfo import get_dataset_info
-    from .runs import load_run_model
+    from .runs import load_run_model, run_lock
     from .trainer import build_datasets
 
     if (ann is None) != (images is None):
@@ -133,11 +156,16 @@ def evaluate_run(
         if head not in model.heads:
             raise ValueError(f"head {head!r}: {run_dir} has the heads {list(model.heads)}")
         cfg = replace(cfg, model=replace(cfg.model, deploy_head=head))
-    info = get_dataset_info(cfg.data.dataset)
+    info = load_layout(run_dir, cfg.data)
     _, val_ds = build_datasets(cfg, paths, info)
+    check_images(val_ds.instances, "--images" if images is not None else "data.val_images")
     default = "eval" if not head or head == cfg.model.deploy_head else f"eval_{head}"
     out = Path(out or run_dir / default)
-    return evaluate_model(model, cfg, info, val_ds, paths, out, DistInfo()), out
+    into_run = out.resolve().is_relative_to(run_dir.resolve())
+    with run_lock(run_dir, wait=wait) if into_run else contextlib.nullcontext():
+        skipped = SkippedImages() if cfg.data.bad_images == "skip" else None
+        metrics = evaluate_model(model, cfg, info, val_ds, paths, out, DistInfo(), skipped)
+    return metrics, out
 
 
 def head_metrics(run_dir, head: str) -> dict:
@@ -154,6 +182,6 @@ def head_metrics(run_dir, head: str) -> dict:
     mtime = str(ckpt.stat().st_mtime_ns)
     if cached.is_file() and stamp.is_file() and stamp.read_text() == mtime:
         return json.loads(cached.read_text())
-    metrics, _ = evaluate_run(run_dir, head=head, out=run_dir / f"eval_{head}")
+    metrics, _ = evaluate_run(run_dir, head=head, out=run_dir / f"eval_{head}", wait=True)
     stamp.write_text(mtime)
     return metrics

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,8 @@ from pathlib import Path
 import torch
 
 from ..configs import Config
+from ..data.layout import load_layout
+from ..errors import RunLockedError
 from ..paths import REPO_ROOT, runs_home
 
 
@@ -72,27 +75,79 @@ def read_result(directory: Path) -> dict | None:
     return json.loads(path.read_text())
 
 
+# Locks this process holds: path -> depth. flock is per open file, so a nested
+# request (get_run's lock, then train's) must not open the file a second time.
+_HELD: dict[Path, int] = {}
+
+
+def lock_path(directory: Path) -> Path:
+    """Beside the run, not in it: a run directory copied elsewhere carries no stale lock."""
+    return Path(directory).parent / ".locks" / f"{Path(directory).name}.lock"
+
+
 @contextlib.contextmanager
-def run_lock(directory: Path) -> Iterator[None]:
-    """An exclusive lock on one run directory of the cache.
+def run_lock(directory: Path, wait: bool = True, what: str = "") -> Iterator[None]:
+    """An exclusive lock on one run directory, held while a process writes it.
 
     Notebooks run side by side (nbval under pytest-xdist, two JupyterLab tabs)
-    and share the run cache; without the lock both would train the same
-    missing run into the same folder.
+    and share the run cache: they wait (`wait=True`) and then read what the
+    first one wrote. A command a user starts (`train`, `eval` into the run)
+    does not wait: with `wait=False` a second writer gets a RunLockedError
+    naming the holder (pid, host, start time, command). The lock is released
+    when the holder exits, however it exits. Re-entrant within a process.
     """
+    path = lock_path(directory).resolve()
+    if path in _HELD:
+        _HELD[path] += 1
+        try:
+            yield
+        finally:
+            _HELD[path] -= 1
+        return
     try:
         import fcntl
     except ImportError:  # no advisory locks (Windows): run unguarded
         yield
         return
-    path = Path(directory).parent / ".locks" / f"{Path(directory).name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with path.open("a+") as handle:  # "a+": never truncate what the holder wrote
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise RunLockedError(
+                f"{directory} is being written by another process ({_holder(path)}); wait "
+                f"for it to finish, or choose another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "command": what or command_line(),
+        }
+        handle.write(json.dumps(holder))
+        handle.flush()
+        _HELD[path] = 1
         try:
             yield
         finally:
+            del _HELD[path]
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _holder(path: Path) -> str:
+    # The holder writes its record just after taking the lock: allow it a moment.
+    for _ in range(20):
+        try:
+            h = json.loads(path.read_text())
+            return f"pid {h['pid']} on {h['host']}, started {h['started']}: {h['command']}"
+        except (OSError, ValueError, KeyError):
+            time.sleep(0.05)
+    return f"its record in {path} is unreadable"
 
 
 def get_run(cfg: Config, root: Path | None = None, progress: bool = True) -> dict:
@@ -120,14 +175,16 @@ def load_run_config(directory: Path) -> Config:
 
 
 def load_run_model(directory: Path, student: bool = False):
-    """Rebuild a run's model (all heads, or only the deployed student) with its trained weights."""
-    from ..metainfo import get_dataset_info
+    """Rebuild a run's model (all heads, or only the deployed student) with its trained weights.
+
+    Returns the model and the run's config; the run's keypoint layout is
+    `load_layout(directory, cfg.data)`."""
     from ..models import build_model, export_student
     from .checkpoint import load_checkpoint
 
     directory = Path(directory)
     cfg = load_run_config(directory)
-    info = get_dataset_info(cfg.data.dataset)
+    info = load_layout(directory, cfg.data)
     model = build_model(cfg.model, info.num_keypoints, cfg.data.input_size, cfg.data.heatmap_size)
     if student:
         model = export_student(model, cfg.model.deploy_head)

@@ -9,6 +9,7 @@ result.json (the run cache reads the last one).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import random
@@ -25,17 +26,19 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from ..configs import Config
-from ..data.dataset import TopDownPoseDataset
+from ..configs import Config, validate
+from ..data.coco import check_images
+from ..data.dataset import SkippedImages, TopDownPoseDataset
+from ..data.layout import resolve_layout, save_layout
 from ..data.prepare import DataPaths, resolve_data
 from ..losses import build_objective
-from ..metainfo import DatasetInfo, get_dataset_info
+from ..metainfo import DatasetInfo
 from ..models import build_model, export_student
 from ..models.complexity import count_macs, count_params
 from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
 from .distributed import DistInfo, all_gather_objects, barrier, cleanup, init_distributed
 from .evaluate import evaluate_model
-from .runs import load_run_model, run_metadata
+from .runs import load_run_model, run_lock, run_metadata
 
 LOG_FLUSH_STEPS = 50
 
@@ -129,6 +132,7 @@ class Loop:
     dist: DistInfo
     ckpt_path: Path
     progress: bool = True
+    skipped: SkippedImages | None = None  # data.bad_images=skip: what was left out
 
 
 def train_one_epoch(loop: Loop, epoch: int, step: int, log_rows: list[dict]) -> int:
@@ -147,6 +151,8 @@ def train_one_epoch(loop: Loop, epoch: int, step: int, log_rows: list[dict]) -> 
     )
     t0 = time.perf_counter()
     for batch in bar:
+        if loop.skipped is not None:
+            loop.skipped.add(batch, f"epoch {epoch + 1}")
         batch = {
             k: v.to(dist.device, non_blocking=True) if torch.is_tensor(v) else v
             for k, v in batch.items()
@@ -260,10 +266,17 @@ def train(
     progress: bool = True,
     stop_after_epochs: int | None = None,
 ) -> dict:
-    """Train `cfg` into `out_dir`, evaluate, and return the result dict (also result.json)."""
+    """Train `cfg` into `out_dir`, evaluate, and return the result dict (also result.json).
+
+    The config is validated first; the main process holds `out_dir`'s lock for the
+    whole run, so a second writer is refused at once (RunLockedError).
+    """
+    validate(cfg)
     dist = init_distributed(cfg.train.device)
     try:
-        return _train(cfg, Path(out_dir), resume, progress, stop_after_epochs, dist)
+        lock = run_lock(out_dir, wait=False) if dist.is_main else contextlib.nullcontext()
+        with lock:
+            return _train(cfg, Path(out_dir), resume, progress, stop_after_epochs, dist)
     finally:
         cleanup(dist)
 
@@ -288,8 +301,14 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
         paths = resolve_data(cfg.data, progress=progress)
     barrier(dist)
     paths = resolve_data(cfg.data, progress=False)
-    info = get_dataset_info(cfg.data.dataset)
+    info = resolve_layout(cfg.data, paths.train_ann)
     train_ds, val_ds = build_datasets(cfg, paths, info)
+    # Before the first step: every image either set names is there (whether it
+    # decodes is data.bad_images's business, when it is read).
+    check_images(train_ds.instances, "data.train_images")
+    check_images(val_ds.instances, "data.val_images")
+    if dist.is_main:
+        save_layout(info, out_dir)
 
     model = build_model(cfg.model, info.num_keypoints, cfg.data.input_size, cfg.data.heatmap_size)
     if cfg.train.sync_bn and dist.enabled and dist.device.type == "cuda":
@@ -328,7 +347,10 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
             find_unused_parameters=True,
         )
 
-    loop = Loop(ddp_model, objective, optimizer, scheduler, loader, cfg, dist, ckpt_path, progress)
+    skipped = SkippedImages() if cfg.data.bad_images == "skip" else None
+    loop = Loop(
+        ddp_model, objective, optimizer, scheduler, loader, cfg, dist, ckpt_path, progress, skipped
+    )
     start_epoch, step, train_time = 0, 0, 0.0
     if resume and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path, cfg.hash)
@@ -338,13 +360,16 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
         scheduler.load_state_dict(ckpt["scheduler"])
         set_rng_state(ckpt["rng"])
         start_epoch, step, train_time = ckpt["epoch"], ckpt["step"], ckpt["train_time"]
+        if skipped is not None:
+            skipped = loop.skipped = SkippedImages.from_dict(ckpt.get("skipped_images"))
         if dist.is_main:
             truncate_log(out_dir / "log.csv", step)
             print(f"resumed {out_dir} at epoch {start_epoch} (step {step})", file=sys.stderr)
 
     evals = _read_json(out_dir / "evals.json", [])
     evals = [e for e in evals if e["epoch"] <= start_epoch]
-    seen = 0
+    # Speed counts only what this process trained and timed (not epochs before a resume).
+    seen, timed = 0, 0.0
     for epoch in range(start_epoch, cfg.train.epochs):
         loader.sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
@@ -352,13 +377,24 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
         t0 = time.perf_counter()
         step_before = step
         step = train_one_epoch(loop, epoch, step, rows)
-        train_time += time.perf_counter() - t0
+        replaced = skipped.replaced.get(f"epoch {epoch + 1}", 0) if skipped else 0
+        if replaced and dist.is_main:
+            print(
+                f"epoch {epoch + 1}: {replaced} sample(s) with an unreadable image replaced "
+                "(data.bad_images=skip; the files are listed in result.json)",
+                file=sys.stderr,
+            )
+        epoch_time = time.perf_counter() - t0
+        train_time += epoch_time
+        timed += epoch_time
         seen += (step - step_before) * cfg.train.batch_size
         done = epoch + 1 == cfg.train.epochs or bool(
             cfg.train.max_steps and step >= cfg.train.max_steps
         )
         if cfg.train.eval_every and (epoch + 1) % cfg.train.eval_every == 0 and not done:
-            metrics = evaluate_model(model, cfg, info, val_ds, paths, out_dir / "eval", dist)
+            metrics = evaluate_model(
+                model, cfg, info, val_ds, paths, out_dir / "eval", dist, skipped
+            )
             evals.append({"epoch": epoch + 1, "step": step, **metrics})
         if dist.is_main:
             write_log(rows, out_dir / "log.csv", append=True)
@@ -374,6 +410,7 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
                     "step": step,
                     "train_time": train_time,
                     "config_hash": cfg.hash,
+                    "skipped_images": skipped.to_dict() if skipped is not None else None,
                 },
                 ckpt_path,
             )
@@ -383,7 +420,9 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
         if stop_after_epochs is not None and epoch + 1 - start_epoch >= stop_after_epochs:
             return {"stopped_at_epoch": epoch + 1}
 
-    metrics = evaluate_model(model, cfg, info, val_ds, paths, out_dir, dist)
+    metrics = evaluate_model(model, cfg, info, val_ds, paths, out_dir, dist, skipped)
+    if skipped is not None:
+        skipped = SkippedImages.combine(all_gather_objects(skipped, dist))
     evals.append({"epoch": cfg.train.epochs, "step": step, **metrics})
     result = {}
     if dist.is_main:
@@ -399,13 +438,15 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
             "student_params": count_params(student),
             "student_macs": count_macs(student, (w, h)),
             "train_time_s": round(train_time, 1),
-            "train_images_per_s": round(seen / train_time, 1) if seen and train_time else None,
+            "train_images_per_s": round(seen / timed, 1) if seen and timed else None,
             "steps": step,
             "train_instances": len(train_ds),
             "val_instances": len(val_ds),
             "device": _device_name(dist),
             "world_size": dist.world_size,
         }
+        if skipped is not None:
+            result["skipped_images"] = skipped.to_dict()
         atomic_write_text(json.dumps(evals, indent=1), out_dir / "evals.json")
         atomic_write_text(json.dumps(result, indent=1), out_dir / "result.json")
     return all_gather_objects(result, dist)[0]
