@@ -7,6 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from .errors import KitError
+from .predict import DEFAULT_DET_THR
+
 
 def cmd_presets(args) -> int:
     from .configs import METHODS, PROFILES
@@ -59,8 +62,10 @@ def cmd_export(args) -> int:
 def cmd_predict(args) -> int:
     from .predict import predict_image
 
-    out = predict_image(Path(args.run), Path(args.image), args.boxes, args.out)
-    print(f"wrote {out}")
+    written = predict_image(
+        Path(args.run), Path(args.image), args.boxes, args.out, args.det_thr, args.json
+    )
+    print("wrote " + ", ".join(map(str, written)))
     return 0
 
 
@@ -114,6 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image", required=True)
     p.add_argument("--boxes", help="COCO detection results JSON, or x,y,w,h (default: whole image)")
     p.add_argument("--out", help="output PNG (default: <image>.pose.png)")
+    p.add_argument(
+        "--det-thr",
+        type=float,
+        default=DEFAULT_DET_THR,
+        metavar="SCORE",
+        help=f"keep detections of --boxes FILE with at least this score (default "
+        f"{DEFAULT_DET_THR}, as mmpose's top-down demo)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="also write the keypoints as COCO keypoint results beside the picture (.json)",
+    )
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("reproduce", help="run the notebooks in order with papermill")
@@ -124,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (KeyError, ValueError, FileNotFoundError, FileExistsError) as e:
+    # What a user can fix is one line on stderr, no traceback: the kit's own errors
+    # (bad data, config ranges, a run locked by another writer) and missing files.
+    except (KitError, KeyError, ValueError, FileNotFoundError, FileExistsError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {msg}", file=sys.stderr)
         return 2
