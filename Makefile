@@ -31,8 +31,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check --fix ocdlib tests
 	$(VENV)/bin/ruff format ocdlib tests
 
+# JupyterLab refuses to run as root (containers) unless told it may.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks
 
 clean:
 	rm -rf $(VENV) runs data .cache
