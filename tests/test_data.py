@@ -16,6 +16,7 @@ from ocdlib.codecs import decode_heatmaps, heatmap_to_normalized
 from ocdlib.configs import DataConfig
 from ocdlib.data import (
     AnnotationError,
+    ImageMissingError,
     ImageReadError,
     TopDownPoseDataset,
     check_images,
@@ -105,11 +106,11 @@ def test_detections_on_unknown_images_are_counted(coco_sample_dir, caplog):
 def test_missing_image_reported_on_read_and_by_check_images(coco_sample_dir):
     instances = load_coco_keypoints(coco_sample_dir / BODY, coco_sample_dir, COCO_BODY)
     (coco_sample_dir / "000000000785.jpg").unlink()
-    with pytest.raises(FileNotFoundError, match=r"(?s)1 image file.*000000000785\.jpg.*data\.root"):
+    with pytest.raises(ImageMissingError, match=r"1 image file.*000000000785\.jpg.*data\.root"):
         check_images(instances)
     ds = TopDownPoseDataset(instances, COCO_BODY, CFG, train=False)
     index = next(i for i, inst in enumerate(instances) if inst.image_id == 785)
-    with pytest.raises(FileNotFoundError, match=r"image file not found: .*000000000785\.jpg"):
+    with pytest.raises(ImageMissingError, match=r"image file not found: .*000000000785\.jpg"):
         ds[index]
 
 

@@ -6,6 +6,7 @@ Only the COCO path is imported here; the SynthPose generator lives in
 
 from ocdlib.data.coco import (
     AnnotationError,
+    ImageMissingError,
     ImageReadError,
     Instance,
     check_images,
@@ -17,6 +18,7 @@ from ocdlib.data.dataset import TopDownPoseDataset
 
 __all__ = [
     "AnnotationError",
+    "ImageMissingError",
     "ImageReadError",
     "Instance",
     "TopDownPoseDataset",

@@ -244,10 +244,12 @@ class SkippedImages:
     replaced: dict[str, int] = field(default_factory=dict)  # "epoch 3" / "eval" -> samples
 
     def add(self, batch: dict, when: str) -> None:
-        for entry in batch.get("bad_images", ()):
-            for line in filter(None, entry.split("\n")):
+        for entry in filter(None, batch.get("bad_images", ())):
+            # One sample stood in for one whose image is unreadable (its lines also name
+            # the bad images tried on the way, counted when their own index comes up).
+            self.replaced[when] = self.replaced.get(when, 0) + 1
+            for line in entry.split("\n"):
                 path, _, why = line.partition("\t")
-                self.replaced[when] = self.replaced.get(when, 0) + 1
                 if path not in self.files:
                     self.files[path] = why
                     log.warning("skipped an unreadable image (data.bad_images=skip): %s", why)
