@@ -72,7 +72,7 @@ def cmd_predict(args) -> int:
 def cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
-    return reproduce(profile=args.profile, only=args.only)
+    return reproduce(profile=args.profile, only=args.only, jobs=args.jobs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("reproduce", help="run the notebooks in order with papermill")
     p.add_argument("--profile", default="cpu", help="smoke | cpu | gpu_synth | coco")
     p.add_argument("--only", nargs="*", help="notebook prefixes, e.g. 02 06")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        help="training runs side by side, each with cores/jobs threads (default: one per core)",
+    )
     p.set_defaults(func=cmd_reproduce)
 
     args = parser.parse_args(argv)

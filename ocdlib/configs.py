@@ -23,6 +23,10 @@ from ocdlib.metainfo import DATASETS, FROM_FILE
 # default (the behaviour from before it existed) it is left out of the hash, so
 # adding an option does not retrain every cached run.
 HASH_NEUTRAL_DEFAULT = {"hash_neutral_default": True}
+# Metadata for a field that says how a run executes, not what it computes (threads,
+# loader processes): never hashed, so `reproduce --jobs N` can give each of N side-by-side
+# runs its share of the cores and still find and fill the same cache entries.
+EXECUTION = {"execution": True}
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ class DataConfig:
     scale_prob: float = 1.0
     rotate_factor: float = 80.0
     rotate_prob: float = 0.6
-    num_workers: int = 2
+    num_workers: int = field(default=2, metadata=EXECUTION)  # DataLoader processes
     # An image that cannot be decoded mid-run: "error" stops the run with its name;
     # "skip" trains on another sample instead, and the run's result lists the file.
     bad_images: str = field(default="error", metadata=HASH_NEUTRAL_DEFAULT)
@@ -125,10 +129,12 @@ class TrainConfig:
     lr: float = 5e-4 * 64 / 512  # mmpose: 5e-4 at batch 512, scaled linearly
     weight_decay: float = 0.0
     warmup_iters: int = 500
+    # "step": x`gamma` at each milestone epoch (mmpose); "cosine": a half cosine to zero.
+    lr_schedule: str = field(default="step", metadata=HASH_NEUTRAL_DEFAULT)
     milestones: tuple[int, ...] = (170, 200)  # epochs
     gamma: float = 0.1
     grad_clip: float = 0.0  # 0: off
-    amp: bool = True  # bf16 autocast on GPU; always off on the CPU
+    amp: bool = True  # bf16 autocast + channels_last on GPUs and on CPUs with AVX-512 BF16 / AMX
     seed: int = 0
     deterministic: bool = False
     eval_every: int = 0  # epochs; 0: only at the end
@@ -136,7 +142,7 @@ class TrainConfig:
     norm_eval: bool = False  # freeze BatchNorm statistics (mmpose's norm_eval)
     sync_bn: bool = False  # SyncBatchNorm under multi-GPU DDP (CUDA only)
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
-    num_threads: int = 0  # torch CPU threads (0: torch's default)
+    num_threads: int = field(default=0, metadata=EXECUTION)  # torch CPU threads (0: default)
 
 
 @dataclass(frozen=True)
@@ -178,12 +184,14 @@ class Config:
 
 
 def _hash_dict(node) -> dict[str, Any]:
-    """`asdict`, less the fields marked HASH_NEUTRAL_DEFAULT that hold their default."""
+    """`asdict`, less EXECUTION fields and HASH_NEUTRAL_DEFAULT fields at their default."""
     out = {}
     for f in fields(node):
         value = getattr(node, f.name)
         if dataclasses.is_dataclass(value):
             out[f.name] = _hash_dict(value)
+        elif f.metadata.get("execution"):
+            continue
         elif f.metadata.get("hash_neutral_default") and value == _default_of(f):
             continue
         else:
@@ -280,6 +288,7 @@ CHOICES = {
     "loss.distill_decode": ("argmax", "soft_argmax"),
     "loss.teacher_source": ("teacher", "online", "both"),
     "train.optimizer": ("adam", "adamw"),
+    "train.lr_schedule": ("step", "cosine"),
     "train.device": ("auto", "cpu", "cuda"),
 }
 POSITIVE = (
@@ -420,12 +429,18 @@ CPU_SYNTH_SPEC = SynthPoseSpec(
 )
 
 
+CPU_EPOCHS = 16  # x 4000 crops
+
+
 def _profile_cpu() -> Config:
     """The default SynthPose reproduction on a 2-core CPU (narrow ResNet-18 from scratch, 128x96).
 
-    Calibrated so that the heatmap baseline is clearly above DeepPose (METHOD.md section 6):
-    augmentation is lighter than mmpose's (rotation 30 degrees, scale 0.75-1.25) because
-    the schedule is short.
+    Calibrated on the DeepPose and SimpleBaseline learning curves (README, "How the cpu
+    profile was calibrated"): 64k training crops, lr x0.1 for the last two epochs (a cosine
+    schedule did worse for the heatmap model at this budget), bf16 autocast where the CPU
+    has it, L1 as the regression task loss (SmoothL1 with beta 1 is a squared error on
+    coordinates in [0, 1] and learns about 2.5x slower from scratch), and lighter
+    augmentation than mmpose's (rotation 30 degrees, scale 0.75-1.25) for a short schedule.
     """
     return Config(
         data=DataConfig(
@@ -437,14 +452,36 @@ def _profile_cpu() -> Config:
             sigma=1.5,
             rotate_factor=30.0,
             scale_factor=(0.75, 1.25),
-            num_workers=1,
+            num_workers=0,
         ),
         model=ModelConfig(backbone="resnet18_w32", hm_deconv_channels=64, small_deconv_channels=32),
+        loss=LossConfig(reg_loss="l1"),
         train=TrainConfig(
-            epochs=6, batch_size=32, lr=1e-3, warmup_iters=100, milestones=(5,), num_threads=2
+            epochs=CPU_EPOCHS,
+            batch_size=32,
+            lr=1e-3,
+            warmup_iters=100,
+            milestones=(CPU_EPOCHS - 2,),
         ),
         eval=EvalConfig(batch_size=64),
     )
+
+
+def _profile_cpu_wholebody() -> Config:
+    """The cpu profile on SynthPose-WholeBody (133 keypoints) at a higher resolution.
+
+    Faces and hands are a few pixels wide at 128x96 and their OKS sigmas are a fraction
+    of the body's, so the whole-body runs get 192x192 images and 160x120 crops."""
+    cfg = _profile_cpu()
+    data = replace(
+        cfg.data,
+        dataset="coco_wholebody",
+        synth=replace(cfg.data.synth, wholebody=True, image_size=(192, 192)),
+        input_size=(120, 160),
+        heatmap_size=(30, 40),
+        sigma=1.5,
+    )
+    return replace(cfg, data=data)
 
 
 def _profile_gpu_synth() -> Config:
@@ -527,13 +564,17 @@ def _wholebody(cfg: Config) -> Config:
     return replace(cfg, data=data)
 
 
-for _p in ("smoke", "cpu", "gpu_synth"):
+for _p in ("smoke", "gpu_synth"):
     PROFILES[f"{_p}_wholebody"] = (lambda p: lambda: _wholebody(PROFILES[p]()))(_p)
+PROFILES["cpu_wholebody"] = _profile_cpu_wholebody
 
 
 def _method(cfg: Config, heads, deploy, **loss) -> Config:
+    """The method's heads and loss terms; the regression task loss is the profile's unless
+    the method names its own (RLE)."""
     model = replace(cfg.model, heads=tuple(heads), deploy_head=deploy)
-    return replace(cfg, model=model, loss=replace(LossConfig(), **loss))
+    base = LossConfig(reg_loss=cfg.loss.reg_loss)
+    return replace(cfg, model=model, loss=replace(base, **loss))
 
 
 # Each method: heads on the shared backbone, the deployed head, and the loss terms.

@@ -34,7 +34,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .configs import Config
-from .experiments import Experiment, config_for, experiments, run_experiment
+from .engine.runs import load_run_config
+from .experiments import Experiment, config_for, experiments, run_experiment, skipped_on
 from .metainfo import DatasetInfo, get_dataset_info
 from .paths import REPO_ROOT
 
@@ -73,6 +74,10 @@ def gather(
     elif isinstance(rows, Experiment):
         rows = [rows]
     out: list[dict] = []
+    for exp in rows:
+        if skipped_on(exp, profile):
+            print(f"{exp.label}: not run on the {profile} profile ({skipped_on(exp, profile)})")
+    rows = [exp for exp in rows if not skipped_on(exp, profile)]
     for exp in rows:
         cached = all((d / "result.json").is_file() for d in _run_dirs(exp, profile))
         t0 = time.perf_counter()
@@ -336,6 +341,12 @@ COMPARISONS: tuple[Comparison, ...] = (
         "OCD lifts RLE once its likelihood terms no longer swamp the heatmap loss",
     ),
     Comparison(
+        "OCD-RLE (distillation after a warm-up) vs RLE",
+        "OCD-RLE: distillation after a warm-up",
+        "RLE",
+        "OCD lifts RLE once b and c start from a trained regression head",
+    ),
+    Comparison(
         "TCD-DeepPose vs DeepPose",
         "TCD-DeepPose",
         "DeepPose",
@@ -466,6 +477,45 @@ def sanity_checks(
                 "passed": bool(top is not None and top["AP"] <= ceiling),
             }
         )
+    return pd.DataFrame(rows, columns=["check", "value", "passed"])
+
+
+# What the cpu profile was calibrated to (on the baselines only, never on OCD): models that
+# visibly find the keypoints, and a heatmap model far from saturation.
+BASELINE_FLOORS: tuple[tuple[str, str, float], ...] = (
+    ("SimpleBaseline (heatmap)", "AP", 35.0),
+    ("DeepPose", "AP", 3.0),
+    ("DeepPose", "AP50", 15.0),
+    ("SimpleBaseline (whole-body)", "body/AP", 20.0),
+    ("SimpleBaseline (whole-body)", "wholebody/AP", 5.0),
+)
+
+
+def floor_checks(
+    summary: pd.DataFrame, floors: Sequence[tuple[str, str, float]] = BASELINE_FLOORS
+) -> pd.DataFrame:
+    """The profile's calibration targets: each baseline at least its floor (mean over seeds).
+    A row that did not run is listed as missing, never passed."""
+    by_label = summary.set_index("label")
+    rows = []
+    for label, metric, floor in floors:
+        if label in by_label.index and metric in by_label.columns:
+            value = float(by_label.loc[label, metric])
+            rows.append(
+                {
+                    "check": f"{label}: {metric} at least {floor:g}",
+                    "value": f"{value:.1f}",
+                    "passed": bool(value >= floor),
+                }
+            )
+        else:
+            rows.append(
+                {
+                    "check": f"{label}: {metric} at least {floor:g}",
+                    "value": "not run",
+                    "passed": False,
+                }
+            )
     return pd.DataFrame(rows, columns=["check", "value", "passed"])
 
 
@@ -645,6 +695,9 @@ def results_markdown(
         "## Benchmark checks",
         "",
         markdown_table(checks),
+        "## The baselines against the profile's calibration targets",
+        "",
+        markdown_table(floor_checks(summary)),
     ]
     target = target_checks(summary)
     if len(target):
@@ -836,6 +889,58 @@ def training_curves_figure(
     return fig
 
 
+def learning_curve_frame(
+    summary: pd.DataFrame, labels: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """AP against training crops seen, from the evaluations each run made while it trained
+    (`train.eval_every`) and its final one: one row per run and evaluation."""
+    rows = []
+    for _, row in summary.iterrows():
+        if labels is not None and row["label"] not in labels:
+            continue
+        for run in row["run_dirs"]:
+            cfg = load_run_config(run)
+            evals = json.loads((Path(run) / "evals.json").read_text())
+            for e in evals:
+                rows.append(
+                    {
+                        "label": row["label"],
+                        "seed": cfg.train.seed,
+                        "epoch": e["epoch"],
+                        "crops_seen": int(e["step"]) * cfg.train.batch_size,
+                        "AP": _metric(e, "AP"),
+                        "AP50": _metric(e, "AP50"),
+                    }
+                )
+    return pd.DataFrame(rows, columns=["label", "seed", "epoch", "crops_seen", "AP", "AP50"])
+
+
+def learning_curve_figure(curves: pd.DataFrame) -> Figure:
+    """AP and AP50 against crops seen, one line per run (seeds share their row's colour)."""
+    fig = Figure(figsize=(9.0, 3.6), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for i, (label, rows) in enumerate(curves.groupby("label", sort=False)):
+        for j, (_, run) in enumerate(rows.groupby("seed")):
+            run = run.sort_values("crops_seen")
+            for ax, metric in zip(axes, ("AP", "AP50")):
+                ax.plot(
+                    run["crops_seen"] / 1000,
+                    run[metric],
+                    marker="o",
+                    ms=3,
+                    color=f"C{i % 10}",
+                    alpha=1.0 if j == 0 else 0.5,
+                    label=label if j == 0 else None,
+                )
+    for ax, metric in zip(axes, ("AP", "AP50")):
+        ax.set_xlabel("training crops seen (thousands)")
+        ax.set_ylabel(f"{metric} x 100")
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Learning curves from scratch (validation AP during training)", fontsize=10)
+    return fig
+
+
 def ap_vs_cost_figure(summary: pd.DataFrame, cost: str = "GMACs", title: str = "") -> Figure:
     fig = Figure(figsize=(8.5, 4.2), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
@@ -870,7 +975,17 @@ def annotation_stats(ann_file: str | Path, image_dir: str | Path, info: DatasetI
         "v=1 (hidden)": int(((v > 0) & (v < 2)).sum()),
         "v=0 (unlabelled)": int((v == 0).sum()),
         "median area": float(np.median([inst.area for inst in instances])) if instances else 0.0,
+        # The OKS scale convention: COCO's `area` is the segmentation's, SynthPose's the
+        # rendered silhouette's; both should be about the same share of the box.
+        "median area / box": float(np.median([_area_share(inst) for inst in instances]))
+        if instances
+        else 0.0,
     }
+
+
+def _area_share(inst) -> float:
+    box = float(inst.bbox[2]) * float(inst.bbox[3])
+    return float(inst.area) / box if box > 0 else float("nan")
 
 
 def stats_frame(sources: Mapping[str, tuple[Path, Path, DatasetInfo]]) -> pd.DataFrame:

@@ -153,8 +153,11 @@ def _ddp_worker(rank, world, port, cfg, out, data_home):
 
 def test_two_process_gloo_matches_one_process(homes, tmp_path):
     # BatchNorm statistics are per process under DDP (as in mmpose); freeze them so
-    # that both runs compute the same function of the same global batch.
-    cfg = smoke(**{"train.norm_eval": True, "train.max_steps": 3, "train.epochs": 1})
+    # that both runs compute the same function of the same global batch. In fp32: bf16
+    # rounding differs between a batch of 4 and two of 2 by far more than the tolerance.
+    cfg = smoke(
+        **{"train.norm_eval": True, "train.max_steps": 3, "train.epochs": 1, "train.amp": False}
+    )
     cfg = replace(cfg, eval=replace(cfg.eval, flip_test=False))
     train(cfg, tmp_path / "one", progress=False)
     mp.spawn(

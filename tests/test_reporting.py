@@ -409,3 +409,13 @@ def test_annotation_stats_of_the_coco_sample(coco_sample_dir):
         }
     )
     assert list(frame["data"]) == ["body", "wb"] and list(frame["keypoints"]) == [17, 133]
+
+
+def test_floor_checks_pass_fail_and_missing():
+    summary = _summary([("DeepPose", [0.05, 0.04]), ("SimpleBaseline (heatmap)", [0.30])])
+    checks = reporting.floor_checks(summary).set_index("check")
+    assert checks.loc["DeepPose: AP at least 3", "passed"] == True  # noqa: E712
+    assert checks.loc["DeepPose: AP at least 3", "value"] == "4.5"
+    assert checks.loc["SimpleBaseline (heatmap): AP at least 35", "passed"] == False  # noqa: E712
+    missing = checks.loc["SimpleBaseline (whole-body): wholebody/AP at least 5"]
+    assert missing["value"] == "not run" and missing["passed"] == False  # noqa: E712

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import math
 import random
 import sys
 import time
@@ -38,6 +39,7 @@ from ..models.complexity import count_macs, count_params
 from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
 from .distributed import DistInfo, all_gather_objects, barrier, cleanup, init_distributed
 from .evaluate import evaluate_model
+from .precision import Precision, resolve_precision
 from .runs import load_run_model, run_lock, run_metadata
 
 LOG_FLUSH_STEPS = 50
@@ -57,11 +59,14 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def lr_factor(step: int, steps_per_epoch: int, cfg) -> float:
-    """mmpose's schedule: linear warm-up from 0.001 over `warmup_iters`, then x`gamma`
-    at each milestone epoch."""
+    """Linear warm-up from 0.001 over `warmup_iters`, then mmpose's steps (x`gamma` at each
+    milestone epoch) or, with `lr_schedule="cosine"`, a half cosine to zero at the end."""
     warm = 1.0
     if cfg.warmup_iters > 0 and step < cfg.warmup_iters:
         warm = 0.001 + (1 - 0.001) * step / cfg.warmup_iters
+    if cfg.lr_schedule == "cosine":
+        total = max(cfg.epochs * max(steps_per_epoch, 1), 1)
+        return warm * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
     epoch = step // max(steps_per_epoch, 1)
     return warm * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
 
@@ -131,6 +136,7 @@ class Loop:
     cfg: Config
     dist: DistInfo
     ckpt_path: Path
+    precision: Precision
     progress: bool = True
     skipped: SkippedImages | None = None  # data.bad_images=skip: what was left out
 
@@ -141,7 +147,7 @@ def train_one_epoch(loop: Loop, epoch: int, step: int, log_rows: list[dict]) -> 
     model.train()
     if cfg.train.norm_eval:
         set_norm_eval(model)
-    use_amp = cfg.train.amp and dist.device.type == "cuda"
+    precision = loop.precision
     bar = tqdm(
         loop.loader,
         desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
@@ -157,9 +163,8 @@ def train_one_epoch(loop: Loop, epoch: int, step: int, log_rows: list[dict]) -> 
             k: v.to(dist.device, non_blocking=True) if torch.is_tensor(v) else v
             for k, v in batch.items()
         }
-        if dist.device.type == "cuda":
-            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        batch["image"] = precision.images(batch["image"])
+        with precision.context(dist.device):
             total, terms = objective(model, batch, step)
         check_finite(total, terms, step, epoch, loop.ckpt_path)
         optimizer.zero_grad(set_to_none=True)
@@ -314,8 +319,8 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
     if cfg.train.sync_bn and dist.enabled and dist.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(dist.device)
-    if dist.device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    precision = resolve_precision(cfg.train.amp, dist.device)
+    model = precision.model(model)
     teacher = load_teacher(cfg, dist.device)
     objective = build_objective(cfg, info, model, teacher).to(dist.device)
     params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
@@ -349,7 +354,17 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
 
     skipped = SkippedImages() if cfg.data.bad_images == "skip" else None
     loop = Loop(
-        ddp_model, objective, optimizer, scheduler, loader, cfg, dist, ckpt_path, progress, skipped
+        ddp_model,
+        objective,
+        optimizer,
+        scheduler,
+        loader,
+        cfg,
+        dist,
+        ckpt_path,
+        precision,
+        progress,
+        skipped,
     )
     start_epoch, step, train_time = 0, 0, 0.0
     if resume and ckpt_path.is_file():
@@ -443,6 +458,7 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
             "train_instances": len(train_ds),
             "val_instances": len(val_ds),
             "device": _device_name(dist),
+            "precision": precision.name,
             "world_size": dist.world_size,
         }
         if skipped is not None:

@@ -1,0 +1,75 @@
+"""Mixed precision on the CPU, and the grid trained side by side before the notebooks."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import pytest
+import torch
+
+from ocdlib.configs import build_config
+from ocdlib.engine import precision as precision_mod
+from ocdlib.engine.precision import cpu_has_fast_bf16, resolve_precision
+from ocdlib.engine.runs import run_dir
+from ocdlib.experiments import grid_configs, train_grid, with_share_of_cores
+
+
+def test_bf16_needs_the_cpu_flags(tmp_path):
+    with_bf16 = tmp_path / "a"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16\n")
+    without = tmp_path / "b"
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2\n")
+    assert cpu_has_fast_bf16(str(with_bf16))
+    assert not cpu_has_fast_bf16(str(without))
+    assert not cpu_has_fast_bf16(str(tmp_path / "missing"))
+
+
+def test_amp_is_granted_on_the_cpu_only_where_it_is_fast(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision_mod, "cpu_has_fast_bf16", lambda: True)
+    p = resolve_precision(True, cpu)
+    assert p.autocast and p.channels_last and p.name.startswith("bf16")
+    assert not resolve_precision(False, cpu).autocast  # fp32 stays available
+    monkeypatch.setattr(precision_mod, "cpu_has_fast_bf16", lambda: False)
+    assert resolve_precision(True, cpu).name == "fp32"
+
+
+def test_execution_fields_do_not_change_the_hash():
+    cfg = build_config("cpu_ocd")
+    shared = with_share_of_cores(cfg, jobs=2, cores=2)
+    assert shared.train.num_threads == 1 and shared.data.num_workers == 0
+    assert shared.hash == cfg.hash and run_dir(shared) == run_dir(cfg)
+    assert replace(cfg, train=replace(cfg.train, lr=0.5)).hash != cfg.hash
+
+
+def test_grid_lists_teachers_once_and_with_their_students():
+    rows = grid_configs("smoke", ["03"])
+    dirs = [str(run_dir(c)) for _, c in rows]
+    assert len(dirs) == len(set(dirs))
+    teachers = {c.loss.teacher_run for _, c in rows if c.loss.teacher_run}
+    assert teachers and teachers <= set(dirs)
+    assert len(grid_configs("smoke", ["06"])) >= len(grid_configs("smoke", ["01", "02"]))
+
+
+@pytest.fixture
+def homes(tmp_path, monkeypatch):
+    monkeypatch.setenv("OCDLIB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("OCDLIB_RUNS", str(tmp_path / "runs"))
+    return tmp_path
+
+
+def test_train_grid_side_by_side_fills_the_cache_teachers_first(homes):
+    lines = []
+    trained = train_grid("smoke", ["03"], jobs=2, out=lambda *a, **k: lines.append(a[0]))
+    rows = grid_configs("smoke", ["03"])
+    assert trained == len(rows)
+    for _, cfg in rows:
+        result = run_dir(cfg) / "result.json"
+        assert result.is_file(), result
+    # A TCD student finished after its teacher existed (it read the teacher's checkpoint).
+    for _, cfg in rows:
+        if cfg.loss.teacher_run:
+            teacher = os.path.getmtime(os.path.join(cfg.loss.teacher_run, "result.json"))
+            assert os.path.getmtime(run_dir(cfg) / "config.json") >= teacher
+    assert train_grid("smoke", ["03"], jobs=2) == 0  # everything cached now
