@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from math import inf
+from pathlib import Path
 from typing import Any
 
 from ocdlib.data.synthpose import SynthPoseSpec
@@ -175,6 +176,10 @@ class Config:
         """Short stable hash of everything that changes the result (the name does not)."""
         d = _hash_dict(self)
         d.pop("name")
+        # A teacher is named by its run folder (whose name holds its own hash), not by
+        # where the run cache happens to live: moving a checkout keeps TCD runs cached.
+        if d["loss"]["teacher_run"]:
+            d["loss"]["teacher_run"] = Path(d["loss"]["teacher_run"]).name
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
 

@@ -106,3 +106,10 @@ def test_a_hash_neutral_field_at_its_default_leaves_the_hash_alone():
 
     assert _hash_dict(New()) == _hash_dict(Old())
     assert _hash_dict(New(b="on")) == {"a": 1, "b": "on"}
+
+
+def test_a_tcd_run_hash_names_its_teacher_by_run_folder_not_by_location():
+    a = build_config("cpu_tcd", ["loss.teacher_run=/home/a/ocd/runs/cpu_sb-0123456789-s0"])
+    b = build_config("cpu_tcd", ["loss.teacher_run=runs/cpu_sb-0123456789-s0"])
+    c = build_config("cpu_tcd", ["loss.teacher_run=runs/cpu_sb-9876543210-s0"])
+    assert a.hash == b.hash != c.hash
