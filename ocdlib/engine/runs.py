@@ -14,6 +14,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,7 +78,7 @@ def read_result(directory: Path) -> dict | None:
 
 # Locks this process holds: path -> depth. flock is per open file, so a nested
 # request (get_run's lock, then train's) must not open the file a second time.
-_HELD: dict[Path, int] = {}
+_HELD: dict[tuple[Path, int], int] = {}  # (lock file, thread) -> depth
 
 
 def lock_path(directory: Path) -> Path:
@@ -94,15 +95,18 @@ def run_lock(directory: Path, wait: bool = True, what: str = "") -> Iterator[Non
     first one wrote. A command a user starts (`train`, `eval` into the run)
     does not wait: with `wait=False` a second writer gets a RunLockedError
     naming the holder (pid, host, start time, command). The lock is released
-    when the holder exits, however it exits. Re-entrant within a process.
+    when the holder exits, however it exits. Re-entrant within a thread; another
+    thread of the same process waits like another process (flock locks are per open
+    file, and each holder opens its own).
     """
     path = lock_path(directory).resolve()
-    if path in _HELD:
-        _HELD[path] += 1
+    key = (path, threading.get_ident())
+    if key in _HELD:
+        _HELD[key] += 1
         try:
             yield
         finally:
-            _HELD[path] -= 1
+            _HELD[key] -= 1
         return
     try:
         import fcntl
@@ -128,11 +132,11 @@ def run_lock(directory: Path, wait: bool = True, what: str = "") -> Iterator[Non
         }
         handle.write(json.dumps(holder))
         handle.flush()
-        _HELD[path] = 1
+        _HELD[key] = 1
         try:
             yield
         finally:
-            del _HELD[path]
+            del _HELD[key]
             handle.seek(0)
             handle.truncate()
             handle.flush()
