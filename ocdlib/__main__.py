@@ -9,14 +9,21 @@ from pathlib import Path
 
 from .errors import KitError
 from .predict import DEFAULT_DET_THR
+from .profiles import NOTEBOOK_PROFILES
 
 
 def cmd_presets(args) -> int:
     from .configs import METHODS, PROFILES
 
-    print("presets are <profile>_<method>")
-    print("profiles:", " ".join(PROFILES))
-    print("methods: ", " ".join(METHODS))
+    print("notebook profiles (reproduce --profile NAME; the notebooks' `profile` parameter):")
+    for p in NOTEBOOK_PROFILES.values():
+        print(f"  {p.name:<10} {p.about}")
+        print(
+            f"  {'':<10} body rows on {p.body}, whole-body rows on {p.wholebody}; seeds {p.seeds}"
+        )
+    print("config presets (train --config PRESET) are <config profile>_<method>:")
+    print("  config profiles:", " ".join(PROFILES))
+    print("  methods:        ", " ".join(METHODS))
     if args.show:
         from .configs import get_preset
 
@@ -26,8 +33,8 @@ def cmd_presets(args) -> int:
 
 def cmd_train(args) -> int:
     from .configs import build_config
-    from .engine.runs import run_dir
     from .engine.trainer import train
+    from .experiments import run_dir
 
     cfg = build_config(args.config, args.set)
     out = Path(args.out) if args.out else run_dir(cfg)
@@ -83,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     add_synth_subparser(sub)
 
-    p = sub.add_parser("presets", help="list the config presets")
+    p = sub.add_parser("presets", help="list the notebook profiles and the config presets")
     p.add_argument("--show", metavar="PRESET", help="print one preset's resolved config")
     p.set_defaults(func=cmd_presets)
 
@@ -135,7 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("reproduce", help="run the notebooks in order with papermill")
-    p.add_argument("--profile", default="cpu", help="smoke | cpu | gpu_synth | coco")
+    p.add_argument(
+        "--profile",
+        default="cpu",
+        choices=list(NOTEBOOK_PROFILES),
+        help="; ".join(f"{p.name}: {p.about}" for p in NOTEBOOK_PROFILES.values()),
+    )
     p.add_argument("--only", nargs="*", help="notebook prefixes, e.g. 02 06")
     p.add_argument(
         "--jobs",

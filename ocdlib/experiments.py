@@ -1,15 +1,22 @@
-"""The experiment grid: which runs each notebook makes, for any profile.
+"""The experiment grid, the claims made about it, and the run cache that fills it.
 
-One definition serves the notebooks (each asks for its own rows), the results
-notebook (it gathers every row) and the tests. A row is a method preset plus
-overrides; key comparisons run on every seed of the profile.
+One definition serves the notebooks (each asks for its own rows and claims), the
+results notebook (every row), `reproduce` (it trains the grid side by side first)
+and the tests. A row is a method preset plus overrides on a notebook profile
+(ocdlib.profiles); key rows run on every seed of the profile. A claim
+(`Comparison`, `Target`, `Floor`) refers to its rows as objects, so renaming a row
+cannot drop a claim, and a claim whose rows did not run fails with their names.
+
+The run cache: a config trains into runs/<name>-<hash>-s<seed>; `get_run` reads a
+finished run back, resumes an interrupted one and trains a missing one.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,23 +24,10 @@ from typing import Any
 
 from .configs import Config, build_config
 from .data.prepare import resolve_data
-from .engine.runs import get_run, run_dir
-
-# The seeds of each profile: key rows run on all of them, the others on the first.
-SEEDS: dict[str, tuple[int, ...]] = {
-    "smoke": (0,),
-    "cpu": (0, 1, 2),
-    "gpu_synth": (0, 1),
-    "coco": (0,),
-}
-# Body and whole-body profile names of each notebook profile.
-PROFILE_PRESETS: dict[str, tuple[str, str]] = {
-    "smoke": ("smoke", "smoke_wholebody"),
-    "cpu": ("cpu", "cpu_wholebody"),
-    "gpu_synth": ("gpu_synth", "gpu_synth_wholebody"),
-    "coco": ("coco_r50", "coco_wholebody_r50"),
-}
-
+from .engine.runs import read_result, run_lock
+from .engine.trainer import train
+from .paths import runs_home
+from .profiles import notebook_profile
 
 CUT_FOR_TIME = "cut to keep the reproduction within its time budget"
 N0_NEEDS_A_FINER_MAP = (
@@ -77,14 +71,14 @@ class Experiment:
     method: str  # a method of ocdlib.configs.METHODS
     overrides: tuple[tuple[str, Any], ...] = ()
     key: bool = False  # run on every seed of the profile
-    wholebody: bool = False
-    teacher: str | None = None  # label of the experiment whose run is the TCD teacher
+    wholebody: bool = False  # built on the profile's whole-body config (133 keypoints)
+    teacher: Experiment | None = None  # the row whose first run is the TCD teacher
     group: str = field(default="", compare=False)  # the comparison this row belongs to
     # Profiles that leave this row out, each with the reason (said in the notebook).
     skip: tuple[tuple[str, str], ...] = ()
 
     def seeds(self, profile: str) -> tuple[int, ...]:
-        seeds = SEEDS[profile]
+        seeds = notebook_profile(profile).seeds
         return seeds if self.key else seeds[:1]
 
 
@@ -92,133 +86,138 @@ def _e(notebook, label, method, *overrides, **kw) -> Experiment:
     return Experiment(notebook, label, method, tuple(overrides), **kw)
 
 
-EXPERIMENTS: tuple[Experiment, ...] = (
-    # 01: the baselines, each head trained alone.
-    # DeepPose and SimpleBaseline also score the validation set every few epochs while
-    # they train: the learning curves of the two representations (notebook 01).
-    _e("01", "DeepPose", "deeppose", LEARNING_CURVE, key=True, group="baseline"),
-    _e("01", "RLE", "rle", key=True, group="baseline"),
-    _e(
-        "01",
-        "SimpleBaseline (heatmap)",
-        "simplebaseline",
-        LEARNING_CURVE,
-        key=True,
-        group="baseline",
-    ),
-    _e("01", "Reduced heatmap head alone", "reduced_alone", group="baseline"),
-    # 02: OCD, and one row per loss term.
-    _e("02", "OCD-DeepPose", "ocd", key=True, group="ocd"),
-    _e("02", "OCD-RLE", "ocd_rle", key=True, group="ocd"),
-    # RLE's likelihood terms start about 25x larger than the heatmap loss: scaled down,
-    # do they still swamp the heatmap head that the shared backbone also serves?
-    _e(
-        "02",
-        "OCD-RLE: RLE terms x0.1",
-        "ocd_rle",
-        ("loss.reg_weight", 0.1),
-        ("loss.task_distill_weight", 0.1),
-        key=True,
-        group="ocd",
-        skip=(("cpu", CUT_FOR_TIME),),
-    ),
-    # Or does the collapse start while the regression head is still far off, so that
-    # terms b and c pull the backbone before there is anything to distil?
-    _e(
-        "02",
-        "OCD-RLE: distillation after a warm-up",
-        "ocd_rle",
-        ("loss.distill_warmup_steps", first_part_of_training(0.25)),
-        group="ocd",
-    ),
-    _e(
-        "02",
-        "OCD: task-loss distillation only (b)",
-        "ocd",
-        ("loss.head_distill_weight", 0.0),
-        group="ablation",
-    ),
-    _e(
-        "02",
-        "OCD: head distillation only (c)",
-        "ocd",
-        ("loss.task_distill_weight", 0.0),
-        group="ablation",
-    ),
-    _e(
-        "02",
-        "OCD: no distillation (shared backbone only)",
-        "ocd",
-        ("loss.task_distill_weight", 0.0),
-        ("loss.head_distill_weight", 0.0),
-        group="ablation",
-    ),
-    _e(
-        "02",
-        "OCD: soft-argmax decode",
-        "ocd",
-        ("loss.distill_decode", "soft_argmax"),
-        group="ablation",
-        skip=(("cpu", CUT_FOR_TIME),),
-    ),
-    _e(
-        "02",
-        "OCD: render sigma x2",
-        "ocd",
-        ("loss.render_sigma", twice_target_sigma()),
-        group="ablation",
-        skip=(("cpu", CUT_FOR_TIME),),
-    ),
-    _e(
-        "02",
-        "OCD: head distillation weight 0.1",
-        "ocd",
-        ("loss.head_distill_weight", 0.1),
-        group="ablation",
-        skip=(("cpu", CUT_FOR_TIME),),
-    ),
-    # 03: TCD with the SimpleBaseline of 01 as the frozen teacher.
-    _e("03", "TCD-DeepPose", "tcd", teacher="SimpleBaseline (heatmap)", key=True, group="tcd"),
-    _e(
-        "03",
-        "TCD + online auxiliary head",
-        "tcd_aux",
-        teacher="SimpleBaseline (heatmap)",
-        group="tcd",
-        skip=(("cpu", CUT_FOR_TIME),),
-    ),
-    _e(
-        "03",
-        "TCD + cross-head term",
-        "tcd",
-        ("loss.cross_head_weight", 1.0),
-        teacher="SimpleBaseline (heatmap)",
-        group="tcd",
-        skip=(("cpu", CUT_FOR_TIME),),
-    ),
-    # 04: reduced heads, alone (01) and distilled online from the full head.
-    _e("04", "Reduced head + online distillation", "reduced", group="reduced"),
-    _e(
-        "04",
-        "Reduced head N=0 alone",
-        "reduced_alone",
-        ("model.small_deconv_layers", 0),
-        group="reduced",
-        skip=(("cpu", N0_NEEDS_A_FINER_MAP),),
-    ),
-    _e(
-        "04",
-        "Reduced head N=0 + online distillation",
-        "reduced",
-        ("model.small_deconv_layers", 0),
-        group="reduced",
-        skip=(("cpu", N0_NEEDS_A_FINER_MAP),),
-    ),
-    # 05: whole body (133 keypoints).
-    _e("05", "DeepPose (whole-body)", "deeppose", wholebody=True, group="wholebody"),
-    _e("05", "OCD-DeepPose (whole-body)", "ocd", wholebody=True, group="wholebody"),
-    _e("05", "SimpleBaseline (whole-body)", "simplebaseline", wholebody=True, group="wholebody"),
+# 01: the baselines, each head trained alone.
+# DeepPose and SimpleBaseline also score the validation set every few epochs while
+# they train: the learning curves of the two representations (notebook 01).
+DEEPPOSE = _e("01", "DeepPose", "deeppose", LEARNING_CURVE, key=True, group="baseline")
+RLE = _e("01", "RLE", "rle", key=True, group="baseline")
+SIMPLEBASELINE = _e(
+    "01", "SimpleBaseline (heatmap)", "simplebaseline", LEARNING_CURVE, key=True, group="baseline"
 )
+REDUCED_ALONE = _e("01", "Reduced heatmap head alone", "reduced_alone", group="baseline")
+# 02: OCD, and one row per loss term.
+OCD_DEEPPOSE = _e("02", "OCD-DeepPose", "ocd", key=True, group="ocd")
+OCD_RLE = _e("02", "OCD-RLE", "ocd_rle", key=True, group="ocd")
+# RLE's likelihood terms start about 25x larger than the heatmap loss: scaled down,
+# do they still swamp the heatmap head that the shared backbone also serves?
+OCD_RLE_SCALED = _e(
+    "02",
+    "OCD-RLE: RLE terms x0.1",
+    "ocd_rle",
+    ("loss.reg_weight", 0.1),
+    ("loss.task_distill_weight", 0.1),
+    key=True,
+    group="ocd",
+    skip=(("cpu", CUT_FOR_TIME),),
+)
+# Or does the collapse start while the regression head is still far off, so that
+# terms b and c pull the backbone before there is anything to distil?
+OCD_RLE_WARMUP = _e(
+    "02",
+    "OCD-RLE: distillation after a warm-up",
+    "ocd_rle",
+    ("loss.distill_warmup_steps", first_part_of_training(0.25)),
+    group="ocd",
+)
+OCD_TASK_ONLY = _e(
+    "02",
+    "OCD: task-loss distillation only (b)",
+    "ocd",
+    ("loss.head_distill_weight", 0.0),
+    group="ablation",
+)
+OCD_HEAD_ONLY = _e(
+    "02",
+    "OCD: head distillation only (c)",
+    "ocd",
+    ("loss.task_distill_weight", 0.0),
+    group="ablation",
+)
+OCD_NO_DISTILLATION = _e(
+    "02",
+    "OCD: no distillation (shared backbone only)",
+    "ocd",
+    ("loss.task_distill_weight", 0.0),
+    ("loss.head_distill_weight", 0.0),
+    group="ablation",
+)
+OCD_SOFT_ARGMAX = _e(
+    "02",
+    "OCD: soft-argmax decode",
+    "ocd",
+    ("loss.distill_decode", "soft_argmax"),
+    group="ablation",
+    skip=(("cpu", CUT_FOR_TIME),),
+)
+OCD_WIDE_RENDER = _e(
+    "02",
+    "OCD: render sigma x2",
+    "ocd",
+    ("loss.render_sigma", twice_target_sigma()),
+    group="ablation",
+    skip=(("cpu", CUT_FOR_TIME),),
+)
+OCD_LIGHT_HEAD_TERM = _e(
+    "02",
+    "OCD: head distillation weight 0.1",
+    "ocd",
+    ("loss.head_distill_weight", 0.1),
+    group="ablation",
+    skip=(("cpu", CUT_FOR_TIME),),
+)
+# 03: TCD with the SimpleBaseline of 01 as the frozen teacher.
+TCD_DEEPPOSE = _e("03", "TCD-DeepPose", "tcd", teacher=SIMPLEBASELINE, key=True, group="tcd")
+TCD_AUX = _e(
+    "03",
+    "TCD + online auxiliary head",
+    "tcd_aux",
+    teacher=SIMPLEBASELINE,
+    group="tcd",
+    skip=(("cpu", CUT_FOR_TIME),),
+)
+TCD_CROSS_HEAD = _e(
+    "03",
+    "TCD + cross-head term",
+    "tcd",
+    ("loss.cross_head_weight", 1.0),
+    teacher=SIMPLEBASELINE,
+    group="tcd",
+    skip=(("cpu", CUT_FOR_TIME),),
+)
+# 04: reduced heads, alone (01) and distilled online from the full head.
+REDUCED_OCD = _e("04", "Reduced head + online distillation", "reduced", group="reduced")
+REDUCED_N0_ALONE = _e(
+    "04",
+    "Reduced head N=0 alone",
+    "reduced_alone",
+    ("model.small_deconv_layers", 0),
+    group="reduced",
+    skip=(("cpu", N0_NEEDS_A_FINER_MAP),),
+)
+REDUCED_N0_OCD = _e(
+    "04",
+    "Reduced head N=0 + online distillation",
+    "reduced",
+    ("model.small_deconv_layers", 0),
+    group="reduced",
+    skip=(("cpu", N0_NEEDS_A_FINER_MAP),),
+)
+# 05: whole body (133 keypoints).
+WB_DEEPPOSE = _e("05", "DeepPose (whole-body)", "deeppose", wholebody=True, group="wholebody")
+WB_OCD_DEEPPOSE = _e("05", "OCD-DeepPose (whole-body)", "ocd", wholebody=True, group="wholebody")
+WB_SIMPLEBASELINE = _e(
+    "05", "SimpleBaseline (whole-body)", "simplebaseline", wholebody=True, group="wholebody"
+)
+
+EXPERIMENTS: tuple[Experiment, ...] = (
+    DEEPPOSE, RLE, SIMPLEBASELINE, REDUCED_ALONE,
+    OCD_DEEPPOSE, OCD_RLE, OCD_RLE_SCALED, OCD_RLE_WARMUP,
+    OCD_TASK_ONLY, OCD_HEAD_ONLY, OCD_NO_DISTILLATION,
+    OCD_SOFT_ARGMAX, OCD_WIDE_RENDER, OCD_LIGHT_HEAD_TERM,
+    TCD_DEEPPOSE, TCD_AUX, TCD_CROSS_HEAD,
+    REDUCED_OCD, REDUCED_N0_ALONE, REDUCED_N0_OCD,
+    WB_DEEPPOSE, WB_OCD_DEEPPOSE, WB_SIMPLEBASELINE,
+)  # fmt: skip
 
 
 def skipped_on(exp: Experiment, profile: str) -> str | None:
@@ -243,21 +242,51 @@ def by_label(label: str) -> Experiment:
     raise KeyError(f"no experiment labelled {label!r}")
 
 
+# ----------------------------------------------------------------------------- the run cache
+
+
+def run_dir(cfg: Config, root: Path | None = None) -> Path:
+    """Where `cfg` trains: runs/<name>-<hash>-s<seed> (the hash leaves out the name)."""
+    return Path(root or runs_home()) / f"{cfg.name}-{cfg.hash}-s{cfg.train.seed}"
+
+
+def get_run(cfg: Config, root: Path | None = None, progress: bool = True) -> dict:
+    """The finished result of `cfg`: read from the cache, resumed, or trained now.
+
+    Under the run's lock, so that notebooks side by side (nbval, two JupyterLab tabs)
+    wait for a run in progress and then read it instead of training it twice."""
+    directory = run_dir(cfg, root)
+    with run_lock(directory):
+        # Read under the lock: another process may have just finished this run.
+        result = read_result(directory)
+        if result is None or result.get("config_hash") != cfg.hash:
+            result = train(cfg, directory, resume=True, progress=progress)
+    return {**result, "run_dir": str(directory)}
+
+
+def run_dirs(exp: Experiment, profile: str) -> list[Path]:
+    """The run directories of every seed of `exp` on `profile` (trained or not)."""
+    return [run_dir(config_for(exp, profile, seed)) for seed in exp.seeds(profile)]
+
+
+# ----------------------------------------------------------------------------- rows -> runs
+
+
 def config_for(exp: Experiment, profile: str, seed: int) -> Config:
     """The Config of one experiment row at one seed (TCD teachers resolved to their runs)."""
-    if profile not in PROFILE_PRESETS:
-        raise ValueError(f"unknown profile {profile!r}; choose from {sorted(PROFILE_PRESETS)}")
-    base = PROFILE_PRESETS[profile][1 if exp.wholebody else 0]
+    base = notebook_profile(profile).config_profile(exp.wholebody)
     sets: dict[str, Any] = {"train.seed": seed}
     preset = build_config(f"{base}_{exp.method}")
     for key, value in exp.overrides:
         sets[key] = value.compute(preset) if isinstance(value, Derived) else value
     if exp.teacher:
-        teacher = by_label(exp.teacher)
-        sets["loss.teacher_run"] = str(
-            run_dir(config_for(teacher, profile, teacher.seeds(profile)[0]))
-        )
+        sets["loss.teacher_run"] = str(run_dir(teacher_config(exp.teacher, profile)))
     return build_config(f"{base}_{exp.method}", sets)
+
+
+def teacher_config(teacher: Experiment, profile: str) -> Config:
+    """A TCD teacher is the first run (first seed) of its row."""
+    return config_for(teacher, profile, teacher.seeds(profile)[0])
 
 
 def run_experiment(exp: Experiment, profile: str, progress: bool = True) -> list[dict]:
@@ -265,11 +294,39 @@ def run_experiment(exp: Experiment, profile: str, progress: bool = True) -> list
     out = []
     for seed in exp.seeds(profile):
         if exp.teacher:
-            teacher = by_label(exp.teacher)
-            get_run(config_for(teacher, profile, teacher.seeds(profile)[0]), progress=progress)
+            get_run(teacher_config(exp.teacher, profile), progress=progress)
         cfg = config_for(exp, profile, seed)
         result = get_run(cfg, progress=progress)
         out.append({"experiment": exp, "config": cfg, **result})
+    return out
+
+
+def gather(
+    rows: str | Experiment | Iterable[Experiment], profile: str, progress: bool = False
+) -> list[dict]:
+    """Results of experiment rows (a notebook id such as "02", one row, or rows), every seed.
+
+    Finished runs are read from the run cache; missing ones are trained now. Rows the
+    profile leaves out are named with the reason and left out. Prints one line per run.
+    """
+    if isinstance(rows, str):
+        rows = experiments(rows)
+    elif isinstance(rows, Experiment):
+        rows = [rows]
+    out: list[dict] = []
+    for exp in rows:
+        reason = skipped_on(exp, profile)
+        if reason:
+            print(f"{exp.label}: not run on the {profile} profile ({reason})")
+            continue
+        cached = all((d / "result.json").is_file() for d in run_dirs(exp, profile))
+        t0 = time.perf_counter()
+        results = run_experiment(exp, profile, progress=progress)  # locks each run it trains
+        how = "cached" if cached else f"trained in {time.perf_counter() - t0:.0f} s"
+        for r in results:
+            ap = 100 * r.get("metrics", {}).get("AP", float("nan"))
+            print(f"{exp.label} (seed {r['config'].train.seed}): AP {ap:.1f} [{how}]")
+        out += results
     return out
 
 
@@ -286,10 +343,8 @@ def grid_configs(
     out: dict[str, tuple[Experiment, Config]] = {}
     for exp in rows:
         if exp.teacher:
-            teacher = by_label(exp.teacher)
-            for seed in teacher.seeds(profile)[:1]:
-                cfg = config_for(teacher, profile, seed)
-                out.setdefault(str(run_dir(cfg)), (teacher, cfg))
+            cfg = teacher_config(exp.teacher, profile)
+            out.setdefault(str(run_dir(cfg)), (exp.teacher, cfg))
         for seed in exp.seeds(profile):
             cfg = config_for(exp, profile, seed)
             out.setdefault(str(run_dir(cfg)), (exp, cfg))
@@ -380,3 +435,127 @@ def train_grid(
                 exp, cfg = pending.pop(fut)
                 done.add(fut.result())  # a failed run stops the reproduction with its error
     return len(todo)
+
+
+# ----------------------------------------------------------------------------- claims
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A claim that `candidate` beats `baseline` (AP). `check`: a claim the benchmark
+    itself must satisfy to be worth reading (a heatmap teacher better than DeepPose)."""
+
+    name: str
+    candidate: Experiment
+    baseline: Experiment
+    claim: str  # what the paper (or the benchmark's design) says
+    check: bool = False
+
+    @property
+    def rows(self) -> tuple[Experiment, Experiment]:
+        return (self.candidate, self.baseline)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The benchmark's target for the paper's headline claim (METHOD.md)."""
+
+    candidate: Experiment
+    baseline: Experiment
+    min_gain: float  # AP
+
+
+@dataclass(frozen=True)
+class Floor:
+    """What a profile was calibrated to, on the baselines only (never on the method under
+    test): a baseline row's metric (mean over seeds) at least `value`."""
+
+    row: Experiment
+    metric: str
+    value: float
+
+
+COMPARISONS: tuple[Comparison, ...] = (
+    Comparison(
+        "OCD-DeepPose vs DeepPose",
+        OCD_DEEPPOSE,
+        DEEPPOSE,
+        "OCD lifts DeepPose at equal deployed size (paper, COCO: 52.8 -> 62.8 AP)",
+    ),
+    Comparison("OCD-RLE vs RLE", OCD_RLE, RLE, "OCD also lifts an RLE regression head"),
+    Comparison(
+        "OCD-RLE (RLE terms x0.1) vs RLE",
+        OCD_RLE_SCALED,
+        RLE,
+        "OCD lifts RLE once its likelihood terms no longer swamp the heatmap loss",
+    ),
+    Comparison(
+        "OCD-RLE (distillation after a warm-up) vs RLE",
+        OCD_RLE_WARMUP,
+        RLE,
+        "OCD lifts RLE once b and c start from a trained regression head",
+    ),
+    Comparison(
+        "TCD-DeepPose vs DeepPose",
+        TCD_DEEPPOSE,
+        DEEPPOSE,
+        "a frozen heatmap teacher lifts DeepPose",
+    ),
+    Comparison(
+        "heatmap vs DeepPose (benchmark check)",
+        SIMPLEBASELINE,
+        DEEPPOSE,
+        "the heatmap teacher must beat DeepPose clearly, else there is nothing to distil",
+        check=True,
+    ),
+    Comparison(
+        "reduced head N=1: distilled vs alone",
+        REDUCED_OCD,
+        REDUCED_ALONE,
+        "online distillation lets a reduced head approach the full head",
+    ),
+    Comparison(
+        "reduced head N=0: distilled vs alone",
+        REDUCED_N0_OCD,
+        REDUCED_N0_ALONE,
+        "online distillation lets a reduced head approach the full head",
+    ),
+    Comparison(
+        "whole-body heatmap vs DeepPose (benchmark check)",
+        WB_SIMPLEBASELINE,
+        WB_DEEPPOSE,
+        "on 133 keypoints too, the heatmap teacher must beat DeepPose clearly",
+        check=True,
+    ),
+    Comparison(
+        "whole-body: OCD-DeepPose vs DeepPose",
+        WB_OCD_DEEPPOSE,
+        WB_DEEPPOSE,
+        "OCD lifts DeepPose on 133 keypoints",
+    ),
+)
+
+TARGET = Target(OCD_DEEPPOSE, DEEPPOSE, min_gain=5.0)
+
+# The cpu profile's calibration: models that visibly find the keypoints, and a heatmap
+# model far from saturation (README, "How the cpu profile was calibrated").
+FLOORS: tuple[Floor, ...] = (
+    Floor(SIMPLEBASELINE, "AP", 35.0),
+    Floor(DEEPPOSE, "AP", 3.0),
+    Floor(DEEPPOSE, "AP50", 15.0),
+    Floor(WB_SIMPLEBASELINE, "body/AP", 20.0),
+    Floor(WB_SIMPLEBASELINE, "wholebody/AP", 5.0),
+)
+
+
+def comparisons_among(rows: Iterable[Experiment], profile: str) -> list[Comparison]:
+    """The comparisons between `rows` (both sides among them), less those with a row that
+    `profile` leaves out: what a notebook that gathered `rows` can claim."""
+    rows = set(rows)
+    return [c for c in COMPARISONS if all(e in rows and not skipped_on(e, profile) for e in c.rows)]
+
+
+def floors_among(rows: Iterable[Experiment]) -> list[Floor]:
+    """The calibration floors of `rows`."""
+    rows = set(rows)
+    return [f for f in FLOORS if f.row in rows]

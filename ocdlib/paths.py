@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .profiles import notebook_profile
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -29,3 +31,10 @@ def runs_home() -> Path:
 
 def reports_home() -> Path:
     return Path(os.environ.get("OCDLIB_REPORTS") or REPO_ROOT / "reports")
+
+
+def report_dir(profile: str) -> Path:
+    """Where a notebook profile's tables and figures go: the cpu profile's to reports/
+    itself, the others' to reports/<profile>/."""
+    folder = notebook_profile(profile).report_folder
+    return reports_home() / folder if folder else reports_home()

@@ -11,11 +11,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .engine.runs import load_run_config, read_result
-from .paths import REPO_ROOT, reports_home, runs_home
+import papermill
+
+from .engine.runs import command_line, git_commit, load_run_config, read_result
+from .experiments import EXPERIMENTS, default_jobs, grid_configs, run_dir, run_dirs, train_grid
+from .paths import REPO_ROOT, report_dir, runs_home
+from .profiles import notebook_profile
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-PROFILES = ("smoke", "cpu", "gpu_synth", "coco")
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -27,24 +30,12 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     return books
 
 
-def report_dir(profile: str) -> Path:
-    """cpu results go to reports/ itself; other profiles to reports/<profile>/."""
-    root = reports_home()
-    return root if profile == "cpu" else root / profile
-
-
 def reproduce(profile: str = "cpu", only: list[str] | None = None, jobs: int | None = None) -> int:
     """Train the grid's missing runs `jobs` at a time, then run the notebooks in order.
 
     The notebooks read every run from the cache; training first, side by side, is what
     uses all the cores (small CPU models scale poorly over threads)."""
-    import papermill
-
-    from .engine.runs import run_dir
-    from .experiments import default_jobs, grid_configs, train_grid
-
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose from {PROFILES}")
+    notebook_profile(profile)  # an unknown profile stops here, with the choices
     out_dir = report_dir(profile)
     executed = out_dir / "notebooks"
     # papermill writes a notebook as it runs; it lands in reports/ only once it has
@@ -236,8 +227,6 @@ def _last_logged_epoch(log: Path) -> int | None:
 def write_provenance(
     out_dir: Path, profile: str, timings, total: float, partial: bool, pending=(), extra=()
 ) -> None:
-    from .engine.runs import command_line, git_commit
-
     try:
         import torch
 
@@ -283,13 +272,10 @@ def grid_training_time(profile: str) -> str:
     training loops took in all, from the runs' own records (the cost of a reproduction
     from an empty run cache, less evaluation and notebook overhead)."""
     try:
-        from .experiments import EXPERIMENTS
-        from .reporting import _run_dirs
-
         done, total, seconds = 0, 0, 0.0
         for exp in EXPERIMENTS:
             try:
-                dirs = _run_dirs(exp, profile)
+                dirs = run_dirs(exp, profile)
             except Exception:  # a TCD row whose teacher is not trained yet
                 total += len(exp.seeds(profile))
                 continue

@@ -66,6 +66,18 @@ def test_eval_scores_the_auxiliary_heatmap_head(smoke_run, coco_sample_dir, tmp_
         main(["eval", "--run", str(smoke_run), *sample, "--head", "small_hm"])
 
 
+def test_eval_of_another_head_never_writes_over_the_deployed_heads_scores(
+    smoke_run, coco_sample_dir
+):
+    sample = ["--ann", str(coco_sample_dir / "test_coco.json"), "--images", str(coco_sample_dir)]
+    assert main(["eval", "--run", str(smoke_run), *sample, "--head", "hm"]) == 0
+    assert (smoke_run / "eval_hm" / "metrics.json").is_file()
+    assert not (smoke_run / "eval").exists()  # the deployed head's folder
+    assert main(["eval", "--run", str(smoke_run), *sample, "--head", "reg"]) == 0
+    assert (smoke_run / "eval" / "metrics.json").is_file()  # reg is the deployed head
+    assert not (smoke_run / "eval_reg").exists()
+
+
 def test_export_matches_pytorch_in_onnxruntime(smoke_run, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     assert main(["export", "--run", str(smoke_run), "--out", str(tmp_path / "s.onnx")]) == 0
@@ -151,8 +163,7 @@ def test_runs_record_the_reproduce_command_inside_a_notebook(monkeypatch):
 
 
 def test_provenance_sums_the_grids_training_time(tmp_path, monkeypatch):
-    from ocdlib.experiments import by_label
-    from ocdlib.reporting import _run_dirs
+    from ocdlib.experiments import by_label, run_dirs
     from ocdlib.reproduce import grid_training_time
 
     monkeypatch.setenv("OCDLIB_RUNS", str(tmp_path / "runs"))
@@ -160,7 +171,7 @@ def test_provenance_sums_the_grids_training_time(tmp_path, monkeypatch):
     assert empty.startswith(
         "training time of the grid's runs, from their own records: 0 min for 0 of"
     )
-    run = _run_dirs(by_label("DeepPose"), "smoke")[0]
+    run = run_dirs(by_label("DeepPose"), "smoke")[0]
     run.mkdir(parents=True)
     (run / "result.json").write_text(json.dumps({"train_time_s": 600.0}))
     assert ": 10 min for 1 of" in grid_training_time("smoke")

@@ -13,8 +13,8 @@ import torch.multiprocessing as mp
 
 from ocdlib.configs import build_config
 from ocdlib.engine import runs as runs_mod
-from ocdlib.engine.runs import get_run, run_dir
 from ocdlib.engine.trainer import NonFiniteLossError, lr_factor, train
+from ocdlib.experiments import get_run, run_dir
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ import torch
 from ocdlib.configs import build_config
 from ocdlib.engine import precision as precision_mod
 from ocdlib.engine.precision import cpu_has_fast_bf16, resolve_precision
-from ocdlib.engine.runs import run_dir
-from ocdlib.experiments import grid_configs, train_grid, with_share_of_cores
+from ocdlib.experiments import grid_configs, run_dir, train_grid, with_share_of_cores
 
 
 def test_bf16_needs_the_cpu_flags(tmp_path):

@@ -31,3 +31,92 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in ci
     assert "make test" in readme and "make reproduce" in readme
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """{module: modules of ocdlib it imports}, every import counted wherever it sits (a
+    deferred import inside a function is still an import), except those only for type
+    checkers (`if TYPE_CHECKING:`)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    files = {
+        ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in (root / "ocdlib").rglob("*.py")
+    }
+
+    def resolve(name: str) -> str | None:
+        while name and name not in files:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        tree = ast.parse(path.read_text())
+        typing_only = {
+            id(n)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for n in ast.walk(node)
+        }
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(anchor + ([base] if base else []))
+                # `from pkg import mod` imports the module pkg.mod; `from mod import f`, mod.
+                targets = [f"{base}.{a.name}" for a in node.names] + [base]
+            else:
+                continue
+            for t in targets:
+                target = resolve(t) if t.startswith("ocdlib") else None
+                if target and target != module:
+                    edges.add(target)
+        graph[module] = edges
+    return graph
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    graph = _import_graph()
+    assert "ocdlib.engine.trainer" in graph and "ocdlib.reporting" in graph
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            cycle = path[path.index(module) :] + [module]
+            raise AssertionError("import circle: " + " -> ".join(cycle))
+        if module in done:
+            return
+        for target in sorted(graph.get(module, ())):
+            visit(target, path + [module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+
+
+def test_the_import_walk_counts_imports_inside_functions():
+    # A deferred import counts (it hides a circle, it does not remove it).
+    assert "ocdlib.reproduce" in _import_graph()["ocdlib.__main__"]  # inside cmd_reproduce
+
+
+def test_readme_names_every_module():
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    table = readme[readme.index("## What is where") :]
+    table = table[: table.index("\n## ", 5)]
+    missing = [
+        str(p.relative_to(root))
+        for p in sorted((root / "ocdlib").rglob("*.py"))
+        if p.name != "__init__.py"
+        and f"`{p.relative_to(root)}`" not in table
+        and f"`{p.name}`" not in table
+    ]
+    assert not missing, f"README's 'What is where' table does not name {missing}"

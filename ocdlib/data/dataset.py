@@ -43,10 +43,11 @@ from ocdlib.data.transforms import (
     random_half_body,
     warp_image,
 )
-
-if TYPE_CHECKING:
-    from ocdlib.configs import DataConfig
 from ocdlib.metainfo import DatasetInfo
+
+if TYPE_CHECKING:  # configs imports the data package (SynthPose): types only here
+    from ocdlib.configs import Config, DataConfig
+    from ocdlib.data.prepare import DataPaths
 
 log = logging.getLogger(__name__)
 
@@ -271,3 +272,32 @@ class SkippedImages:
     def from_dict(cls, d: dict | None) -> SkippedImages:
         d = d or {}
         return cls(dict(d.get("files", {})), dict(d.get("samples_replaced", {})))
+
+
+def needs_heatmaps(cfg: Config) -> bool:
+    """Whether a run trains on heatmap targets (a heatmap head, or a TCD teacher's loss)."""
+    return any(h.startswith("hm") for h in cfg.model.heads) or bool(cfg.loss.teacher_run)
+
+
+def build_datasets(cfg: Config, paths: DataPaths, info: DatasetInfo):
+    """The training and validation sets of a run (detections for validation if configured)."""
+    train_ds = TopDownPoseDataset.from_coco(
+        paths.train_ann,
+        paths.train_images,
+        info,
+        cfg.data,
+        train=True,
+        with_heatmaps=needs_heatmaps(cfg),
+        seed=cfg.train.seed,
+    )
+    val_ds = TopDownPoseDataset.from_coco(
+        paths.val_ann,
+        paths.val_images,
+        info,
+        cfg.data,
+        train=False,
+        det_file=cfg.eval.det_file or None,
+        det_score_thr=cfg.eval.det_score_thr,
+        with_heatmaps=False,
+    )
+    return train_ds, val_ds

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +13,15 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..configs import Config
-from ..data.dataset import SkippedImages
+from ..data.coco import check_images
+from ..data.dataset import SkippedImages, build_datasets
+from ..data.layout import load_layout
+from ..data.prepare import DataPaths, resolve_data
 from ..data.transforms import normalized_to_image
 from ..evaluation import Prediction, evaluate_coco
 from ..metainfo import DatasetInfo
 from .distributed import DistInfo, all_gather_objects
+from .runs import load_run_model, run_lock
 
 
 @torch.no_grad()
@@ -86,14 +92,16 @@ def evaluate_model(
     out_dir,
     dist: DistInfo,
     skipped: SkippedImages | None = None,
+    head: str | None = None,
 ) -> dict:
-    """Run the deployed head on the validation set and return COCO metrics (on every rank)."""
+    """Run `head` (default: the deployed one) on the validation set and return COCO
+    metrics (on every rank)."""
     model = getattr(model, "module", model)
     flip_index = torch.as_tensor(info.flip_index) if cfg.eval.flip_test else None
     preds = predict_dataset(
         model,
         val_ds,
-        cfg.model.deploy_head,
+        head or cfg.model.deploy_head,
         cfg.data.input_size,
         flip_index=flip_index,
         batch_size=cfg.eval.batch_size,
@@ -135,14 +143,6 @@ def evaluate_run(
     Writing into the run takes its lock: with `wait=False` a run that another
     process is writing is refused (RunLockedError), else waited for.
     """
-    from dataclasses import replace
-
-    from ..data.coco import check_images
-    from ..data.layout import load_layout
-    from ..data.prepare import DataPaths, resolve_data
-    from .runs import load_run_model, run_lock
-    from .trainer import build_datasets
-
     if (ann is None) != (images is None):
         raise ValueError("--ann and --images go together (an annotation file and its images)")
     run_dir = Path(run_dir)
@@ -152,27 +152,27 @@ def evaluate_run(
         paths = DataPaths(paths.root, paths.train_ann, paths.train_images, Path(ann), Path(images))
     if boxes:
         cfg = replace(cfg, eval=replace(cfg.eval, det_file=str(boxes)))
-    if head:
-        if head not in model.heads:
-            raise ValueError(f"head {head!r}: {run_dir} has the heads {list(model.heads)}")
-        cfg = replace(cfg, model=replace(cfg.model, deploy_head=head))
+    head = head or cfg.model.deploy_head
+    if head not in model.heads:
+        raise ValueError(f"head {head!r}: {run_dir} has the heads {list(model.heads)}")
     info = load_layout(run_dir, cfg.data)
     _, val_ds = build_datasets(cfg, paths, info)
     check_images(val_ds.instances, "--images" if images is not None else "data.val_images")
-    default = "eval" if not head or head == cfg.model.deploy_head else f"eval_{head}"
+    # The deployed head's scores go to <run>/eval, any other head's beside them.
+    default = "eval" if head == cfg.model.deploy_head else f"eval_{head}"
     out = Path(out or run_dir / default)
     into_run = out.resolve().is_relative_to(run_dir.resolve())
     with run_lock(run_dir, wait=wait) if into_run else contextlib.nullcontext():
         skipped = SkippedImages() if cfg.data.bad_images == "skip" else None
-        metrics = evaluate_model(model, cfg, info, val_ds, paths, out, DistInfo(), skipped)
+        metrics = evaluate_model(
+            model, cfg, info, val_ds, paths, out, DistInfo(), skipped, head=head
+        )
     return metrics, out
 
 
 def head_metrics(run_dir, head: str) -> dict:
     """The metrics of one head of a finished run on its own validation set, computed
     once and kept in `<run>/eval_<head>/metrics.json` (recomputed if the run changed)."""
-    import json
-
     run_dir = Path(run_dir)
     cached = run_dir / f"eval_{head}" / "metrics.json"
     stamp = run_dir / f"eval_{head}" / "checkpoint_mtime"

@@ -1,8 +1,10 @@
-"""The run cache: a run directory is keyed by config name, hash and seed.
+"""One run directory: what the trainer writes there and how it is read back.
 
-Notebooks ask `get_run(cfg)` for "the result of this config": a finished run
-is read back from its result.json, an interrupted one resumes, a missing one
-trains.
+A run directory holds config.json, log.csv, evals.json, checkpoint.pt,
+student.pt and result.json (see trainer.py). This module reads them back, takes
+the directory's lock while a process writes it, and records where a run came
+from. Which directory a config trains into (the run cache) is decided above the
+engine, in `ocdlib.experiments`.
 """
 
 from __future__ import annotations
@@ -24,11 +26,10 @@ import torch
 from ..configs import Config
 from ..data.layout import load_layout
 from ..errors import RunLockedError
-from ..paths import REPO_ROOT, runs_home
-
-
-def run_dir(cfg: Config, root: Path | None = None) -> Path:
-    return Path(root or runs_home()) / f"{cfg.name}-{cfg.hash}-s{cfg.train.seed}"
+from ..models import build_model, export_student
+from ..models.complexity import measure_latency_ms
+from ..paths import REPO_ROOT
+from .checkpoint import load_checkpoint
 
 
 def git_commit() -> str:
@@ -154,19 +155,6 @@ def _holder(path: Path) -> str:
     return f"its record in {path} is unreadable"
 
 
-def get_run(cfg: Config, root: Path | None = None, progress: bool = True) -> dict:
-    """The finished result of `cfg`: read from the cache, resumed, or trained now."""
-    from .trainer import train
-
-    directory = run_dir(cfg, root)
-    with run_lock(directory):
-        # Read under the lock: another process may have just finished this run.
-        result = read_result(directory)
-        if result is None or result.get("config_hash") != cfg.hash:
-            result = train(cfg, directory, resume=True, progress=progress)
-    return {**result, "run_dir": str(directory)}
-
-
 def load_run_config(directory: Path) -> Config:
     directory = Path(directory)
     path = directory / "config.json"
@@ -183,9 +171,6 @@ def load_run_model(directory: Path, student: bool = False):
 
     Returns the model and the run's config; the run's keypoint layout is
     `load_layout(directory, cfg.data)`."""
-    from ..models import build_model, export_student
-    from .checkpoint import load_checkpoint
-
     directory = Path(directory)
     cfg = load_run_config(directory)
     info = load_layout(directory, cfg.data)
@@ -197,3 +182,22 @@ def load_run_model(directory: Path, student: bool = False):
         ckpt = load_checkpoint(directory / "checkpoint.pt", cfg.hash)
     model.load_state_dict(ckpt["model"])
     return model.eval(), cfg
+
+
+def student_latency_ms(
+    directory: Path, repeats: int = 20, warmup: int = 5, threads: int | None = 1
+) -> float:
+    """Median CPU milliseconds of one forward pass of a run's deployed student at batch 1.
+
+    Measured on this machine now, with `threads` torch threads (None: leave the current
+    setting), so report it with the machine beside it."""
+    model, cfg = load_run_model(directory, student=True)
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return measure_latency_ms(
+            model.cpu(), cfg.data.input_size, batch_size=1, warmup=warmup, runs=repeats
+        )
+    finally:
+        torch.set_num_threads(before)

@@ -29,11 +29,10 @@ from tqdm import tqdm
 
 from ..configs import Config, validate
 from ..data.coco import check_images
-from ..data.dataset import SkippedImages, TopDownPoseDataset
+from ..data.dataset import SkippedImages, build_datasets
 from ..data.layout import resolve_layout, save_layout
-from ..data.prepare import DataPaths, resolve_data
+from ..data.prepare import resolve_data
 from ..losses import build_objective
-from ..metainfo import DatasetInfo
 from ..models import build_model, export_student
 from ..models.complexity import count_macs, count_params
 from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
@@ -69,33 +68,6 @@ def lr_factor(step: int, steps_per_epoch: int, cfg) -> float:
         return warm * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
     epoch = step // max(steps_per_epoch, 1)
     return warm * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
-
-
-def needs_heatmaps(cfg: Config) -> bool:
-    return any(h.startswith("hm") for h in cfg.model.heads) or bool(cfg.loss.teacher_run)
-
-
-def build_datasets(cfg: Config, paths: DataPaths, info: DatasetInfo):
-    train_ds = TopDownPoseDataset.from_coco(
-        paths.train_ann,
-        paths.train_images,
-        info,
-        cfg.data,
-        train=True,
-        with_heatmaps=needs_heatmaps(cfg),
-        seed=cfg.train.seed,
-    )
-    val_ds = TopDownPoseDataset.from_coco(
-        paths.val_ann,
-        paths.val_images,
-        info,
-        cfg.data,
-        train=False,
-        det_file=cfg.eval.det_file or None,
-        det_score_thr=cfg.eval.det_score_thr,
-        with_heatmaps=False,
-    )
-    return train_ds, val_ds
 
 
 def make_loader(ds, batch_size: int, shuffle: bool, dist: DistInfo, seed: int, workers: int):

@@ -1,0 +1,58 @@
+"""The notebook profiles: what `reproduce --profile` and the notebooks run.
+
+A notebook profile names the two config profiles its rows are built on (one for
+body rows, one for whole-body rows; see `ocdlib.configs.PROFILES`), the seeds of
+its key rows and the folder under reports/ that its tables go to. It is the one
+definition: `reproduce`, the notebooks, the experiment grid, the CLI help and
+`python -m ocdlib presets` all read it from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NotebookProfile:
+    name: str
+    body: str  # config profile of the body rows (ocdlib.configs.PROFILES)
+    wholebody: str  # config profile of the whole-body rows
+    seeds: tuple[int, ...]  # key rows run on all of them, the others on the first
+    report_folder: str  # under reports/; "" is reports/ itself
+    about: str  # one line for the CLI help
+
+    def config_profile(self, wholebody: bool) -> str:
+        return self.wholebody if wholebody else self.body
+
+
+NOTEBOOK_PROFILES: dict[str, NotebookProfile] = {
+    p.name: p
+    for p in (
+        NotebookProfile(
+            "smoke", "smoke", "smoke_wholebody", (0,), "smoke",
+            "seconds: checks that every notebook runs (nbval); its numbers mean nothing",
+        ),
+        NotebookProfile(
+            "cpu", "cpu", "cpu_wholebody", (0, 1, 2), "",
+            "the CPU reproduction on SynthPose (make reproduce): about two hours on two cores",
+        ),
+        NotebookProfile(
+            "gpu_synth", "gpu_synth", "gpu_synth_wholebody", (0, 1), "gpu_synth",
+            "SynthPose at COCO size (256x192, ResNet-50) on one GPU",
+        ),
+        NotebookProfile(
+            "coco", "coco_r50", "coco_wholebody_r50", (0,), "coco",
+            "the paper's recipe on real COCO (needs the data and GPUs)",
+        ),
+    )
+}  # fmt: skip
+
+
+def notebook_profile(name: str) -> NotebookProfile:
+    try:
+        return NOTEBOOK_PROFILES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown profile {name!r}; choose from {list(NOTEBOOK_PROFILES)} "
+            "(python -m ocdlib presets lists them)"
+        ) from None
