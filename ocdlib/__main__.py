@@ -1,4 +1,4 @@
-"""Command line: python -m ocdlib {synth,presets,train,eval,export,predict,reproduce}."""
+"""Command line: python -m ocdlib {synth,data,presets,train,eval,export,predict,reproduce}."""
 
 from __future__ import annotations
 
@@ -10,6 +10,27 @@ from pathlib import Path
 from .errors import KitError
 from .predict import DEFAULT_DET_THR
 from .profiles import NOTEBOOK_PROFILES
+
+
+def cmd_data_check(args) -> int:
+    from .data.coco_root import check_root, preset_overrides
+
+    root = Path(args.root)
+    report = check_root(root, wholebody=args.wholebody, decode=args.decode)
+    print("\n".join(report.lines()))
+    if report.missing:
+        print(
+            f"error: {len(report.missing)} problem(s) in the COCO root {root}; each has its fix "
+            "above",
+            file=sys.stderr,
+        )
+        return 1
+    sets = " ".join(f"--set {s}" for s in preset_overrides(root))
+    print(
+        f"the COCO root {root} is complete; train with: python -m ocdlib train "
+        f"--config coco_r50_ocd {sets}"
+    )
+    return 0
 
 
 def cmd_presets(args) -> int:
@@ -89,6 +110,18 @@ def main(argv: list[str] | None = None) -> int:
     from .data.synthpose import add_synth_subparser
 
     add_synth_subparser(sub)
+
+    p = sub.add_parser("data", help="COCO: check a root (data check), download it (data coco)")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("check", help="check a COCO root against the coco_* presets")
+    p.add_argument("--root", default="data/coco", help="the COCO root (default: data/coco)")
+    p.add_argument(
+        "--wholebody", action="store_true", help="also require the COCO-WholeBody annotations"
+    )
+    p.add_argument(
+        "--decode", type=int, default=8, metavar="N", help="images per split to decode (8)"
+    )
+    p.set_defaults(func=cmd_data_check)
 
     p = sub.add_parser("presets", help="list the notebook profiles and the config presets")
     p.add_argument("--show", metavar="PRESET", help="print one preset's resolved config")

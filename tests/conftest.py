@@ -25,3 +25,36 @@ def coco_sample_dir(tmp_path) -> Path:
     dst = tmp_path / "coco_sample"
     shutil.copytree(_sample_source(), dst)
     return dst
+
+
+def lay_out_coco_root(dst: Path, wholebody: bool = True) -> Path:
+    """A tiny COCO root in the layout the coco_* presets read, from the 4-image sample.
+
+    Both splits hold the same 4 images (symlinked) and annotations; the whole-body
+    files are the sample's COCO-WholeBody annotations of the same people."""
+    from ocdlib.data.coco_root import coco_layout
+
+    src = _sample_source()
+    layout = coco_layout()
+    for split in layout.splits:
+        if split.wholebody and not wholebody:
+            continue
+        ann = dst / split.ann
+        ann.parent.mkdir(parents=True, exist_ok=True)
+        name = "test_coco_wholebody.json" if split.wholebody else "test_coco.json"
+        shutil.copy(src / name, ann)
+        images = dst / split.images
+        images.mkdir(parents=True, exist_ok=True)
+        for jpg in src.glob("*.jpg"):
+            if not (images / jpg.name).exists():
+                (images / jpg.name).symlink_to(jpg)
+    det = dst / layout.det_file
+    det.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src / "test_coco_det_AP_H_56.json", det)
+    return dst
+
+
+@pytest.fixture
+def coco_root(tmp_path) -> Path:
+    """A tiny COCO root (see `lay_out_coco_root`)."""
+    return lay_out_coco_root(tmp_path / "coco")

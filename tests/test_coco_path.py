@@ -1,0 +1,62 @@
+"""The COCO path: the root layout the coco_* presets read and its check (`data check`)."""
+
+from __future__ import annotations
+
+import json
+
+from ocdlib.__main__ import main
+from ocdlib.data.coco_root import check_root, coco_layout
+
+DET = "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
+
+
+def test_layout_is_read_off_the_presets():
+    layout = coco_layout()
+    assert {(s.ann, s.images) for s in layout.splits} == {
+        ("annotations/person_keypoints_train2017.json", "train2017"),
+        ("annotations/person_keypoints_val2017.json", "val2017"),
+        ("annotations/coco_wholebody_train_v1.0.json", "train2017"),
+        ("annotations/coco_wholebody_val_v1.0.json", "val2017"),
+    }
+    assert layout.det_file == DET
+    assert layout.det_split.ann == "annotations/person_keypoints_val2017.json"
+    body = next(s for s in layout.splits if s.ann.endswith("keypoints_train2017.json"))
+    assert body.profiles == ("coco_r50", "coco_r101", "coco_r152") and not body.wholebody
+
+
+def test_data_check_passes_on_a_complete_root(coco_root, capsys):
+    assert main(["data", "check", "--root", str(coco_root), "--wholebody"]) == 0
+    out = capsys.readouterr().out
+    assert "MISS" not in out
+    assert "4 images, 14 person annotations (12 with keypoints)" in out
+    assert "118 person boxes on 4 images" in out
+    assert f"--set eval.det_file={coco_root / DET}" in out
+
+
+def test_data_check_names_what_is_missing_and_the_fix(coco_root, capsys):
+    (coco_root / DET).unlink()
+    (coco_root / "val2017" / "000000040083.jpg").unlink()
+    (coco_root / "annotations" / "coco_wholebody_val_v1.0.json").unlink()
+    assert main(["data", "check", "--root", str(coco_root)]) == 1
+    out = capsys.readouterr().out
+    assert f"MISS {DET}: person detection file not found" in out
+    assert "deep-high-resolution-net.pytorch" in out and str(coco_root / DET) in out
+    assert "MISS val2017: 1 of 4 images named in" in out and "000000040083.jpg" in out
+    # whole-body files only matter with --wholebody
+    assert "skip annotations/coco_wholebody_val_v1.0.json" in out
+    assert main(["data", "check", "--root", str(coco_root), "--wholebody"]) == 1
+    assert "MISS annotations/coco_wholebody_val_v1.0.json" in capsys.readouterr().out
+
+
+def test_data_check_rejects_an_image_that_does_not_decode_and_bad_json(coco_root):
+    bad = coco_root / "train2017" / "000000000785.jpg"
+    bad.unlink()
+    bad.write_bytes(b"not a jpeg")
+    (coco_root / "annotations" / "person_keypoints_val2017.json").write_text("{")
+    report = check_root(coco_root)
+    problems = {f.path: f.text for f in report.missing}
+    assert "cannot decode image" in problems["train2017"]
+    assert "does not load as JSON" in problems["annotations/person_keypoints_val2017.json"]
+    det = [f for f in report.findings if f.path == DET]
+    assert det[0].ok  # the detections alone are fine
+    json.loads((coco_root / DET).read_text())
