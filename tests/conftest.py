@@ -58,3 +58,9 @@ def lay_out_coco_root(dst: Path, wholebody: bool = True) -> Path:
 def coco_root(tmp_path) -> Path:
     """A tiny COCO root (see `lay_out_coco_root`)."""
     return lay_out_coco_root(tmp_path / "coco")
+
+
+@pytest.fixture(scope="session")
+def shared_coco_root(tmp_path_factory) -> Path:
+    """A tiny COCO root shared by a session's tests: read it, never change it."""
+    return lay_out_coco_root(tmp_path_factory.mktemp("shared_coco") / "coco")
