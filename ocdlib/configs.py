@@ -112,7 +112,8 @@ class LossConfig:
     distill_warmup_steps: int = 0  # b and c are off before this step
     distill_unlabelled: bool = True  # distil keypoints unlabelled in ground truth
     hm_loss_scale: float = 1000.0  # heatmap MSE is tiny per pixel; bring it to the regression scale
-    # TCD: a frozen heatmap teacher, given as a finished run directory.
+    # TCD: a frozen heatmap teacher, given as a finished run directory or as an mmpose
+    # SimpleBaseline checkpoint file (.pth, ocdlib/models/mmpose_checkpoint.py).
     teacher_run: str = ""
     teacher_source: str = "teacher"  # source of sg[.] terms: "teacher" | "online" | "both"
     cross_head_weight: float = 0.0  # student map -> adapter -> teacher's frozen head
@@ -599,7 +600,8 @@ METHODS: dict[str, Callable[[Config], Config]] = {
         task_distill_weight=1.0,
         head_distill_weight=1.0,
     ),
-    # TCD needs a finished heatmap run: --set loss.teacher_run=runs/<simplebaseline run>.
+    # TCD needs a heatmap teacher: --set loss.teacher_run=runs/<simplebaseline run> or
+    # an mmpose model-zoo checkpoint, --set loss.teacher_run=td-hm_res50_...-256x192.pth.
     "tcd": lambda c: _method(c, ["reg"], "reg", task_distill_weight=1.0, head_distill_weight=1.0),
     "tcd_aux": lambda c: _method(
         c,

@@ -17,12 +17,13 @@ import pytest
 import torch
 import torchvision
 
-from ocdlib.configs import METHODS, build_config, validate
+from ocdlib.configs import METHODS, ModelConfig, build_config, validate
 from ocdlib.data.coco_root import COCO_PROFILES, coco_layout, preset_overrides
 from ocdlib.data.dataset import build_datasets
 from ocdlib.data.layout import resolve_layout
 from ocdlib.data.prepare import resolve_data
 from ocdlib.engine.trainer import train
+from ocdlib.models import build_model
 from ocdlib.models.backbones import imagenet_weights_file
 
 # Score only the sample's surest detections (7 of its 118 boxes): the same code, less time.
@@ -84,6 +85,20 @@ def test_preset_trains_two_steps_and_scores_the_detection_file(
     for key in ("AP", *(f"{part}/AP" for part in parts)):
         assert 0.0 <= result["metrics"][key] <= 1.0, key
     assert (tmp_path / "run" / "predictions.json").is_file()
+
+
+def test_tcd_preset_takes_an_mmpose_model_zoo_teacher(shared_coco_root, imagenet_cache, tmp_path):
+    """coco_r50_tcd with its teacher given as an mmpose 1.x checkpoint file."""
+    teacher = build_model(
+        ModelConfig(backbone="resnet50", heads=("hm",), deploy_head="hm"), 17, (192, 256), (48, 64)
+    )
+    state = {k.replace("heads.hm.", "head.", 1): v for k, v in teacher.state_dict().items()}
+    path = tmp_path / "td-hm_res50_8xb64-210e_coco-256x192.pth"
+    torch.save({"meta": {}, "state_dict": state}, path)
+    cfg = dry_run("coco_r50_tcd", shared_coco_root, **{"loss.teacher_run": str(path)})
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert result["steps"] == 2 and 0.0 <= result["metrics"]["AP"] <= 1.0
+    assert result["student_params"] == 23_508_032 + 2048 * 34 + 34  # ResNet-50 and one FC
 
 
 @pytest.mark.parametrize("profile", COCO_PROFILES)

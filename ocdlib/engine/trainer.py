@@ -35,6 +35,7 @@ from ..data.prepare import resolve_data
 from ..losses import build_objective
 from ..models import build_model, export_student
 from ..models.complexity import count_macs, count_params
+from ..models.mmpose_checkpoint import is_mmpose_checkpoint, load_mmpose_heatmap_model
 from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
 from .distributed import DistInfo, all_gather_objects, barrier, cleanup, init_distributed
 from .evaluate import evaluate_model
@@ -216,8 +217,14 @@ def truncate_log(path: Path, step: int) -> None:
 
 
 def load_teacher(cfg: Config, device) -> nn.Module | None:
+    """The frozen TCD teacher: a finished kit run folder, or an mmpose checkpoint (.pth)."""
     if not cfg.loss.teacher_run:
         return None
+    if is_mmpose_checkpoint(cfg.loss.teacher_run):
+        teacher = load_mmpose_heatmap_model(
+            cfg.loss.teacher_run, cfg.data.input_size, cfg.data.heatmap_size
+        )
+        return teacher.requires_grad_(False).to(device)
     teacher, tcfg = load_run_model(cfg.loss.teacher_run)
     if "hm" not in tcfg.model.heads:
         raise ValueError(
