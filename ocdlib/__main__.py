@@ -33,6 +33,18 @@ def cmd_data_check(args) -> int:
     return 0
 
 
+def cmd_data_coco(args) -> int:
+    from .data.download import download_coco
+
+    root = Path(args.root)
+    todo = download_coco(root, url=args.url, keep_archives=args.keep_archives)
+    for path, how, needed in todo:
+        who = "every coco preset" if needed else "only the coco_wholebody_* presets"
+        print(f"manual step ({who} need {path}): {how}")
+    print(f"then check the root: python -m ocdlib data check --root {root}")
+    return 0
+
+
 def cmd_presets(args) -> int:
     from .configs import METHODS, PROFILES
 
@@ -122,6 +134,19 @@ def main(argv: list[str] | None = None) -> int:
         "--decode", type=int, default=8, metavar="N", help="images per split to decode (8)"
     )
     p.set_defaults(func=cmd_data_check)
+    p = data_sub.add_parser(
+        "coco", help="download COCO 2017 images and keypoint annotations (resumable)"
+    )
+    p.add_argument("--root", default="data/coco", help="where to put COCO (default: data/coco)")
+    p.add_argument(
+        "--url",
+        help="base URL of a mirror with COCO's paths (default: $OCDLIB_COCO_URL or "
+        "http://images.cocodataset.org)",
+    )
+    p.add_argument(
+        "--keep-archives", action="store_true", help="keep the zip files after extracting"
+    )
+    p.set_defaults(func=cmd_data_coco)
 
     p = sub.add_parser("presets", help="list the notebook profiles and the config presets")
     p.add_argument("--show", metavar="PRESET", help="print one preset's resolved config")
