@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ocdlib.__main__ import main
 from ocdlib.data.coco_root import check_root, coco_layout
+from ocdlib.models.backbones import imagenet_weights_file
 
 DET = "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
 
@@ -24,7 +27,24 @@ def test_layout_is_read_off_the_presets():
     assert body.profiles == ("coco_r50", "coco_r101", "coco_r152") and not body.wholebody
 
 
-def test_data_check_passes_on_a_complete_root(coco_root, capsys):
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    """An empty torch hub cache (TORCH_HOME), so that the check does not read the user's."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    return tmp_path / "torch_home"
+
+
+@pytest.fixture
+def imagenet_files(torch_home):
+    """Stand-ins for torchvision's ImageNet files of the coco presets' backbones."""
+    paths = [imagenet_weights_file(b) for b, _ in coco_layout().imagenet]
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"weights")
+    return paths
+
+
+def test_data_check_passes_on_a_complete_root(coco_root, imagenet_files, capsys):
     assert main(["data", "check", "--root", str(coco_root), "--wholebody"]) == 0
     out = capsys.readouterr().out
     assert "MISS" not in out
@@ -33,7 +53,7 @@ def test_data_check_passes_on_a_complete_root(coco_root, capsys):
     assert f"--set eval.det_file={coco_root / DET}" in out
 
 
-def test_data_check_names_what_is_missing_and_the_fix(coco_root, capsys):
+def test_data_check_names_what_is_missing_and_the_fix(coco_root, imagenet_files, capsys):
     (coco_root / DET).unlink()
     (coco_root / "val2017" / "000000040083.jpg").unlink()
     (coco_root / "annotations" / "coco_wholebody_val_v1.0.json").unlink()
@@ -48,7 +68,7 @@ def test_data_check_names_what_is_missing_and_the_fix(coco_root, capsys):
     assert "MISS annotations/coco_wholebody_val_v1.0.json" in capsys.readouterr().out
 
 
-def test_data_check_rejects_an_image_that_does_not_decode_and_bad_json(coco_root):
+def test_data_check_rejects_an_image_that_does_not_decode_and_bad_json(coco_root, torch_home):
     bad = coco_root / "train2017" / "000000000785.jpg"
     bad.unlink()
     bad.write_bytes(b"not a jpeg")
@@ -60,3 +80,23 @@ def test_data_check_rejects_an_image_that_does_not_decode_and_bad_json(coco_root
     det = [f for f in report.findings if f.path == DET]
     assert det[0].ok  # the detections alone are fine
     json.loads((coco_root / DET).read_text())
+
+
+def test_data_check_names_missing_imagenet_weights_and_how_to_fetch_them(
+    coco_root, torch_home, capsys
+):
+    layout = coco_layout()
+    assert dict(layout.imagenet) == {
+        "resnet50": ("coco_r50", "coco_wholebody_r50"),
+        "resnet101": ("coco_r101",),
+        "resnet152": ("coco_r152",),
+    }
+    assert main(["data", "check", "--root", str(coco_root)]) == 1
+    out = capsys.readouterr().out
+    path = imagenet_weights_file("resnet50")
+    assert f"MISS {path}: ImageNet weights of resnet50 (read by coco_r50" in out
+    assert str(torch_home / "hub" / "checkpoints") == str(path.parent)
+    assert (
+        "python -c \"import torchvision.models as m; m.resnet50(weights='IMAGENET1K_V1')\"" in out
+    )
+    assert "TORCH_HOME" in out

@@ -226,6 +226,7 @@ def test_imagenet_weights_only_from_the_hub_cache(tmp_path, monkeypatch):
     message = str(err.value)
     assert "resnet18-f37072fd.pth" in message and str(tmp_path / "checkpoints") in message
     assert "model.pretrained=/path/to/file.pth" in message
+    assert "m.resnet18(weights='IMAGENET1K_V1')" in message and "TORCH_HOME" in message
 
     torch.manual_seed(4)
     reference = torchvision.models.resnet18()

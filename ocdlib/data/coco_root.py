@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..configs import PROFILES, Config
 from ..errors import KitError
+from ..models.backbones import imagenet_weights_file, missing_imagenet_message
 from .coco import open_image
 
 # The config profiles that read a COCO root: every profile whose name starts with "coco".
@@ -68,6 +69,8 @@ class CocoLayout:
     splits: tuple[CocoSplit, ...]
     det_file: str  # the person detections the val split is scored on
     det_split: CocoSplit  # whose images the detections refer to
+    # Backbones the presets start from ImageNet weights, each with the profiles that do.
+    imagenet: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def _relative(path: str, root: str, what: str) -> str:
@@ -86,8 +89,11 @@ def coco_layout(configs: dict[str, Config] | None = None) -> CocoLayout:
     splits: dict[tuple[str, str], list[str]] = {}
     wholebody: dict[tuple[str, str], bool] = {}
     det_files, det_keys = set(), set()
+    imagenet: dict[str, list[str]] = {}
     for name, cfg in configs.items():
         d = cfg.data
+        if cfg.model.pretrained == "imagenet":
+            imagenet.setdefault(cfg.model.backbone, []).append(name)
         for ann, images in ((d.train_ann, d.train_images), (d.val_ann, d.val_images)):
             key = (ann, images)
             splits.setdefault(key, []).append(name)
@@ -101,7 +107,8 @@ def coco_layout(configs: dict[str, Config] | None = None) -> CocoLayout:
         key: CocoSplit(key[0], key[1], tuple(names), wholebody[key])
         for key, names in splits.items()
     }
-    return CocoLayout(tuple(out.values()), det_files.pop(), out[det_keys.pop()])
+    backbones = tuple((b, tuple(names)) for b, names in imagenet.items())
+    return CocoLayout(tuple(out.values()), det_files.pop(), out[det_keys.pop()], backbones)
 
 
 # ----------------------------------------------------------------------------- the check
@@ -110,7 +117,7 @@ def coco_layout(configs: dict[str, Config] | None = None) -> CocoLayout:
 @dataclass
 class Finding:
     ok: bool
-    path: str  # relative to the root
+    path: str  # relative to the root (absolute for a file outside it)
     text: str  # counts when ok, what is wrong otherwise
     fix: str = ""
     required: bool = True  # False: only the whole-body presets need it
@@ -156,13 +163,15 @@ def check_root(
     decode: int = 8,
     layout: CocoLayout | None = None,
     progress: Callable[[str], None] | None = None,
+    weights: bool = True,
 ) -> RootReport:
     """Check `root` against the coco presets' layout; never raises for a missing file.
 
     Annotation files must load and list their images; every listed image must be in
     its folder; `decode` images per split, spread over the file, must decode; the
     detection file must load and refer to val images. Whole-body files are required
-    only with `wholebody`.
+    only with `wholebody`. With `weights`, the ImageNet files of the presets' backbones
+    must be in the torch hub cache.
     """
     root = Path(root)
     layout = layout or coco_layout()
@@ -194,6 +203,14 @@ def check_root(
         if progress:
             progress(split.ann)
     report.findings.append(_check_detections(root, layout.det_file, val_ids))
+    if weights:
+        for backbone, profiles in layout.imagenet:
+            path = imagenet_weights_file(backbone)
+            ok = path.is_file() and path.stat().st_size > 0
+            text = f"ImageNet weights of {backbone} (read by {', '.join(profiles)})"
+            text += "" if ok else " not in the torch hub cache"
+            fix = missing_imagenet_message(backbone, path)
+            report.findings.append(Finding(ok, str(path), text, fix))
     return report
 
 

@@ -7,8 +7,10 @@ key for key; only the classifier (`fc.*`, `classifier.*`) is dropped.
 
 Weights never come from the network here: a download that hangs on a cluster
 node without internet is worse than a clear error. "imagenet" reads the file
-torchvision would have downloaded, from the torch hub cache, and says exactly
-which file to place there when it is absent.
+torchvision would have downloaded, from the torch hub cache
+(`$TORCH_HOME/hub/checkpoints`, torchvision's own setting), and says exactly
+which file to place there, and the command that fetches it on a machine with
+internet, when it is absent.
 """
 
 from __future__ import annotations
@@ -106,6 +108,25 @@ def imagenet_weights_file(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
+def imagenet_fetch_command(names) -> str:
+    """A command that, run where there is internet, puts the ImageNet files of the backbones
+    `names` into that machine's torch hub cache (torchvision downloads them itself)."""
+    calls = "; ".join(f"m.{_spec(n)[0]}(weights='IMAGENET1K_V1')" for n in names)
+    return f'python -c "import torchvision.models as m; {calls}"'
+
+
+def missing_imagenet_message(name: str, path: Path) -> str:
+    return (
+        f"model.pretrained='imagenet': the ImageNet weights of {name} are not in the torch hub "
+        f"cache; this kit never downloads them. Place the file {path.name} (from "
+        f"{getattr(torchvision.models, _spec(name)[1]).IMAGENET1K_V1.url}) in {path.parent}: "
+        f"on a machine with internet, {imagenet_fetch_command([name])} writes it to "
+        "$TORCH_HOME/hub/checkpoints (default ~/.cache/torch/hub/checkpoints); copy it here, "
+        "or set TORCH_HOME to a folder holding hub/checkpoints/. Or pass a local file with "
+        "--set model.pretrained=/path/to/file.pth, or use --set model.pretrained=none"
+    )
+
+
 def build_backbone(name: str, pretrained: str = "none") -> nn.Module:
     """Build backbone `name` with weights `pretrained`: "none", "imagenet" or a file path.
 
@@ -130,13 +151,7 @@ def build_backbone(name: str, pretrained: str = "none") -> nn.Module:
     if pretrained == "imagenet":
         path = imagenet_weights_file(name)
         if not path.is_file():
-            raise FileNotFoundError(
-                f"model.pretrained='imagenet': the ImageNet weights of {name} are not in the "
-                f"torch hub cache; this kit never downloads them. Place the file {path.name} "
-                f"(from {getattr(torchvision.models, _spec(name)[1]).IMAGENET1K_V1.url}) in "
-                f"{path.parent}, or pass a local file with "
-                "--set model.pretrained=/path/to/file.pth, or use --set model.pretrained=none"
-            )
+            raise FileNotFoundError(missing_imagenet_message(name, path))
     else:
         path = Path(pretrained).expanduser()
         if not path.is_file():
