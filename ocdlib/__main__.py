@@ -16,6 +16,7 @@ def cmd_data_check(args) -> int:
     from .data.coco_root import check_root, preset_overrides
 
     root = Path(args.root)
+    print(f"checking {root} (COCO's training annotations take a minute to load)", file=sys.stderr)
     report = check_root(root, wholebody=args.wholebody, decode=args.decode)
     print("\n".join(report.lines()))
     if report.missing:

@@ -11,7 +11,6 @@ URL and are placed by hand; `MANUAL_STEPS` says how.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,7 +161,6 @@ def check_root(
     wholebody: bool = False,
     decode: int = 8,
     layout: CocoLayout | None = None,
-    progress: Callable[[str], None] | None = None,
     weights: bool = True,
 ) -> RootReport:
     """Check `root` against the coco presets' layout; never raises for a missing file.
@@ -200,8 +198,6 @@ def check_root(
                         checked[split.images] = checked.get(split.images, set()) | names
                 if split == layout.det_split:
                     val_ids = {img["id"] for img in data["images"]}
-        if progress:
-            progress(split.ann)
     report.findings.append(_check_detections(root, layout.det_file, val_ids))
     if weights:
         for backbone, profiles in layout.imagenet:

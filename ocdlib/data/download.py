@@ -88,8 +88,8 @@ def fetch(url: str, dest: Path, size: int = 0, md5: str = "", progress: bool = T
     try:
         response = urllib.request.urlopen(request, timeout=60)
     except urllib.error.HTTPError as e:
-        if e.code == 416 and have and have == size:  # the .part is already whole
-            return _finish(part, dest, url, size, md5)
+        if e.code == 416 and have:  # nothing after the .part's end: it is whole (checked next)
+            return _finish(part, dest, url, size, md5, progress)
         raise DownloadError(f"{url}: the server answered HTTP {e.code} ({e.reason})") from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
@@ -136,7 +136,7 @@ def fetch(url: str, dest: Path, size: int = 0, md5: str = "", progress: bool = T
             f"{url}: the transfer stopped at {received} of {total} bytes; run the same "
             f"command again to resume it ({part} is kept)"
         )
-    return _finish(part, dest, url, total, md5)
+    return _finish(part, dest, url, total, md5, progress)
 
 
 def _range_total(content_range: str) -> int:
@@ -145,7 +145,7 @@ def _range_total(content_range: str) -> int:
     return int(total) if total.isdigit() else 0
 
 
-def _finish(part: Path, dest: Path, url: str, size: int, md5: str) -> Path:
+def _finish(part: Path, dest: Path, url: str, size: int, md5: str, progress: bool) -> Path:
     got = part.stat().st_size
     if size and got != size:
         part.unlink()
@@ -154,6 +154,8 @@ def _finish(part: Path, dest: Path, url: str, size: int, md5: str) -> Path:
             "the same command again"
         )
     if md5:
+        if progress:
+            print(f"checking the MD5 of {dest.name} ({got / 1e9:.1f} GB)", file=sys.stderr)
         digest = file_md5(part)
         if digest != md5:
             part.unlink()
@@ -174,13 +176,17 @@ def file_md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def extract(zip_path: Path, root: Path, members: set[str] | None = None) -> list[str]:
+def extract(
+    zip_path: Path, root: Path, members: set[str] | None = None, progress: bool = False
+) -> list[str]:
     """Extract `zip_path` into `root` (only `members` where given); return what was extracted."""
     root = root.resolve()
     done = []
     try:
         with zipfile.ZipFile(zip_path) as z:
-            for info in z.infolist():
+            infos = z.infolist()
+            bar = tqdm(infos, desc=f"extract {zip_path.name}", unit="file", disable=not progress)
+            for info in bar:
                 name = info.filename
                 target = (root / name).resolve()
                 if not target.is_relative_to(root):
@@ -225,7 +231,7 @@ def download_coco(
         if not dest.is_file():
             fetch(f"{base}/{archive.path}", dest, archive.size, archive.md5, progress)
         log(f"got   {archive.name}; extracting into {root}")
-        members = extract(dest, root, wanted if archive.layout_members_only else None)
+        members = extract(dest, root, wanted if archive.layout_members_only else None, progress)
         if archive.layout_members_only and not members:
             raise DownloadError(
                 f"{dest}: holds none of {sorted(wanted)}; is it COCO's annotation archive?"
