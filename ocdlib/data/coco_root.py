@@ -47,10 +47,6 @@ MANUAL_STEPS = {
 DOWNLOAD_COMMAND = "python -m ocdlib data coco --root {root}"
 
 
-class CocoRootError(KitError):
-    """A COCO root that lacks a file the coco_* presets read."""
-
-
 @dataclass(frozen=True)
 class CocoSplit:
     """One annotation file and the image folder its `images[].file_name` live in."""
