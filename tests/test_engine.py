@@ -155,6 +155,9 @@ def test_two_process_gloo_matches_one_process(homes, tmp_path):
     # BatchNorm statistics are per process under DDP (as in mmpose); freeze them so
     # that both runs compute the same function of the same global batch. In fp32: bf16
     # rounding differs between a batch of 4 and two of 2 by far more than the tolerance.
+    # Adam moves a weight by up to lr (1e-3) a step, and near-zero gradients summed in
+    # another order can move a few of 11M weights by ~1e-5 (seen on AVX-512 CPUs); a
+    # sharding or averaging fault moves many by a good part of a step, far above 1e-4.
     cfg = smoke(
         **{"train.norm_eval": True, "train.max_steps": 3, "train.epochs": 1, "train.amp": False}
     )
@@ -169,7 +172,7 @@ def test_two_process_gloo_matches_one_process(homes, tmp_path):
     assert_same_weights(
         weights(tmp_path / "one" / "checkpoint.pt"),
         weights(tmp_path / "two" / "checkpoint.pt"),
-        atol=1e-5,
+        atol=1e-4,
     )
     one = json.loads((tmp_path / "one" / "result.json").read_text())
     two = json.loads((tmp_path / "two" / "result.json").read_text())
