@@ -83,7 +83,7 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import PLANS, SECTIONS, run_bench
+    from .bench.run import PLANS, SECTIONS, run_bench
     from .paths import reports_home
 
     out = Path(args.out) if args.out else reports_home()
