@@ -49,7 +49,7 @@ class Plan:
 
 
 FULL = Plan("full", "all", (1, 32), 5, 8, 32, 5, 96, 5, 16, (0, 1, 2), 24, 10_000, 3)
-QUICK = Plan("quick", "some", (1, 2), 2, 2, 8, 2, 16, 2, 8, (0, 2), 8, 1_000, 1)
+QUICK = Plan("quick", "few", (1, 2), 2, 2, 8, 2, 16, 2, 8, (0, 2), 8, 1_000, 1)
 TINY = Plan(
     "tiny",
     "few",
@@ -126,7 +126,7 @@ def run_bench(
     }
     p = plan
     for name in sections:
-        s = time.perf_counter()
+        s, c = time.perf_counter(), time.process_time()
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
         if name == "model":
             rows = model_cost.model_rows(p.models)
@@ -152,6 +152,9 @@ def run_bench(
         else:
             raise ValueError(f"unknown bench section {name!r}; choose from {list(SECTIONS)}")
         result["wall_s"] = round(time.perf_counter() - s, 1)
+        # CPU seconds of this process's threads (not of DataLoader workers): beside wall_s,
+        # it shows whether other load on the machine stretched the section.
+        result["cpu_s"] = round(time.process_time() - c, 1)
         report["sections"][name] = result
         print(f"bench: {name} took {result['wall_s']:.0f} s", file=sys.stderr, flush=True)
     report["wall_s"] = round(time.perf_counter() - t0, 1)
