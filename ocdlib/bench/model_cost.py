@@ -135,7 +135,7 @@ def onnxruntime_status(device: torch.device) -> str | None:
 def measure(
     rows: list[ModelRow],
     batches: tuple[int, ...],
-    rounds: int,
+    rounds: tuple[int, ...],
     device: torch.device,
     extra_overrides: dict | None = None,
 ) -> dict:
@@ -174,7 +174,7 @@ def measure(
 
         latency: dict[tuple[str, str, int], Spread] = {}
         ratios: dict[tuple[str, str, int], Spread] = {}
-        for b in batches:
+        for b, b_rounds in zip(batches, rounds, strict=True):
             variants = {}
             for label, graph in graphs.items():
                 w, h = cfgs[label].data.input_size
@@ -196,7 +196,9 @@ def measure(
                         with torch.no_grad():
                             want = graph(x).cpu().numpy()
                         onnx_diff[label] = float(np.abs(got - want).max())
-            times = interleaved(variants, rounds, repeat=1, warmup=1, sync=sync)
+            # Small batches are timed over a few calls a round, so that one call's jitter
+            # does not decide the figure.
+            times = interleaved(variants, b_rounds, repeat=max(1, 4 // b), warmup=1, sync=sync)
             for key in variants:
                 engine, label = key.split("|", 1)
                 latency[(engine, label, b)] = Spread.of(times[key]).scaled(1000)
@@ -220,9 +222,9 @@ def _section(
 ):
     columns = ["model", "input (HxW)", "params (M)", "GMACs"]
     for b in batches:
-        columns += [f"PyTorch ms, batch {b}", "ratio"]
+        columns += [f"PyTorch ms, batch {b}", "x SimpleBaseline-R50"]
     for b in batches:
-        columns += [f"ONNX Runtime ms, batch {b}", "ratio"]
+        columns += [f"ONNX Runtime ms, batch {b}", "x SimpleBaseline-R50"]
     table, data = [], []
     for row in rows:
         i = info[row.label]

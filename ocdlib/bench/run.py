@@ -33,7 +33,7 @@ class Plan:
     mode: str
     models: str  # "all", "some" or "few" (model_cost.model_rows)
     latency_batches: tuple[int, ...]
-    model_rounds: int
+    model_rounds: tuple[int, ...]  # rounds at each latency batch size
     train_batch_r50: int
     train_batch_cpu: int
     train_rounds: int
@@ -48,24 +48,58 @@ class Plan:
     model_overrides: dict = field(default_factory=dict)
 
 
-FULL = Plan("full", "all", (1, 32), 5, 8, 32, 5, 96, 5, 16, (0, 1, 2), 24, 10_000, 3)
-QUICK = Plan("quick", "few", (1, 2), 2, 2, 8, 2, 16, 2, 8, (0, 2), 8, 1_000, 1)
+FULL = Plan(
+    mode="full",
+    models="all",
+    latency_batches=(1, 32),
+    model_rounds=(5, 3),
+    train_batch_r50=8,
+    train_batch_cpu=32,
+    train_rounds=5,
+    data_samples=64,
+    data_rounds=5,
+    loader_batch=16,
+    loader_workers=(0, 1, 2),
+    synth_images=24,
+    eval_instances=10_000,
+    eval_rounds=3,
+)
+QUICK = Plan(
+    mode="quick",
+    models="few",
+    latency_batches=(1,),
+    model_rounds=(2,),
+    train_batch_r50=2,
+    train_batch_cpu=8,
+    train_rounds=2,
+    data_samples=12,
+    data_rounds=2,
+    loader_batch=6,
+    loader_workers=(0, 2),
+    synth_images=8,
+    eval_instances=1_000,
+    eval_rounds=1,
+)
 TINY = Plan(
-    "tiny",
-    "few",
-    (1, 2),
-    1,
-    2,
-    2,
-    1,
-    4,
-    1,
-    2,
-    (0, 1),
-    2,
-    200,
-    1,
-    {"model.backbone": "resnet18_w16", "data.input_size": [48, 64], "data.heatmap_size": [12, 16]},
+    mode="tiny",
+    models="few",
+    latency_batches=(1, 2),
+    model_rounds=(1, 1),
+    train_batch_r50=2,
+    train_batch_cpu=2,
+    train_rounds=1,
+    data_samples=4,
+    data_rounds=1,
+    loader_batch=2,
+    loader_workers=(0, 1),
+    synth_images=2,
+    eval_instances=200,
+    eval_rounds=1,
+    model_overrides={
+        "model.backbone": "resnet18_w16",
+        "data.input_size": [48, 64],
+        "data.heatmap_size": [12, 16],
+    },
 )
 PLANS = {"full": FULL, "quick": QUICK, "tiny": TINY}
 
