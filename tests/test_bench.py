@@ -52,7 +52,7 @@ def test_bench_writes_perf_json_and_md(tmp_path, capsys):
     assert {"DeepPose", "OCD-DeepPose", "TCD-DeepPose", "SimpleBaseline"} <= set(
         training[0]["ratio_to_deeppose"]
     )
-    data = report["sections"]["data"]["data"]
+    data = report["sections"]["data"]["data"]["datasets"]
     assert any(d["crop"] == "256x192" for d in data.values())
     for d in data.values():
         assert {"off", "on"} == set(d["images_per_s_one_core"])
