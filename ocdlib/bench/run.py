@@ -1,9 +1,9 @@
 """`python -m ocdlib bench`: every section in one process, written to perf.json and perf.md.
 
 A `Plan` says how much each section measures: `FULL` (the figures to report;
-about 15 minutes on 2 CPU cores), `QUICK` (a check that everything runs, about
-a minute; its figures are too noisy to quote) and `TINY` (the tests: small
-models, a few seconds).
+about 10 minutes on 2 CPU cores, most of it ResNet-50 at batch 32), `QUICK` (a
+check that everything runs, under a minute; its figures are too noisy to quote)
+and `TINY` (the tests: small models, about ten seconds).
 """
 
 from __future__ import annotations
