@@ -1,4 +1,4 @@
-"""Command line: python -m ocdlib {synth,data,presets,train,eval,export,predict,reproduce}."""
+"""Command line: python -m ocdlib {synth,data,presets,train,eval,export,predict,reproduce,bench}."""
 
 from __future__ import annotations
 
@@ -116,6 +116,22 @@ def cmd_reproduce(args) -> int:
     return reproduce(profile=args.profile, only=args.only, jobs=args.jobs)
 
 
+def cmd_bench(args) -> int:
+    from .bench.run import PLANS, SECTIONS, run_bench
+    from .paths import reports_home
+
+    out = Path(args.out) if args.out else reports_home()
+    plan = PLANS["quick" if args.quick else args.plan]
+    command = "python -m ocdlib " + " ".join(args.argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    run_bench(args.device, plan, out, tuple(args.only or SECTIONS), command)
+    print(f"wrote {out / 'perf.md'} and {out / 'perf.json'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ocdlib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -215,7 +231,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.set_defaults(func=cmd_reproduce)
 
+    p = sub.add_parser(
+        "bench",
+        help="measure model, training-step, data-pipeline and COCOeval speed; "
+        "writes perf.md and perf.json",
+    )
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument(
+        "--quick", action="store_true", help="few rounds on small batches (about a minute)"
+    )
+    p.add_argument(
+        "--plan", default="full", choices=["full", "quick", "tiny"], help=argparse.SUPPRESS
+    )
+    p.add_argument("--only", nargs="*", choices=["model", "training", "data", "eval"])
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    p.add_argument("--out", help="folder for perf.md and perf.json (default: reports/)")
+    p.set_defaults(func=cmd_bench)
+
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     # What a user can fix is one line on stderr, no traceback: the kit's own errors

@@ -10,7 +10,7 @@ import torch
 from .engine.runs import load_run_model
 
 
-class _StudentGraph(torch.nn.Module):
+class StudentGraph(torch.nn.Module):
     """The student's raw head output for an image batch (no flip test, no decoding)."""
 
     def __init__(self, model, head: str):
@@ -23,20 +23,8 @@ class _StudentGraph(torch.nn.Module):
 
 def export_onnx(run: Path, out: Path, check: bool = True, atol: float = 1e-4) -> Path:
     student, cfg = load_run_model(run, student=True)
-    graph = _StudentGraph(student, cfg.model.deploy_head).eval()
-    w, h = cfg.data.input_size
-    x = torch.randn(2, 3, h, w)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        graph,
-        (x,),
-        str(out),
-        input_names=["image"],
-        output_names=[cfg.model.deploy_head],
-        dynamic_axes={"image": {0: "batch"}, cfg.model.deploy_head: {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
+    graph = StudentGraph(student, cfg.model.deploy_head).eval()
+    x = write_onnx(graph, cfg.data.input_size, cfg.model.deploy_head, out)
     print(f"exported {cfg.model.deploy_head} student of {run} to {out}")
     if check:
         max_err = compare_onnx(graph, out, x)
@@ -44,6 +32,25 @@ def export_onnx(run: Path, out: Path, check: bool = True, atol: float = 1e-4) ->
             raise RuntimeError(f"ONNX output differs from PyTorch by {max_err:.2e} > {atol}")
         print(f"onnxruntime matches PyTorch: max abs difference {max_err:.2e}")
     return out
+
+
+def write_onnx(graph: torch.nn.Module, input_size, head: str, out: Path) -> torch.Tensor:
+    """Write `graph` (a `StudentGraph`) to `out` with a dynamic batch axis; returns the
+    example batch it was traced with. `input_size` is (W, H)."""
+    w, h = input_size
+    x = torch.randn(2, 3, h, w)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        graph,
+        (x,),
+        str(out),
+        input_names=["image"],
+        output_names=[head],
+        dynamic_axes={"image": {0: "batch"}, head: {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    return x
 
 
 def compare_onnx(graph: torch.nn.Module, path: Path, x: torch.Tensor) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ocdlib.data.transforms import (
     apply_affine,
@@ -18,6 +19,7 @@ from ocdlib.data.transforms import (
     flip_matrix,
     get_warp_matrix,
     invert_affine,
+    jpeg_draft,
     normalize_image,
     normalized_to_image,
     random_bbox_transform,
@@ -188,3 +190,58 @@ def test_normalize_round_trip():
     expected = (img[0, 0, 1] / 255 - 0.456) / 0.224
     assert t[1, 0, 0].item() == pytest.approx(expected, abs=1e-5)
     np.testing.assert_array_equal(denormalize_image(t), img)
+
+
+def test_normalize_is_bit_identical_to_the_plain_formula():
+    img = np.random.default_rng(4).integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1) * 255.0
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1) * 255.0
+    plain = (torch.from_numpy(img).permute(2, 0, 1).float() - mean) / std
+    t = normalize_image(img)
+    assert t.is_contiguous() and torch.equal(t, plain)
+
+
+def _jpeg(tmp_path, w=320, h=240):
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([(xx * 0.7) % 256, (yy * 1.3) % 256, (xx + yy) % 256], -1)
+    img = (img + rng.integers(0, 40, img.shape)).clip(0, 255).astype(np.uint8)
+    path = tmp_path / "draft.jpg"
+    Image.fromarray(img).save(path, quality=90)
+    return path
+
+
+@pytest.mark.parametrize("reduce", [2, 4])
+def test_jpeg_draft_warp_matches_a_box_filtered_full_decode(tmp_path, reduce):
+    # A box of 4.5 (or 9) image pixels per crop pixel: decoded at 1/2 (1/4) size.
+    path = _jpeg(tmp_path)
+    size = (24, 32)
+    center, scale = (160.0, 120.0), (23 * reduce * 1.1, 31 * reduce * 1.1)
+    warp = get_warp_matrix(center, scale, 15.0, size)
+    im = Image.open(path)
+    reduced_warp = jpeg_draft(im, warp)
+    im.load()
+    assert im.size == (320 // reduce, 240 // reduce)
+    full = Image.open(path)
+    full.load()
+    # libjpeg's DCT-domain reduction is a box filter: the same crop as the full decode
+    # box-reduced and sampled with the returned warp, to a small fraction of a grey level
+    # (a warp off by half a reduced pixel differs by about 10x more on this image).
+    drafted = warp_image(im, reduced_warp, size).astype(float)
+    boxed = warp_image(full.reduce(reduce), reduced_warp, size).astype(float)
+    assert np.abs(drafted - boxed).mean() < 1.5
+    shifted = compose_affine(reduced_warp, np.array([[1.0, 0, 0.5], [0, 1.0, 0.5]]))
+    assert np.abs(warp_image(im, shifted, size).astype(float) - boxed).mean() > 3
+
+
+def test_jpeg_draft_leaves_fine_crops_and_decoded_images_alone(tmp_path):
+    path = _jpeg(tmp_path)
+    fine = get_warp_matrix((160.0, 120.0), (40.0, 53.0), 0.0, (96, 128))  # < 1 px per crop px
+    im = Image.open(path)
+    assert jpeg_draft(im, fine) is fine
+    coarse = get_warp_matrix((160.0, 120.0), (300.0, 400.0), 0.0, (24, 32))
+    im.load()
+    assert jpeg_draft(im, coarse) is coarse and im.size == (320, 240)
+    png = tmp_path / "a.png"
+    Image.open(path).save(png)
+    assert jpeg_draft(Image.open(png), coarse) is coarse

@@ -387,11 +387,14 @@ def load_detections(
 # ----------------------------------------------------------------------------- images
 
 
-def open_image(path, listed_in: str | None = None) -> Image.Image:
+def open_image(path, listed_in: str | None = None, decode: bool = True) -> Image.Image:
     """Decoded RGB PIL image; one-line errors for a missing or corrupt file.
 
     `listed_in` is the annotation file that names the image (the fix is then
     to remove it there); without it the image came from the user directly.
+    With `decode=False` only the header is read (size known, pixels not yet
+    decoded), so that a JPEG can still be told to decode at a reduced scale
+    (`transforms.jpeg_draft`); `decode_image` then finishes the job.
     """
     path = Path(path)
     if not path.is_file():
@@ -406,17 +409,28 @@ def open_image(path, listed_in: str | None = None) -> Image.Image:
         )
     try:
         im = Image.open(path)
+    except _DECODE_ERRORS as e:
+        raise _read_error(path, listed_in, e) from None
+    return decode_image(im, path, listed_in) if decode else im
+
+
+def decode_image(im: Image.Image, path, listed_in: str | None = None) -> Image.Image:
+    """Decode an image opened with `open_image(..., decode=False)` into RGB."""
+    try:
         im.load()  # decodes now, so that a corrupt file fails here; closes the file
         return im if im.mode == "RGB" else im.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        fix = (
-            f"re-create it or remove it from {listed_in}"
-            if listed_in
-            else "pass a JPEG or PNG image"
-        )
-        raise ImageReadError(
-            f"cannot decode image {path}: the file is corrupt or not an image ({e}); {fix}"
-        ) from None
+    except _DECODE_ERRORS as e:
+        raise _read_error(Path(path), listed_in, e) from None
+
+
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
+
+
+def _read_error(path: Path, listed_in: str | None, e: Exception) -> ImageReadError:
+    fix = f"re-create it or remove it from {listed_in}" if listed_in else "pass a JPEG or PNG image"
+    return ImageReadError(
+        f"cannot decode image {path}: the file is corrupt or not an image ({e}); {fix}"
+    )
 
 
 def read_image(path) -> np.ndarray:

@@ -26,6 +26,7 @@ from ocdlib.data.coco import (
     AnnotationError,
     ImageReadError,
     Instance,
+    decode_image,
     load_coco_keypoints,
     load_detections,
     open_image,
@@ -37,6 +38,7 @@ from ocdlib.data.transforms import (
     fix_aspect_ratio,
     flip_matrix,
     get_warp_matrix,
+    jpeg_draft,
     normalize_image,
     random_bbox_transform,
     random_flip,
@@ -53,6 +55,19 @@ log = logging.getLogger(__name__)
 
 # With data.bad_images=skip, how many unreadable images in a row before giving up.
 MAX_REPLACEMENTS = 32
+
+
+@dataclass(frozen=True)
+class CropGeometry:
+    """One sample's crop: its keypoints (K, 3, mirrored if flipped) and box in the image,
+    the 2x3 map from the image to the crop for them (`warp`) and for the pixels
+    (`image_warp`, which also mirrors the image when the sample is flipped)."""
+
+    keypoints: np.ndarray
+    center: np.ndarray
+    scale: np.ndarray
+    warp: np.ndarray
+    image_warp: np.ndarray
 
 
 class TopDownPoseDataset(torch.utils.data.Dataset):
@@ -135,13 +150,12 @@ class TopDownPoseDataset(torch.utils.data.Dataset):
             )
         return kpts
 
-    def _image(self, inst: Instance):
+    def _image(self, inst: Instance, decode: bool = True):
+        """The instance's image; with `decode=False` its header only (see `_decode`)."""
         try:
-            image = open_image(inst.image_path, listed_in=inst.ann_file or None)
+            image = open_image(inst.image_path, listed_in=inst.ann_file or None, decode=decode)
         except ImageReadError as e:
-            if self.cfg.bad_images == "skip":
-                raise
-            raise type(e)(f"{e}, or --set data.bad_images=skip to go on without it") from None
+            raise self._read_error(e) from None
         size = (image.width, image.height)
         if inst.width and inst.height and size != (inst.width, inst.height):
             raise AnnotationError(
@@ -150,6 +164,17 @@ class TopDownPoseDataset(torch.utils.data.Dataset):
                 f"{size[0]}x{size[1]}; fix 'width' and 'height' there (or the image)"
             )
         return image
+
+    def _decode(self, image, inst: Instance):
+        try:
+            return decode_image(image, inst.image_path, listed_in=inst.ann_file or None)
+        except ImageReadError as e:
+            raise self._read_error(e) from None
+
+    def _read_error(self, e: ImageReadError) -> ImageReadError:
+        if self.cfg.bad_images == "skip":
+            return e
+        return type(e)(f"{e}, or --set data.bad_images=skip to go on without it")
 
     def __getitem__(self, index: int) -> dict:
         if self.cfg.bad_images != "skip":
@@ -171,17 +196,17 @@ class TopDownPoseDataset(torch.utils.data.Dataset):
             f"check data.root and the *_images fields"
         )
 
-    def _sample(self, index: int) -> dict:
+    def crop_geometry(self, index: int, image_width: int) -> CropGeometry:
+        """Where sample `index` is cut from its image (this epoch's augmentation drawn)."""
         cfg = self.cfg
         inst = self.instances[index]
-        image = self._image(inst)
         kpts = self._keypoints(inst)
         center, scale = bbox_xywh_to_center_scale(inst.bbox, cfg.padding)
         rot, flipped = 0.0, False
         if self.train:
             rng = self.rng(index)
             kpts, center, flipped = random_flip(
-                kpts, center, image.width, self._flip_index, cfg.flip_prob, rng
+                kpts, center, image_width, self._flip_index, cfg.flip_prob, rng
             )
             center, scale = random_half_body(
                 kpts,
@@ -208,25 +233,40 @@ class TopDownPoseDataset(torch.utils.data.Dataset):
         scale = fix_aspect_ratio(scale, self.aspect_ratio)
         warp = get_warp_matrix(center, scale, rot, self.input_size)
         # Keypoints and centre are already mirrored; the image is mirrored inside the warp.
-        image_warp = compose_affine(warp, flip_matrix(image.width)) if flipped else warp
-        crop = warp_image(image, image_warp, self.input_size)
+        image_warp = compose_affine(warp, flip_matrix(image_width)) if flipped else warp
+        return CropGeometry(kpts, center, scale, warp, image_warp)
 
+    def targets(self, geometry: CropGeometry) -> dict:
+        """Regression (and heatmap) targets of the keypoints in the crop."""
+        kpts, warp = geometry.keypoints, geometry.warp
         xy = apply_affine(kpts[:, :2], warp)
         visible = kpts[:, 2]
         reg_target, reg_weight = encode_regression(xy, visible, self.input_size)
         sample = {
-            "image": normalize_image(crop),
             "reg_target": torch.from_numpy(reg_target),
             "reg_weight": torch.from_numpy(reg_weight),
         }
         if self.with_heatmaps:
             hm, hm_weight = encode_heatmaps(
-                xy, visible, self.input_size, self.heatmap_size, cfg.sigma
+                xy, visible, self.input_size, self.heatmap_size, self.cfg.sigma
             )
             sample["hm_target"] = torch.from_numpy(hm)
             sample["hm_weight"] = torch.from_numpy(hm_weight)
-        sample["center"] = torch.from_numpy(np.asarray(center, dtype=np.float32))
-        sample["scale"] = torch.from_numpy(np.asarray(scale, dtype=np.float32))
+        return sample
+
+    def _sample(self, index: int) -> dict:
+        inst = self.instances[index]
+        # The header gives the size the geometry needs; pixels are decoded after the
+        # warp is known, so that data.jpeg_draft can decode a JPEG at a reduced scale.
+        image = self._image(inst, decode=False)
+        geometry = self.crop_geometry(index, image.width)
+        image_warp = geometry.image_warp
+        if self.cfg.jpeg_draft:
+            image_warp = jpeg_draft(image, image_warp)
+        crop = warp_image(self._decode(image, inst), image_warp, self.input_size)
+        sample = {"image": normalize_image(crop), **self.targets(geometry)}
+        sample["center"] = torch.from_numpy(np.asarray(geometry.center, dtype=np.float32))
+        sample["scale"] = torch.from_numpy(np.asarray(geometry.scale, dtype=np.float32))
         sample["image_id"] = int(inst.image_id)
         sample["bbox_score"] = float(inst.bbox_score)
         sample["area"] = float(inst.area)

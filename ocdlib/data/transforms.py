@@ -142,6 +142,34 @@ def warp_image(img, M: np.ndarray, output_size: Sequence[int]) -> np.ndarray:
     return np.array(out)  # writable, so torch.from_numpy can share it
 
 
+def jpeg_draft(image: Image.Image, warp: np.ndarray) -> np.ndarray:
+    """Let a JPEG not yet decoded decode at 1/2, 1/4 or 1/8 scale where the crop needs no
+    more; return the 2x3 map from the pixels it will decode to the crop.
+
+    The crop steps `step` image pixels per crop pixel (the lengths of the inverse
+    warp's columns); reducing by r <= step still leaves one decoded pixel or more
+    per crop pixel. libjpeg reduces in the DCT domain: reduced pixel j stands for
+    original pixels r*j .. r*j + r - 1, centred at r*j + (r - 1) / 2 in this kit's
+    convention, so the warp is composed with that map and keypoints (which use
+    `warp` itself) do not move. Anything else (a decoded image, a PNG) is left as
+    it is and `warp` returned unchanged.
+    """
+    inv = invert_affine(warp)
+    step = min(np.hypot(*inv[:, 0]), np.hypot(*inv[:, 1]))
+    r = next((s for s in (8, 4, 2) if s <= step), 1)
+    if r == 1 or image.format != "JPEG":
+        return warp
+    w, h = image.size
+    drafted = image.draft("RGB", (max(1, w // r), max(1, h // r)))
+    if drafted is None:  # decoded already, or libjpeg cannot reduce this file
+        return warp
+    scale = w / drafted[1][2]
+    if scale == 1:
+        return warp
+    reduced_to_original = np.array([[scale, 0.0, (scale - 1) / 2], [0.0, scale, (scale - 1) / 2]])
+    return compose_affine(warp, reduced_to_original)
+
+
 def crop_to_image(coords_crop, center, scale, input_size: Sequence[int]):
     """Crop pixels (N, K, 2) -> image pixels, inverse of the rotation-free UDP warp.
 
@@ -327,9 +355,15 @@ _STD = torch.tensor(IMAGENET_STD).view(3, 1, 1) * 255.0
 
 
 def normalize_image(img: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> float32 (3, H, W) with ImageNet mean and std."""
-    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float()
-    return (t - _MEAN) / _STD
+    """(H, W, 3) uint8 RGB -> float32 (3, H, W) with ImageNet mean and std.
+
+    One contiguous float tensor, normalised in place: the same arithmetic as
+    `(t - mean) / std`, bit for bit, at half the memory traffic.
+    """
+    h, w = img.shape[:2]
+    t = torch.empty(3, h, w)
+    t.copy_(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1))
+    return t.sub_(_MEAN).div_(_STD)
 
 
 def denormalize_image(image: torch.Tensor) -> np.ndarray:

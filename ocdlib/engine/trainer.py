@@ -132,23 +132,9 @@ def train_one_epoch(loop: Loop, epoch: int, step: int, log_rows: list[dict]) -> 
     for batch in bar:
         if loop.skipped is not None:
             loop.skipped.add(batch, f"epoch {epoch + 1}")
-        batch = {
-            k: v.to(dist.device, non_blocking=True) if torch.is_tensor(v) else v
-            for k, v in batch.items()
-        }
-        batch["image"] = precision.images(batch["image"])
-        with precision.context(dist.device):
-            total, terms = objective(model, batch, step)
+        total, terms = forward_loss(model, objective, batch, step, precision, dist.device)
         check_finite(total, terms, step, epoch, loop.ckpt_path)
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if dist.enabled:
-            average_gradients(objective, dist)
-        if cfg.train.grad_clip > 0:
-            nn.utils.clip_grad_norm_(
-                [p for g in optimizer.param_groups for p in g["params"]], cfg.train.grad_clip
-            )
-        optimizer.step()
+        backward_step(total, objective, optimizer, cfg.train.grad_clip, dist)
         loop.scheduler.step()
         step += 1
         if dist.is_main:
@@ -163,6 +149,29 @@ def train_one_epoch(loop: Loop, epoch: int, step: int, log_rows: list[dict]) -> 
         if cfg.train.max_steps and step >= cfg.train.max_steps:
             break
     return step
+
+
+def forward_loss(model, objective, batch: dict, step: int, precision: Precision, device):
+    """The batch on `device`, then the objective's total and terms (under autocast)."""
+    batch = {
+        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
+    }
+    batch["image"] = precision.images(batch["image"])
+    with precision.context(device):
+        return objective(model, batch, step)
+
+
+def backward_step(total, objective, optimizer, grad_clip: float, dist: DistInfo | None) -> None:
+    """Gradients of `total` (averaged over ranks), clipped if asked, and one optimiser step."""
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    if dist is not None and dist.enabled:
+        average_gradients(objective, dist)
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(
+            [p for g in optimizer.param_groups for p in g["params"]], grad_clip
+        )
+    optimizer.step()
 
 
 def average_gradients(module: nn.Module, dist: DistInfo) -> None:
