@@ -23,6 +23,7 @@ from PIL import features
 
 from ..engine.checkpoint import atomic_write_text
 from ..engine.precision import cpu_has_fast_bf16
+from ..engine.runs import git_commit
 from . import data_pipeline, eval_cost, model_cost, training_cost
 
 SECTIONS = ("model", "training", "data", "eval")
@@ -150,6 +151,7 @@ def run_bench(
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command or "python -m ocdlib bench",
+        "git_commit": git_commit(),
         "mode": plan.mode,
         "device": str(dev),
         "threads": torch.get_num_threads(),
@@ -224,7 +226,8 @@ def markdown(report: dict) -> str:
     lines = [
         "# Speed of the kit",
         "",
-        f"Written by `{report['command']}` ({report['mode']} run) on {report['date']}: "
+        f"Written by `{report['command']}` ({report['mode']} run, commit "
+        f"{report.get('git_commit', 'unknown')}) on {report['date']}: "
         f"{where}, device {report['device']}, {report['threads']} torch threads, torch "
         f"{report['torch']}, ONNX Runtime {m['onnxruntime'] or 'not installed'}; "
         f"{report['wall_s'] / 60:.1f} minutes. Load average at the start: "
