@@ -29,7 +29,7 @@ def test_bench_writes_perf_json_and_md(tmp_path, capsys):
     report = json.loads((tmp_path / "perf.json").read_text())
     for key in ("date", "command", "git_commit", "mode", "device", "threads", "torch", "machine"):
         assert key in report, key
-    assert report["mode"] == "tiny" and report["device"] == "cpu"
+    assert report["mode"] == "tiny" and report["device"] == "cpu" and report["wall_s"] > 0
     assert report["command"].startswith("python -m ocdlib bench")
     assert {"cpu", "cores", "torch_threads", "onnxruntime"} <= set(report["machine"])
     assert list(report["sections"]) == ["model", "training", "data", "eval"]
