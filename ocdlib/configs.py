@@ -140,7 +140,7 @@ class TrainConfig:
     milestones: tuple[int, ...] = (170, 200)  # epochs
     gamma: float = 0.1
     grad_clip: float = 0.0  # 0: off
-    amp: bool = True  # bf16 autocast + channels_last on GPUs and on CPUs with AVX-512 BF16 / AMX
+    amp: bool = True  # bf16 + channels_last on GPUs and bf16 CPUs; fp32 + channels_last on AVX-512
     seed: int = 0
     deterministic: bool = False
     eval_every: int = 0  # epochs; 0: only at the end

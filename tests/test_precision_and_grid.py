@@ -30,8 +30,25 @@ def test_amp_is_granted_on_the_cpu_only_where_it_is_fast(monkeypatch):
     p = resolve_precision(True, cpu)
     assert p.autocast and p.channels_last and p.name.startswith("bf16")
     assert not resolve_precision(False, cpu).autocast  # fp32 stays available
+    assert not resolve_precision(False, cpu).channels_last
     monkeypatch.setattr(precision_mod, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(precision_mod, "cpu_prefers_channels_last", lambda: False)
     assert resolve_precision(True, cpu).name == "fp32"
+    # An AVX-512 CPU without bf16: fp32, in channels_last.
+    monkeypatch.setattr(precision_mod, "cpu_prefers_channels_last", lambda: True)
+    p = resolve_precision(True, cpu)
+    assert not p.autocast and p.channels_last and p.name == "fp32 + channels_last"
+    assert resolve_precision(False, cpu).name == "fp32"
+
+
+def test_channels_last_needs_avx512(tmp_path):
+    avx512 = tmp_path / "a"
+    avx512.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+    avx2 = tmp_path / "b"
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2\n")
+    assert precision_mod.cpu_prefers_channels_last(str(avx512))
+    assert not precision_mod.cpu_prefers_channels_last(str(avx2))
+    assert not precision_mod.cpu_has_fast_bf16(str(avx512))
 
 
 def test_execution_fields_do_not_change_the_hash():
