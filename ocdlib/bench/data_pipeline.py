@@ -25,7 +25,7 @@ from ..configs import get_preset
 from ..data.coco import decode_image, open_image
 from ..data.dataset import TopDownPoseDataset
 from ..data.synthpose import generate_synthpose
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, jpeg_draft, normalize_image, warp_image
+from ..data.transforms import _MEAN, _STD, jpeg_draft, normalize_image, warp_image
 from ..metainfo import COCO_BODY
 from ..paths import REPO_ROOT
 from .timing import Spread, interleaved, ratio_to
@@ -34,12 +34,10 @@ RATE_TARGET = 400.0  # images/s per core at 256x192
 COCO_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "coco_sample"
 STAGES = ("decode", "geometry", "warp", "normalise", "targets")
 
-_MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1) * 255.0
-_STD = torch.tensor(IMAGENET_STD).view(3, 1, 1) * 255.0
-
 
 def normalize_before(img: np.ndarray) -> torch.Tensor:
-    """The normalisation the kit used before (same values, bit for bit): for comparison."""
+    """The normalisation the kit used before (same values, bit for bit): for comparison.
+    It takes the kit's own mean and std, so the two differ in arithmetic only."""
     t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float()
     return (t - _MEAN) / _STD
 

@@ -17,12 +17,12 @@ from pycocotools.coco import COCO
 
 from ..evaluation import PERSON_CATEGORY_ID, run_cocoeval
 from ..metainfo import COCO_BODY
-from .timing import Spread
+from .timing import SEED, Spread
 
 PHASES = ("loadRes", "evaluate", "accumulate", "summarize")
 
 
-def synthetic_set(instances: int, seed: int = 0) -> tuple[COCO, list[dict]]:
+def synthetic_set(instances: int, seed: int = SEED) -> tuple[COCO, list[dict]]:
     """COCO ground truth of `instances` people and predictions for them."""
     rng = np.random.default_rng(seed)
     k = COCO_BODY.num_keypoints

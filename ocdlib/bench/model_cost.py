@@ -22,7 +22,7 @@ from ..configs import build_config
 from ..export import StudentGraph, write_onnx
 from ..metainfo import get_dataset_info
 from ..models import build_model, count_macs, count_params, export_student
-from .timing import Spread, interleaved, ratio_to, synchronizer
+from .timing import SEED, Spread, interleaved, ratio_to, synchronizer
 
 BASELINE = "SimpleBaseline-R50"
 OCD_R50 = "OCD-DeepPose-R50, deployed"
@@ -74,7 +74,7 @@ def build_student(row: ModelRow, extra: dict | None = None):
     """The deployed student graph of a row (random weights: cost does not depend on them)."""
     cfg = build_config(row.preset, {**row.overrides, "model.pretrained": "none", **(extra or {})})
     info = get_dataset_info(cfg.data.dataset)
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     model = build_model(cfg.model, info.num_keypoints, cfg.data.input_size, cfg.data.heatmap_size)
     student = export_student(model, cfg.model.deploy_head)
     return StudentGraph(student, cfg.model.deploy_head).eval(), cfg
@@ -86,7 +86,7 @@ def same_architecture(ocd: StudentGraph, deeppose: StudentGraph, input_size) -> 
     a, b = ocd.model.state_dict(), deeppose.model.state_dict()
     same_keys = list(a) == list(b) and all(a[k].shape == b[k].shape for k in a)
     w, h = input_size
-    x = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(SEED + 1))
     loaded = copy.deepcopy(ocd).cpu()
     loaded.model.load_state_dict({k: v.cpu() for k, v in deeppose.model.state_dict().items()})
     ref = copy.deepcopy(deeppose).cpu()
