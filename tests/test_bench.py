@@ -27,7 +27,7 @@ def test_interleaved_rounds_rotate_and_ratios_pair_rounds():
 def test_bench_writes_perf_json_and_md(tmp_path, capsys):
     assert main(["bench", "--plan", "tiny", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "perf.json").read_text())
-    for key in ("date", "command", "git_commit", "mode", "device", "threads", "torch", "machine"):
+    for key in ("date", "command", "git_commit", "seed", "mode", "device", "threads", "torch"):
         assert key in report, key
     assert report["mode"] == "tiny" and report["device"] == "cpu" and report["wall_s"] > 0
     assert report["command"].startswith("python -m ocdlib bench")

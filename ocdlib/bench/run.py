@@ -25,6 +25,7 @@ from ..engine.checkpoint import atomic_write_text
 from ..engine.precision import cpu_has_fast_bf16
 from ..engine.runs import git_commit
 from . import data_pipeline, eval_cost, model_cost, training_cost
+from .timing import SEED
 
 SECTIONS = ("model", "training", "data", "eval")
 
@@ -152,6 +153,7 @@ def run_bench(
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command or "python -m ocdlib bench",
         "git_commit": git_commit(),
+        "seed": SEED,
         "mode": plan.mode,
         "device": str(dev),
         "threads": torch.get_num_threads(),
@@ -227,7 +229,8 @@ def markdown(report: dict) -> str:
         "# Speed of the kit",
         "",
         f"Written by `{report['command']}` ({report['mode']} run, commit "
-        f"{report.get('git_commit', 'unknown')}) on {report['date']}: "
+        f"{report.get('git_commit', 'unknown')}, seed {report.get('seed', 'unknown')}) on "
+        f"{report['date']}: "
         f"{where}, device {report['device']}, {report['threads']} torch threads, torch "
         f"{report['torch']}, ONNX Runtime {m['onnxruntime'] or 'not installed'}; "
         f"{report['wall_s'] / 60:.1f} minutes. Load average at the start: "
