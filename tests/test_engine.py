@@ -100,6 +100,19 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(homes, tmp_path):
     assert len(log_full) == len(log_resumed)
 
 
+def test_finished_run_keeps_weights_only_and_rescoring_it_changes_nothing(homes, tmp_path):
+    cfg = smoke("ocd")
+    out = tmp_path / "run"
+    first = train(cfg, out, progress=False)
+    ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert ckpt["finished"] and not {"optimizer", "scheduler", "rng"} & ckpt.keys()
+    evals = json.loads((out / "evals.json").read_text())
+    again = train(cfg, out, resume=True, progress=False)
+    assert again["metrics"] == first["metrics"] and again["steps"] == first["steps"]
+    assert json.loads((out / "evals.json").read_text()) == evals
+    assert_same_weights(weights(out / "checkpoint.pt"), ckpt["model"])
+
+
 def test_resume_refuses_a_checkpoint_of_another_config(homes, tmp_path):
     train(smoke(), tmp_path / "run", progress=False, stop_after_epochs=1)
     with pytest.raises(ValueError, match="written by config"):

@@ -2,9 +2,10 @@
 
 One process on a CPU, or one per GPU under `torchrun --nproc_per_node=N`
 (DDP with a DistributedSampler). Everything a run writes lives in its run
-directory: config.json, checkpoint.pt (each epoch, atomically), log.csv (every
-loss term per step), evals.json, metrics.json, predictions.json, student.pt and
-result.json (the run cache reads the last one).
+directory: config.json, checkpoint.pt (each epoch, atomically; once the run has
+finished, its weights only), log.csv (every loss term per step), evals.json,
+metrics.json, predictions.json, student.pt and result.json (the run cache reads
+the last one).
 """
 
 from __future__ import annotations
@@ -354,14 +355,16 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
         progress,
         skipped,
     )
-    start_epoch, step, train_time = 0, 0, 0.0
+    start_epoch, step, train_time, finished = 0, 0, 0.0, False
     if resume and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path, cfg.hash)
         model.load_state_dict(ckpt["model"])
         objective.load_state_dict(ckpt["objective"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        set_rng_state(ckpt["rng"])
+        finished = bool(ckpt.get("finished"))  # a finished run keeps its weights only
+        if not finished:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            set_rng_state(ckpt["rng"])
         start_epoch, step, train_time = ckpt["epoch"], ckpt["step"], ckpt["train_time"]
         if skipped is not None:
             skipped = loop.skipped = SkippedImages.from_dict(ckpt.get("skipped_images"))
@@ -371,6 +374,10 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
 
     evals = _read_json(out_dir / "evals.json", [])
     evals = [e for e in evals if e["epoch"] <= start_epoch]
+    if finished:
+        # Re-scoring a finished run: no epoch left, and its final score is replaced.
+        start_epoch = cfg.train.epochs
+        evals = [e for e in evals if e["epoch"] < cfg.train.epochs]
     # Speed counts only what this process trained and timed (not epochs before a resume).
     seen, timed = 0, 0.0
     for epoch in range(start_epoch, cfg.train.epochs):
@@ -453,7 +460,19 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
             result["skipped_images"] = skipped.to_dict()
         atomic_write_text(json.dumps(evals, indent=1), out_dir / "evals.json")
         atomic_write_text(json.dumps(result, indent=1), out_dir / "result.json")
+        _keep_weights_only(ckpt_path)
     return all_gather_objects(result, dist)[0]
+
+
+def _keep_weights_only(ckpt_path: Path) -> None:
+    """A finished run has nothing left to resume: drop the optimizer, scheduler and RNG
+    state from its checkpoint.pt (two thirds of the file under Adam) and keep the trained
+    weights of every head. `train --resume` on the finished run still re-scores it."""
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    for key in ("optimizer", "scheduler", "rng"):
+        ckpt.pop(key, None)
+    ckpt["finished"] = True
+    atomic_save(ckpt, ckpt_path)
 
 
 def _read_json(path: Path, default):
