@@ -52,3 +52,7 @@ class ConfigError(KitError):
 
 class RunLockedError(KitError):
     """A run directory that another process is writing."""
+
+
+class DiskFullError(KitError):
+    """A file the kit writes (a checkpoint, a table) that does not fit on its disk."""

@@ -336,3 +336,47 @@ def test_predict_on_a_file_that_is_not_an_image(synth, tmp_path, capsys):
     msg = one_line_error(capsys)
     assert "cannot decode image" in msg and "notes.txt" in msg and "pass a JPEG or PNG" in msg
     assert "annotation file" not in msg
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    import ocdlib.engine.checkpoint as checkpoint
+    from ocdlib.errors import DiskFullError
+
+    path = tmp_path / "checkpoint.pt"
+    atomic_save({"step": 1}, path)
+
+    def full_disk(obj, f):  # what torch.save raises when the disk fills up
+        Path(f).write_bytes(b"partial")
+        raise RuntimeError("basic_ios::clear: iostream error")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: usage._replace(free=2**20))
+    with pytest.raises(DiskFullError, match=rf"cannot write {path}: its disk is full \(1 MB"):
+        atomic_save({"step": 2}, path)
+    assert torch.load(path, weights_only=False) == {"step": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+    # The same failure with room on the disk is another problem: raised as it is.
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: usage._replace(free=2**40))
+    with pytest.raises(RuntimeError, match="iostream error"):
+        atomic_save({"step": 2}, path)
+
+
+def test_a_full_disk_while_writing_a_table(tmp_path, monkeypatch):
+    import errno
+
+    import ocdlib.engine.checkpoint as checkpoint
+    from ocdlib.errors import DiskFullError
+
+    real = os.fdopen
+
+    def no_space(fd, mode):
+        f = real(fd, mode)
+        f.write = lambda text: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left"))
+        return f
+
+    monkeypatch.setattr(checkpoint.os, "fdopen", no_space)
+    with pytest.raises(DiskFullError, match="OCDLIB_RUNS"):
+        checkpoint.atomic_write_text("{}", tmp_path / "result.json")
+    assert list(tmp_path.iterdir()) == []

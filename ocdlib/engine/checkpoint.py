@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ..errors import DiskFullError
+
+# Below this many free bytes after a failed write, the disk is taken to be full
+# (torch.save reports a full disk only as "basic_ios::clear: iostream error").
+_FULL_BELOW = 64 * 2**20
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -21,8 +29,11 @@ def atomic_save(obj: Any, path: Path) -> None:
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        full = _disk_full(e, path.parent)
         Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise _disk_full_error(path) from e
         raise
 
 
@@ -30,9 +41,36 @@ def atomic_write_text(text: str, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException as e:
+        full = _disk_full(e, path.parent)
+        Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise _disk_full_error(path) from e
+        raise
+
+
+def _disk_full(error: BaseException, folder: Path) -> bool:
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if not isinstance(error, (OSError, RuntimeError)):
+        return False
+    try:
+        return shutil.disk_usage(folder).free < _FULL_BELOW
+    except OSError:
+        return False
+
+
+def _disk_full_error(path: Path) -> DiskFullError:
+    free = shutil.disk_usage(path.parent).free / 2**20
+    return DiskFullError(
+        f"cannot write {path}: its disk is full ({free:.0f} MB free once the partial file "
+        "was removed); free some space or point OCDLIB_RUNS at a larger disk, then run the "
+        "same command again (a training run resumes from its last checkpoint)"
+    )
 
 
 def rng_state() -> dict:
