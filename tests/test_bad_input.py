@@ -369,14 +369,13 @@ def test_a_full_disk_while_writing_a_table(tmp_path, monkeypatch):
     import ocdlib.engine.checkpoint as checkpoint
     from ocdlib.errors import DiskFullError
 
-    real = os.fdopen
+    real = Path.write_text
 
-    def no_space(fd, mode):
-        f = real(fd, mode)
-        f.write = lambda text: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left"))
-        return f
+    def no_space(self, text):
+        real(self, text[:1])
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoint.os, "fdopen", no_space)
+    monkeypatch.setattr(checkpoint.Path, "write_text", no_space)
     with pytest.raises(DiskFullError, match="OCDLIB_RUNS"):
         checkpoint.atomic_write_text("{}", tmp_path / "result.json")
     assert list(tmp_path.iterdir()) == []

@@ -7,6 +7,7 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,28 +23,22 @@ _FULL_BELOW = 64 * 2**20
 
 def atomic_save(obj: Any, path: Path) -> None:
     """torch.save into a temporary file in the same folder, then rename over `path`."""
+    _write_atomically(path, lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    _write_atomically(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _write_atomically(path: Path, write: Callable[[str], object]) -> None:
+    """`write` a temporary file beside `path`, then rename it over `path`: a killed or
+    failed write leaves `path` as it was and no partial file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException as e:
-        full = _disk_full(e, path.parent)
-        Path(tmp).unlink(missing_ok=True)
-        if full:
-            raise _disk_full_error(path) from e
-        raise
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException as e:
         full = _disk_full(e, path.parent)
