@@ -201,27 +201,41 @@ def _run_state(run_dir: Path) -> tuple[str | None, str]:
             ap_text = f"AP {100 * ap:.1f}" if isinstance(ap, (int, float)) else "no AP"
             return "done", f"finished, {ap_text}, trained in {minutes:.1f} min"
         epochs = load_run_config(run_dir).train.epochs
-        epoch = _last_logged_epoch(run_dir / "log.csv")
+        epoch, epoch_s = _last_logged_epoch(run_dir / "log.csv")
         if epoch is None:
             return "started", f"training, {epochs} epochs"
-        return f"epoch {epoch}", f"epoch {epoch}/{epochs}"
+        line = f"epoch {epoch}/{epochs}"
+        if epoch_s is not None and epoch < epochs:
+            line += f", about {(epochs - epoch + 1) * epoch_s / 60:.0f} min of training left"
+        return f"epoch {epoch}", line
     except (OSError, ValueError, KeyError, TypeError):
         return None, ""
 
 
-def _last_logged_epoch(log: Path) -> int | None:
-    """The epoch column of the last full line of a log.csv (step,epoch,...)."""
+def _last_logged_epoch(log: Path) -> tuple[int | None, float | None]:
+    """The epoch of the last full line of a log.csv (step,epoch,...,time), and the
+    seconds the epoch before it took (its last line's `time`), where the tail shows it."""
     if not log.is_file():
-        return None
+        return None, None
     with open(log, "rb") as f:
+        header = f.readline().decode("utf-8", "replace").strip().split(",")
         f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - 4096))
-        lines = f.read().decode("utf-8", "replace").splitlines()
-    for line in reversed(lines[1:] if len(lines) > 1 else []):
+        f.seek(max(0, f.tell() - 65536))
+        lines = f.read().decode("utf-8", "replace").splitlines()[1:]  # header or a part line
+    time_col = header.index("time") if "time" in header else None
+    current = None
+    for line in reversed(lines):
         fields = line.split(",")
-        if len(fields) > 2 and fields[1].isdigit():
-            return int(fields[1])
-    return None
+        if len(fields) < 3 or not fields[1].isdigit():
+            continue
+        if current is None:
+            current = int(fields[1])
+        elif int(fields[1]) < current:  # the last step of the epoch before
+            try:
+                return current, float(fields[time_col]) if time_col is not None else None
+            except (IndexError, ValueError):
+                return current, None
+    return current, None
 
 
 def write_provenance(

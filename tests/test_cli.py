@@ -143,9 +143,10 @@ def test_run_watcher_reports_start_epochs_and_finish(tmp_path):
     _fake_run(runs, "smoke_ocd-cccc-s0")  # another profile: not watched
     assert watcher.poll() == ["    cpu_ocd-bbbb-s0: training, 3 epochs"]
     (new / "log.csv").write_text(
-        "step,epoch,lr,reg,total,time\n1,1,0.1,1,1,0.1\n2,2,0.1,1,1,0.2\n3,"
+        "step,epoch,lr,reg,total,time\n1,1,0.1,1,1,60.0\n2,1,0.1,1,1,120.0\n3,2,0.1,1,1,55.0\n4,"
     )
-    assert watcher.poll() == ["    cpu_ocd-bbbb-s0: epoch 2/3"]  # a half-written line is skipped
+    # a half-written line is skipped; epoch 1 took 120 s, so epochs 2 and 3 about 4 min
+    assert watcher.poll() == ["    cpu_ocd-bbbb-s0: epoch 2/3, about 4 min of training left"]
     assert watcher.poll() == []  # nothing new
     (new / "result.json").write_text(json.dumps({"metrics": {"AP": 0.0286}, "train_time_s": 300}))
     assert watcher.poll() == ["    cpu_ocd-bbbb-s0: finished, AP 2.9, trained in 5.0 min"]
