@@ -22,7 +22,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 # ----------------------------------------------------------------------------- coordinates
 
@@ -142,19 +141,28 @@ def _gaussian_kernel1d(size: int, dtype, device) -> torch.Tensor:
     return k / k.sum()
 
 
+def _band(n: int, g: torch.Tensor) -> torch.Tensor:
+    """(n, n) matrix B with B[i, j] = g[j - i + len(g) // 2] where that index exists."""
+    pad = g.numel() // 2
+    i = torch.arange(n, device=g.device)
+    offset = i.view(1, n) - i.view(n, 1) + pad
+    inside = (offset >= 0) & (offset < g.numel())
+    return torch.where(inside, g[offset.clamp(0, g.numel() - 1)], g.new_zeros(()))
+
+
 def gaussian_blur(heatmaps: torch.Tensor, kernel: int) -> torch.Tensor:
     """Separable Gaussian blur of (N, K, H, W) maps, zero padded, each map's max kept.
 
     Rescaling to the original maximum keeps the log heatmap's curvature around
     the peak meaningful for the Taylor step.
     """
-    n, k, h, w = heatmaps.shape
-    x = heatmaps.reshape(n * k, 1, h, w)
-    g = _gaussian_kernel1d(kernel, x.dtype, x.device)
-    pad = kernel // 2
-    x = F.conv2d(F.pad(x, (pad, pad, 0, 0)), g.view(1, 1, 1, kernel))
-    x = F.conv2d(F.pad(x, (0, 0, pad, pad)), g.view(1, 1, kernel, 1))
-    x = x.reshape(n, k, h, w)
+    h, w = heatmaps.shape[-2:]
+    g = _gaussian_kernel1d(kernel, heatmaps.dtype, heatmaps.device)
+    # Each pass is a product with a banded (Toeplitz) matrix whose rows stop at the
+    # border, which is the zero-padded convolution. On a CPU, batched matrix products
+    # are far faster than a one-channel conv2d over N*K small maps
+    # (benchmarks/bench_heatmap_blur.py).
+    x = _band(h, g) @ heatmaps @ _band(w, g).T
     old_max = heatmaps.amax(dim=(2, 3), keepdim=True)
     new_max = x.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
     return x * (old_max / new_max)

@@ -7,11 +7,13 @@ import pytest
 import torch
 
 from ocdlib.codecs import (
+    _gaussian_kernel1d,
     decode_heatmaps,
     encode_heatmaps,
     encode_regression,
     flip_coords_normalized,
     flip_heatmaps,
+    gaussian_blur,
     heatmap_to_normalized,
     normalized_to_heatmap,
     render_heatmaps,
@@ -62,6 +64,27 @@ def test_decode_recovers_encoded_subpixel_locations(blur_kernel):
     err = np.abs(coords.reshape(-1, 2).numpy() - pts).max()
     assert err < 0.05
     np.testing.assert_allclose(scores.reshape(-1).numpy(), hm.reshape(len(pts), -1).max(1))
+
+
+@pytest.mark.parametrize(
+    ("shape", "kernel"), [((2, 3, 16, 12), 11), ((1, 2, 7, 5), 3), ((1, 1, 4, 9), 11)]
+)
+def test_blur_is_the_zero_padded_separable_convolution(shape, kernel):
+    # The reference: two one-channel convolutions over zero-padded maps, as in OpenCV
+    # with BORDER_CONSTANT; maps smaller than the kernel included.
+    maps = torch.rand(shape, generator=torch.Generator().manual_seed(kernel))
+    n, k, h, w = shape
+    g, pad = _gaussian_kernel1d(kernel, torch.float32, "cpu"), kernel // 2
+    x = maps.reshape(n * k, 1, h, w)
+    x = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(x, (pad, pad, 0, 0)), g.view(1, 1, 1, -1)
+    )
+    x = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(x, (0, 0, pad, pad)), g.view(1, 1, -1, 1)
+    )
+    x = x.reshape(shape)
+    expected = x * maps.amax(dim=(2, 3), keepdim=True) / x.amax(dim=(2, 3), keepdim=True)
+    torch.testing.assert_close(gaussian_blur(maps, kernel), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_decode_without_refinement_is_argmax_and_flat_maps_stay_finite():
