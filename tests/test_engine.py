@@ -106,11 +106,14 @@ def test_finished_run_keeps_weights_only_and_rescoring_it_changes_nothing(homes,
     first = train(cfg, out, progress=False)
     ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert ckpt["finished"] and not {"optimizer", "scheduler", "rng"} & ckpt.keys()
+    assert (ckpt["epoch"], ckpt["step"]) == (cfg.train.epochs, first["steps"])
     evals = json.loads((out / "evals.json").read_text())
     again = train(cfg, out, resume=True, progress=False)
     assert again["metrics"] == first["metrics"] and again["steps"] == first["steps"]
     assert json.loads((out / "evals.json").read_text()) == evals
-    assert_same_weights(weights(out / "checkpoint.pt"), ckpt["model"])
+    rescored = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert (rescored["epoch"], rescored["step"]) == (ckpt["epoch"], ckpt["step"])
+    assert_same_weights(rescored["model"], ckpt["model"])
 
 
 def test_resume_refuses_a_checkpoint_of_another_config(homes, tmp_path):

@@ -356,6 +356,7 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
         skipped,
     )
     start_epoch, step, train_time, finished = 0, 0, 0.0, False
+    position = {"epoch": 0, "step": 0, "train_time": 0.0}  # of the last checkpoint written
     if resume and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path, cfg.hash)
         model.load_state_dict(ckpt["model"])
@@ -366,6 +367,7 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
             scheduler.load_state_dict(ckpt["scheduler"])
             set_rng_state(ckpt["rng"])
         start_epoch, step, train_time = ckpt["epoch"], ckpt["step"], ckpt["train_time"]
+        position = {"epoch": start_epoch, "step": step, "train_time": train_time}
         if skipped is not None:
             skipped = loop.skipped = SkippedImages.from_dict(ckpt.get("skipped_images"))
         if dist.is_main:
@@ -409,21 +411,12 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
         if dist.is_main:
             write_log(rows, out_dir / "log.csv", append=True)
             atomic_write_text(json.dumps(evals, indent=1), out_dir / "evals.json")
-            atomic_save(
-                {
-                    "model": model.state_dict(),
-                    "objective": objective.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": rng_state(),
-                    "epoch": epoch + 1,
-                    "step": step,
-                    "train_time": train_time,
-                    "config_hash": cfg.hash,
-                    "skipped_images": skipped.to_dict() if skipped is not None else None,
-                },
-                ckpt_path,
+            position = {"epoch": epoch + 1, "step": step, "train_time": train_time}
+            state = _checkpoint(model, objective, position, cfg, skipped)
+            state.update(
+                optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=rng_state()
             )
+            atomic_save(state, ckpt_path)
         barrier(dist)
         if done:
             break
@@ -460,19 +453,25 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
             result["skipped_images"] = skipped.to_dict()
         atomic_write_text(json.dumps(evals, indent=1), out_dir / "evals.json")
         atomic_write_text(json.dumps(result, indent=1), out_dir / "result.json")
-        _keep_weights_only(ckpt_path)
+        # A finished run has nothing left to resume: its checkpoint keeps the weights of
+        # every head and drops the optimizer, scheduler and RNG state (two thirds of the file
+        # under Adam). `train --resume` on the finished run still re-scores it.
+        atomic_save(
+            {**_checkpoint(model, objective, position, cfg, skipped), "finished": True}, ckpt_path
+        )
     return all_gather_objects(result, dist)[0]
 
 
-def _keep_weights_only(ckpt_path: Path) -> None:
-    """A finished run has nothing left to resume: drop the optimizer, scheduler and RNG
-    state from its checkpoint.pt (two thirds of the file under Adam) and keep the trained
-    weights of every head. `train --resume` on the finished run still re-scores it."""
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    for key in ("optimizer", "scheduler", "rng"):
-        ckpt.pop(key, None)
-    ckpt["finished"] = True
-    atomic_save(ckpt, ckpt_path)
+def _checkpoint(model, objective, position: dict, cfg: Config, skipped) -> dict:
+    """What checkpoint.pt holds of a run at `position` (epoch, step, train_time) besides
+    the optimizer, scheduler and RNG state that only an unfinished run needs."""
+    return {
+        "model": model.state_dict(),
+        "objective": objective.state_dict(),
+        **position,
+        "config_hash": cfg.hash,
+        "skipped_images": skipped.to_dict() if skipped is not None else None,
+    }
 
 
 def _read_json(path: Path, default):
