@@ -356,7 +356,6 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
         skipped,
     )
     start_epoch, step, train_time, finished = 0, 0, 0.0, False
-    position = {"epoch": 0, "step": 0, "train_time": 0.0}  # of the last checkpoint written
     if resume and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path, cfg.hash)
         model.load_state_dict(ckpt["model"])
@@ -367,7 +366,6 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
             scheduler.load_state_dict(ckpt["scheduler"])
             set_rng_state(ckpt["rng"])
         start_epoch, step, train_time = ckpt["epoch"], ckpt["step"], ckpt["train_time"]
-        position = {"epoch": start_epoch, "step": step, "train_time": train_time}
         if skipped is not None:
             skipped = loop.skipped = SkippedImages.from_dict(ckpt.get("skipped_images"))
         if dist.is_main:
@@ -376,6 +374,7 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
 
     evals = _read_json(out_dir / "evals.json", [])
     evals = [e for e in evals if e["epoch"] <= start_epoch]
+    trained = start_epoch  # epochs the weights have trained (a finished run's checkpoint keeps it)
     if finished:
         # Re-scoring a finished run: no epoch left, and its final score is replaced.
         start_epoch = cfg.train.epochs
@@ -411,8 +410,8 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
         if dist.is_main:
             write_log(rows, out_dir / "log.csv", append=True)
             atomic_write_text(json.dumps(evals, indent=1), out_dir / "evals.json")
-            position = {"epoch": epoch + 1, "step": step, "train_time": train_time}
-            state = _checkpoint(model, objective, position, cfg, skipped)
+            trained = epoch + 1
+            state = _checkpoint(model, objective, cfg, skipped, trained, step, train_time)
             state.update(
                 optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=rng_state()
             )
@@ -457,18 +456,24 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
         # every head and drops the optimizer, scheduler and RNG state (two thirds of the file
         # under Adam). `train --resume` on the finished run still re-scores it.
         atomic_save(
-            {**_checkpoint(model, objective, position, cfg, skipped), "finished": True}, ckpt_path
+            {
+                **_checkpoint(model, objective, cfg, skipped, trained, step, train_time),
+                "finished": True,
+            },
+            ckpt_path,
         )
     return all_gather_objects(result, dist)[0]
 
 
-def _checkpoint(model, objective, position: dict, cfg: Config, skipped) -> dict:
-    """What checkpoint.pt holds of a run at `position` (epoch, step, train_time) besides
-    the optimizer, scheduler and RNG state that only an unfinished run needs."""
+def _checkpoint(model, objective, cfg: Config, skipped, epoch: int, step: int, train_time: float):
+    """What checkpoint.pt holds of a run after `epoch` besides the optimizer, scheduler
+    and RNG state that only an unfinished run needs."""
     return {
         "model": model.state_dict(),
         "objective": objective.state_dict(),
-        **position,
+        "epoch": epoch,
+        "step": step,
+        "train_time": train_time,
         "config_hash": cfg.hash,
         "skipped_images": skipped.to_dict() if skipped is not None else None,
     }
