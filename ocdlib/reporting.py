@@ -287,11 +287,15 @@ def write_table(
     return md, csv
 
 
-def aux_head_frame(summary: pd.DataFrame, head: str = "hm") -> pd.DataFrame:
+def aux_head_frame(
+    summary: pd.DataFrame, head: str = "hm", metrics: Sequence[str] = ("AP",)
+) -> pd.DataFrame:
     """Every run whose model trains `head` beside a different deployed head (OCD and its
-    ablation): the deployed student's AP next to the AP of that head, scored on the same
-    validation set. It shows what the distillation costs the teacher that the student
-    learns from. (Scores are computed once per run and kept in `<run>/eval_<head>/`.)"""
+    ablation): the deployed student's `metrics` next to the same metrics of that head,
+    scored on the same validation set. It shows what the distillation costs the teacher
+    that the student learns from. (Scores are computed once per run and kept in
+    `<run>/eval_<head>/`.) Whole-body runs can ask for a part, e.g. "body/AP"."""
+    columns = [f"student {m}" for m in metrics] + [f"{head} head {m}" for m in metrics]
     rows = []
     for _, r in summary.iterrows():
         for run_dir in r["run_dirs"]:
@@ -299,16 +303,14 @@ def aux_head_frame(summary: pd.DataFrame, head: str = "hm") -> pd.DataFrame:
             if head not in model.heads or model.deploy_head == head:
                 continue
             result = read_result(run_dir)
-            rows.append(
-                {
-                    "label": r["label"],
-                    "seed": int(result["seed"]),
-                    "student AP": 100 * result["metrics"]["AP"],
-                    f"{head} head AP": 100 * head_metrics(run_dir, head)["AP"],
-                    "run_dir": str(run_dir),
-                }
-            )
-    return pd.DataFrame(rows, columns=["label", "seed", "student AP", f"{head} head AP", "run_dir"])
+            scored = head_metrics(run_dir, head)
+            row = {"label": r["label"], "seed": int(result["seed"])}
+            for m in metrics:
+                row[f"student {m}"] = 100 * result["metrics"][m]
+            for m in metrics:
+                row[f"{head} head {m}"] = 100 * scored[m]
+            rows.append({**row, "run_dir": str(run_dir)})
+    return pd.DataFrame(rows, columns=["label", "seed", *columns, "run_dir"])
 
 
 def same_deployed_size(summary: pd.DataFrame, row: Row, reference: Row) -> bool:

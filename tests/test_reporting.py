@@ -396,6 +396,12 @@ def test_smoke_runs_deployed_sizes_and_pictures(tmp_path, monkeypatch, coco_samp
     before = cached.stat().st_mtime_ns
     assert reporting.aux_head_frame(summary)["hm head AP"].tolist() == aux["hm head AP"].tolist()
     assert cached.stat().st_mtime_ns == before  # read back, not recomputed
+    # Other metrics side by side, each the same number as in the files.
+    more = reporting.aux_head_frame(summary, metrics=("AP", "AP50"))
+    assert list(more.columns[2:6]) == ["student AP", "student AP50", "hm head AP", "hm head AP50"]
+    scored = json.loads(cached.read_text())
+    assert more["hm head AP50"].iloc[0] == pytest.approx(100 * scored["AP50"])
+    assert more["student AP50"].iloc[0] == pytest.approx(df.iloc[1]["AP50"])
 
     # Pictures: ground truth, then one panel per run, for each image.
     runs = reporting.first_runs(summary)
