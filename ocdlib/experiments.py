@@ -31,7 +31,7 @@ from .profiles import notebook_profile
 
 CUT_FOR_TIME = "cut to keep the reproduction within its time budget"
 N0_NEEDS_A_FINER_MAP = (
-    "N=0 predicts from the stride-32 backbone map (3x3 at 96x72): too coarse to localise "
+    "N=0 predicts from the stride-32 backbone map (4x3 at 128x96): too coarse to localise "
     "anything, so it is left out of this profile"
 )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import papermill
 
 from .engine.runs import command_line, git_commit, load_run_config, read_result
-from .experiments import EXPERIMENTS, default_jobs, grid_configs, run_dir, run_dirs, train_grid
+from .experiments import default_jobs, grid_configs, run_dir, train_grid
 from .paths import REPO_ROOT, report_dir, runs_home
 from .profiles import notebook_profile
 
@@ -282,29 +282,21 @@ def write_provenance(
 
 
 def grid_training_time(profile: str) -> str:
-    """One line: how many runs of the experiment grid are finished and how long their
-    training loops took in all, from the runs' own records (the cost of a reproduction
-    from an empty run cache, less evaluation and notebook overhead)."""
+    """One line: how many runs of the profile's grid (the runs `reproduce` trains) are
+    finished and how long their training loops took in all, from the runs' own records
+    (the cost of a reproduction from an empty run cache, less evaluation and notebook
+    overhead)."""
     try:
-        done, total, seconds = 0, 0, 0.0
-        for exp in EXPERIMENTS:
-            try:
-                dirs = run_dirs(exp, profile)
-            except Exception:  # a TCD row whose teacher is not trained yet
-                total += len(exp.seeds(profile))
-                continue
-            for d in dirs:
-                total += 1
-                result = read_result(d)
-                if result is not None:
-                    done += 1
-                    seconds += float(result.get("train_time_s") or 0.0)
+        grid = grid_configs(profile)
+        results = [read_result(run_dir(cfg)) for _, cfg in grid]
+        done = [r for r in results if r is not None]
+        seconds = sum(float(r.get("train_time_s") or 0.0) for r in done)
     except Exception as e:  # provenance must never fail a reproduction
         return f"training time of the grid: unknown ({type(e).__name__}: {e})"
     return (
         f"training time of the grid's runs, from their own records: {seconds / 60:.0f} min "
-        f"for {done} of {total} runs (the training loops only; evaluation and notebook "
-        "overhead come on top)"
+        f"for {len(done)} of the {len(grid)} runs of the grid (the training loops only; "
+        "evaluation and notebook overhead come on top)"
     )
 
 

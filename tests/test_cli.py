@@ -164,15 +164,17 @@ def test_runs_record_the_reproduce_command_inside_a_notebook(monkeypatch):
 
 
 def test_provenance_sums_the_grids_training_time(tmp_path, monkeypatch):
-    from ocdlib.experiments import by_label, run_dirs
+    from ocdlib.experiments import by_label, grid_configs, run_dirs
     from ocdlib.reproduce import grid_training_time
 
     monkeypatch.setenv("OCDLIB_RUNS", str(tmp_path / "runs"))
+    # Counted over the runs that reproduce trains: rows the profile leaves out are not.
+    n = len(grid_configs("smoke"))
     empty = grid_training_time("smoke")
     assert empty.startswith(
-        "training time of the grid's runs, from their own records: 0 min for 0 of"
+        f"training time of the grid's runs, from their own records: 0 min for 0 of the {n} runs"
     )
     run = run_dirs(by_label("DeepPose"), "smoke")[0]
     run.mkdir(parents=True)
     (run / "result.json").write_text(json.dumps({"train_time_s": 600.0}))
-    assert ": 10 min for 1 of" in grid_training_time("smoke")
+    assert f": 10 min for 1 of the {n} runs of the grid" in grid_training_time("smoke")
