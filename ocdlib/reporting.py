@@ -303,13 +303,9 @@ def aux_head_frame(
             if head not in model.heads or model.deploy_head == head:
                 continue
             result = read_result(run_dir)
-            scored = head_metrics(run_dir, head)
-            row = {"label": r["label"], "seed": int(result["seed"])}
-            for m in metrics:
-                row[f"student {m}"] = 100 * result["metrics"][m]
-            for m in metrics:
-                row[f"{head} head {m}"] = 100 * scored[m]
-            rows.append({**row, "run_dir": str(run_dir)})
+            student, scored = result["metrics"], head_metrics(run_dir, head)
+            values = [100 * student[m] for m in metrics] + [100 * scored[m] for m in metrics]
+            rows.append([r["label"], int(result["seed"]), *values, str(run_dir)])
     return pd.DataFrame(rows, columns=["label", "seed", *columns, "run_dir"])
 
 
