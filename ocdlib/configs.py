@@ -111,6 +111,8 @@ class LossConfig:
     hm_weight: float = 0.0  # a: ground truth -> heatmap head ("hm")
     task_distill_weight: float = 0.0  # b: L_reg(y_hat, sg[dec(H)], m)
     head_distill_weight: float = 0.0  # c: L_hm(enc(y_hat), sg[H], m)
+    # false: term c trains the regression head only, its gradient stops before the backbone
+    head_distill_backbone: bool = field(default=True, metadata=HASH_NEUTRAL_DEFAULT)
     distill_decode: str = "argmax"  # argmax (with sub-pixel refinement) | soft_argmax
     render_sigma: float = 2.0  # sigma of enc() in term c, heatmap pixels
     distill_warmup_steps: int = 0  # b and c are off before this step

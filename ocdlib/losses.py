@@ -31,6 +31,9 @@ Conventions chosen here (METHOD.md leaves them open):
 - For an RLE student, term b is the RLE loss itself against the decoded
   heatmap coordinates (the task loss is the distillation loss, the flow is
   shared), and term c renders the RLE head's mu.
+- `head_distill_backbone=False` applies term c to the regression head run
+  again on the detached backbone map: term c then trains that head alone and
+  leaves the shared backbone (and with it the heatmap head) to the other terms.
 - `distill_warmup_steps` switches off every term whose target comes from a
   head still being trained (b, c, small_head_distill, small_task_distill)
   before that step; cross_head reads only the frozen teacher and is never
@@ -305,10 +308,13 @@ class Objective(nn.Module):
         cfg = self.cfg
         images = batch["image"]
         need_features = cfg.cross_head_weight > 0
-        out = model(images, return_features=need_features)
         distill_on = step >= cfg.distill_warmup_steps
         b = cfg.task_distill_weight if distill_on else 0.0
         c = cfg.head_distill_weight if distill_on else 0.0
+        detach_c = c > 0 and not cfg.head_distill_backbone
+        out = model(
+            images, return_features=need_features, detached=(self.reg_head,) if detach_c else ()
+        )
         small_head = cfg.small_head_distill_weight if distill_on else 0.0
         small_task = cfg.small_task_distill_weight if distill_on else 0.0
 
@@ -345,9 +351,10 @@ class Objective(nn.Module):
                 ]
                 add("task_distill", b, sum(losses) / len(losses))
             if c > 0:
+                y_c = out[f"{self.reg_head}_detached"] if detach_c else y_raw
                 losses = [
                     self.head_distill_loss(
-                        y_raw[..., :2], h, self._distill_weight(heatmap_confidence(h), batch)
+                        y_c[..., :2], h, self._distill_weight(heatmap_confidence(h), batch)
                     )
                     for h in sources
                 ]

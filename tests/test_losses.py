@@ -225,6 +225,40 @@ def test_distillation_targets_are_stop_gradient():
     assert grad_norm(model.heads["hm"]) == 0 and grad_norm(model.heads["hm_small"]) > 0
 
 
+@pytest.mark.parametrize("heads", [("reg", "hm"), ("rle", "hm")])
+def test_head_distillation_off_the_backbone_trains_the_regression_head_only(heads):
+    """head_distill_backbone=False: same term c value, its gradient stops at the head."""
+    reg_loss = "rle" if heads[0] == "rle" else "smooth_l1"
+    grads, values = {}, {}
+    for through in (True, False):
+        cfg = make_cfg(
+            heads=heads,
+            reg_loss=reg_loss,
+            **{**NO_WEIGHTS, "head_distill_weight": 1.0, "head_distill_backbone": through},
+        )
+        model = make_model(cfg)
+        total, terms = build_objective(cfg, COCO_BODY, model)(model, make_batch(), 0)
+        total.backward()
+        values[through] = terms["head_distill"]
+        grads[through] = {
+            name: grad_norm(module)
+            for name, module in [("backbone", model.backbone), *model.heads.items()]
+        }
+    assert torch.allclose(values[True], values[False])
+    assert grads[True]["backbone"] > 0 and grads[False]["backbone"] == 0
+    assert grads[False][heads[0]] == pytest.approx(grads[True][heads[0]], rel=1e-5)
+    assert grads[False]["hm"] == 0
+
+    # with the task loss on, the backbone still learns from it
+    cfg = make_cfg(
+        heads=heads, reg_loss=reg_loss, head_distill_weight=1.0, head_distill_backbone=False
+    )
+    model = make_model(cfg)
+    total, _ = build_objective(cfg, COCO_BODY, model)(model, make_batch(), 0)
+    total.backward()
+    assert grad_norm(model.backbone) > 0
+
+
 def test_distill_unlabelled_switch():
     """Distillation ignores ground-truth weights unless distill_unlabelled is false."""
     labelled = make_batch()

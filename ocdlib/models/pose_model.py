@@ -41,10 +41,18 @@ class PoseModel(nn.Module):
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
 
-    def forward(self, x: torch.Tensor, return_features: bool = False) -> dict[str, torch.Tensor]:
-        """Every head's raw output keyed by head name, plus "features" (the backbone map)."""
+    def forward(
+        self, x: torch.Tensor, return_features: bool = False, detached: Sequence[str] = ()
+    ) -> dict[str, torch.Tensor]:
+        """Every head's raw output keyed by head name, plus "features" (the backbone map).
+
+        Each head named in `detached` also runs on the backbone map cut from the
+        graph, as "<name>_detached": a loss on that output trains the head alone.
+        """
         feat = self.backbone(x)
         out = {name: head(feat) for name, head in self.heads.items()}
+        for name in detached:
+            out[f"{name}_detached"] = self.heads[name](feat.detach())
         if return_features:
             out["features"] = feat
         return out
