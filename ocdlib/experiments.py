@@ -119,6 +119,16 @@ OCD_RLE_WARMUP = _e(
     ("loss.distill_warmup_steps", first_part_of_training(0.25)),
     group="ocd",
 )
+# Or does term c, pulling the shared backbone towards the regression head, cost the
+# heatmap head its accuracy? Here term c trains the regression head alone.
+OCD_RLE_C_OFF_BACKBONE = _e(
+    "02",
+    "OCD-RLE: term c off the backbone",
+    "ocd_rle",
+    ("loss.head_distill_backbone", False),
+    group="ocd",
+    skip=(("cpu", CUT_FOR_TIME),),
+)
 OCD_TASK_ONLY = _e(
     "02",
     "OCD: task-loss distillation only (b)",
@@ -211,7 +221,7 @@ WB_SIMPLEBASELINE = _e(
 
 EXPERIMENTS: tuple[Experiment, ...] = (
     DEEPPOSE, RLE, SIMPLEBASELINE, REDUCED_ALONE,
-    OCD_DEEPPOSE, OCD_RLE, OCD_RLE_SCALED, OCD_RLE_WARMUP,
+    OCD_DEEPPOSE, OCD_RLE, OCD_RLE_SCALED, OCD_RLE_WARMUP, OCD_RLE_C_OFF_BACKBONE,
     OCD_TASK_ONLY, OCD_HEAD_ONLY, OCD_NO_DISTILLATION,
     OCD_SOFT_ARGMAX, OCD_WIDE_RENDER, OCD_LIGHT_HEAD_TERM,
     TCD_DEEPPOSE, TCD_AUX, TCD_CROSS_HEAD,
