@@ -13,6 +13,8 @@ from pathlib import Path
 from ..configs import DataConfig, SynthConfig
 from ..paths import data_home
 
+GENERATION_POOL_MIN_IMAGES = 512
+
 
 @dataclass(frozen=True)
 class DataPaths:
@@ -45,6 +47,10 @@ def ensure_synthpose(synth: SynthConfig, progress: bool = True) -> Path:
         return out
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
+    # One process per usable core (the files are the same for any count); small copies,
+    # such as the tests', are not worth starting a pool for.
+    big = synth.train + synth.val >= GENERATION_POOL_MIN_IMAGES
+    workers = len(os.sched_getaffinity(0)) if big and hasattr(os, "sched_getaffinity") else 1
     generate_synthpose(
         tmp,
         n_train=synth.train,
@@ -54,6 +60,7 @@ def ensure_synthpose(synth: SynthConfig, progress: bool = True) -> Path:
         image_size=tuple(synth.image_size),
         spec=synth.spec,
         progress=progress,
+        workers=workers,
     )
     if out.exists():  # another process finished first
         shutil.rmtree(tmp, ignore_errors=True)
