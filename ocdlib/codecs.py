@@ -34,24 +34,25 @@ def _udp_factor(input_size: Sequence[int], heatmap_size: Sequence[int]) -> tuple
     )
 
 
-def _pair(values, like):
-    if isinstance(like, torch.Tensor):
-        return torch.tensor(values, dtype=like.dtype, device=like.device)
-    return np.asarray(values, dtype=np.float64)
+def _scale_xy(coords, sx: float, sy: float):
+    """coords (..., 2) with x times `sx` and y times `sy`. On a tensor the factors stay
+    Python numbers: a factor tensor made on the GPU every call is a copy from the host,
+    and that copy waits for all the work queued before it."""
+    if isinstance(coords, torch.Tensor):
+        return torch.stack((coords[..., 0] * sx, coords[..., 1] * sy), dim=-1)
+    return coords * np.asarray((sx, sy), dtype=np.float64)
 
 
 def heatmap_to_normalized(coords_hm, input_size: Sequence[int], heatmap_size: Sequence[int]):
     """Heatmap pixels (..., 2) -> normalised crop coordinates. numpy or torch."""
     fx, fy = _udp_factor(input_size, heatmap_size)
-    factor = _pair((fx / input_size[0], fy / input_size[1]), coords_hm)
-    return coords_hm * factor
+    return _scale_xy(coords_hm, fx / input_size[0], fy / input_size[1])
 
 
 def normalized_to_heatmap(coords_norm, input_size: Sequence[int], heatmap_size: Sequence[int]):
     """Normalised crop coordinates (..., 2) -> heatmap pixels. numpy or torch."""
     fx, fy = _udp_factor(input_size, heatmap_size)
-    factor = _pair((input_size[0] / fx, input_size[1] / fy), coords_norm)
-    return coords_norm * factor
+    return _scale_xy(coords_norm, input_size[0] / fx, input_size[1] / fy)
 
 
 # ----------------------------------------------------------------------------- encoding
