@@ -127,6 +127,16 @@ def test_coordinate_conversions():
     x = torch.rand(4, 17, 2, dtype=torch.float64)
     back = heatmap_to_normalized(normalized_to_heatmap(x, INPUT, HEATMAP), INPUT, HEATMAP)
     torch.testing.assert_close(back, x)
+    # The tensor path agrees with the numpy path, keeps the dtype, and carries gradients.
+    xf = x.float().requires_grad_(True)
+    hm = normalized_to_heatmap(xf, INPUT, HEATMAP)
+    assert hm.dtype == torch.float32
+    np.testing.assert_allclose(
+        hm.detach().numpy(), normalized_to_heatmap(x.numpy(), INPUT, HEATMAP), rtol=1e-6
+    )
+    hm.sum().backward()
+    fx, fy = (INPUT[0] - 1) / (HEATMAP[0] - 1), (INPUT[1] - 1) / (HEATMAP[1] - 1)
+    torch.testing.assert_close(xf.grad[0, 0], torch.tensor([INPUT[0] / fx, INPUT[1] / fy]))
 
 
 @pytest.mark.parametrize("info", [COCO_BODY, COCO_WHOLEBODY], ids=lambda i: i.name)
