@@ -506,6 +506,12 @@ COMPARISONS: tuple[Comparison, ...] = (
         "OCD lifts RLE once b and c start from a trained regression head",
     ),
     Comparison(
+        "OCD-RLE (term c off the backbone) vs RLE",
+        OCD_RLE_C_OFF_BACKBONE,
+        RLE,
+        "OCD lifts RLE once term c no longer pulls the backbone that the heatmap head shares",
+    ),
+    Comparison(
         "TCD-DeepPose vs DeepPose",
         TCD_DEEPPOSE,
         DEEPPOSE,
