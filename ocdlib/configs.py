@@ -471,7 +471,7 @@ def _profile_cpu() -> Config:
         train=TrainConfig(
             epochs=CPU_EPOCHS,
             batch_size=32,
-            lr=1e-3,
+            lr=2e-3,
             warmup_iters=100,
             milestones=(CPU_EPOCHS - 2,),
         ),
