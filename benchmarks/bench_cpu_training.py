@@ -1,6 +1,7 @@
 """CPU training speed: the levers of the `cpu` profile, measured side by side in one run.
 
     python benchmarks/bench_cpu_training.py [--quick]
+    python benchmarks/bench_cpu_training.py --scaling 2 4 8
 
 Part 1, the training step alone (forward, backward, Adam; random tensors, no data
 loading), for DeepPose and SimpleBaseline at two crop sizes, in fp32 and with bf16
@@ -12,6 +13,12 @@ Part 2, whole training runs through the real DataLoader on SynthPose (the cpu
 profile's data): one run with every thread and one loader worker, one with every
 thread and the loader in the process, and one run per core side by side (what
 `reproduce --jobs` does), as crops per second of the whole machine.
+
+With `--scaling N ...`, only `reproduce`'s way of using a machine: one single-thread
+run per core on the first N usable cores (one thread of each physical core first),
+for each N, with `train.amp` on (and off on the fewest cores, on CPUs with bf16
+instructions), as crops per second of those N cores: how the grid's time falls on a
+bigger machine, measured on one machine pinned to fewer.
 
 Run it on an otherwise idle machine.
 """
@@ -31,6 +38,7 @@ import time
 import torch
 
 from ocdlib.configs import build_config
+from ocdlib.engine.cores import usable_cores
 from ocdlib.engine.precision import Precision, cpu_has_fast_bf16
 from ocdlib.losses import build_objective
 from ocdlib.metainfo import get_dataset_info
@@ -102,7 +110,9 @@ def bench_steps(rounds: int, steps: int, batch: int, threads: int) -> list[dict]
     return rows
 
 
-def _train_cmd(out: str, steps: int, threads: int, workers: int, preset: str) -> list[str]:
+def _train_cmd(
+    out: str, steps: int, threads: int, workers: int, preset: str, amp: bool = True
+) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -121,7 +131,36 @@ def _train_cmd(out: str, steps: int, threads: int, workers: int, preset: str) ->
         f"train.num_threads={threads}",
         "--set",
         f"data.num_workers={workers}",
+        "--set",
+        f"train.amp={str(amp).lower()}",
     ]
+
+
+def _machine_rate(
+    preset: str, steps: int, jobs: int, threads: int, workers: int, amp: bool = True
+) -> float:
+    """Crops/s of the whole machine: `jobs` training runs at once, summed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = [
+            subprocess.Popen(
+                _train_cmd(f"{tmp}/r{j}", steps, threads, workers, preset, amp),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for j in range(jobs)
+        ]
+        if any(p.wait() != 0 for p in procs):
+            raise RuntimeError(f"{preset}: a training run failed ({jobs} side by side)")
+        return sum(
+            json.load(open(f"{tmp}/r{j}/result.json"))["train_images_per_s"] for j in range(jobs)
+        )
+
+
+def _prepare(preset: str, cores: int) -> None:
+    """Generate the preset's SynthPose once, before anything is timed."""
+    subprocess.run(
+        _train_cmd(tempfile.mkdtemp(), 1, cores, 0, preset), check=True, capture_output=True
+    )
 
 
 def bench_runs(preset: str, steps: int, cores: int) -> list[dict]:
@@ -131,47 +170,111 @@ def bench_runs(preset: str, steps: int, cores: int) -> list[dict]:
         (f"1 run, {cores} threads, loader in process", 1, cores, 0),
         (f"{cores} runs side by side, 1 thread each", cores, 1, 0),
     ]
-    rows = []
-    # SynthPose is generated once before timing anything.
-    subprocess.run(
-        _train_cmd(tempfile.mkdtemp(), 1, cores, 0, preset), check=True, capture_output=True
-    )
-    for label, jobs, threads, workers in plans:
-        with tempfile.TemporaryDirectory() as tmp:
-            procs = [
-                subprocess.Popen(
-                    _train_cmd(f"{tmp}/r{j}", steps, threads, workers, preset),
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                for j in range(jobs)
-            ]
-            for p in procs:
-                if p.wait() != 0:
-                    raise RuntimeError(f"{label}: a training run failed")
-            rates = [
-                json.load(open(f"{tmp}/r{j}/result.json"))["train_images_per_s"]
-                for j in range(jobs)
-            ]
-        rows.append({"plan": label, "crops_per_s": sum(rates)})
+    _prepare(preset, cores)
+    rows = [
+        {"plan": label, "crops_per_s": _machine_rate(preset, steps, jobs, threads, workers)}
+        for label, jobs, threads, workers in plans
+    ]
     base = rows[0]["crops_per_s"]
     for r in rows:
         r["ratio"] = r["crops_per_s"] / base
     return rows
 
 
+def _one_thread_per_core_first(cpus) -> list[int]:
+    """`cpus` ordered so that N of them span N physical cores where the machine has SMT."""
+
+    def core(cpu: int) -> tuple[str, str]:
+        topo = f"/sys/devices/system/cpu/cpu{cpu}/topology"
+        try:
+            return (
+                open(f"{topo}/physical_package_id").read().strip(),
+                open(f"{topo}/core_id").read().strip(),
+            )
+        except OSError:
+            return ("cpu", str(cpu))
+
+    seen: dict[tuple[str, str], int] = {}
+    rank = {}
+    for cpu in sorted(cpus):
+        key = core(cpu)
+        rank[cpu] = seen.get(key, 0)  # 0 for a core's first thread, 1 for its sibling
+        seen[key] = rank[cpu] + 1
+    return sorted(cpus, key=lambda c: (rank[c], c))
+
+
+def bench_scaling(presets: list[str], steps: int, core_counts: list[int]) -> list[dict]:
+    """`reproduce --jobs N` on N cores: one single-thread run per core, the process pinned
+    to the first N usable cores (what a smaller machine would have), bf16 and fp32."""
+    usable = _one_thread_per_core_first(os.sched_getaffinity(0))
+    precisions = [True, False] if cpu_has_fast_bf16() else [True]
+    rows = []
+    for preset in presets:
+        _prepare(preset, len(usable))
+        for n in core_counts:
+            os.sched_setaffinity(0, usable[:n])  # inherited by the training processes
+            # fp32 on the fewest cores only: the bf16 factor, side by side with bf16.
+            for amp in precisions if n == core_counts[0] else [True]:
+                rate = _machine_rate(preset, steps, n, 1, 0, amp)
+                rows.append({"preset": preset, "cores": n, "amp": amp, "crops_per_s": rate})
+        os.sched_setaffinity(0, usable)
+    for r in rows:
+        ref = next(
+            q["crops_per_s"]
+            for q in rows
+            if q["preset"] == r["preset"] and q["amp"] and q["cores"] == core_counts[0]
+        )
+        r["ratio"] = r["crops_per_s"] / ref
+    return rows
+
+
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="few rounds and steps (a smoke check)")
     ap.add_argument("--out", help="also write the figures to this JSON file")
+    ap.add_argument(
+        "--scaling",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="only the side-by-side runs, on the first N usable cores for each N (e.g. 2 4 8)",
+    )
     args = ap.parse_args()
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     rounds, steps, run_steps = (2, 1, 10) if args.quick else (5, 3, 150)
     print(
-        f"# {platform.processor() or platform.machine()}, {cores} cores, torch "
+        f"# {_cpu_model()}, {cores} usable cores, torch "
         f"{torch.__version__}, bf16 matrix instructions: {cpu_has_fast_bf16()}, "
         f"{time.strftime('%Y-%m-%d %H:%M')}"
     )
+    if args.scaling:
+        if max(args.scaling) > cores:
+            ap.error(f"--scaling {max(args.scaling)}: only {cores} usable cores here")
+        run_steps = 10 if args.quick else 100
+        print(f"\n## One run per core side by side, {run_steps} steps each, machine crops/s")
+        print("| preset | cores | precision | crops/s | ratio to train.amp on, fewest cores |")
+        print("|---|---|---|---|---|")
+        rows = bench_scaling(["cpu_deeppose", "cpu_simplebaseline"], run_steps, args.scaling)
+        for r in rows:
+            prec = "train.amp on" if r["amp"] else "train.amp off (fp32)"
+            print(
+                f"| {r['preset']} | {r['cores']} | {prec} | {r['crops_per_s']:.0f} "
+                f"| {r['ratio']:.2f}x |"
+            )
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump({"scaling": rows}, f, indent=1)
+        return 0
     print(f"\n## Training step, batch 32, {cores} threads, median of {rounds} rounds")
     print("| variant | crops/s | ratio to fp32 128x96 |\n|---|---|---|")
     step_rows = bench_steps(rounds, steps, 32, cores)

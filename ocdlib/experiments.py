@@ -14,7 +14,6 @@ finished run back, resumes an interrupted one and trains a missing one.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -24,6 +23,7 @@ from typing import Any
 
 from .configs import Config, build_config
 from .data.prepare import resolve_data
+from .engine.cores import usable_cores
 from .engine.runs import read_result, run_lock
 from .engine.trainer import train
 from .paths import runs_home
@@ -366,12 +366,12 @@ def default_jobs(cores: int | None = None) -> int:
 
     Small CPU models scale poorly over threads (measured in
     benchmarks/bench_cpu_training.py), so N single-thread runs beat one N-thread run."""
-    return max(1, cores or os.cpu_count() or 1)
+    return max(1, cores or usable_cores())
 
 
 def with_share_of_cores(cfg: Config, jobs: int, cores: int | None = None) -> Config:
     """`cfg` set to run as one of `jobs` side-by-side runs (execution fields, not hashed)."""
-    cores = cores or os.cpu_count() or 1
+    cores = cores or usable_cores()
     threads = max(1, cores // jobs)
     # One job per core: the loader runs in the training process (a worker would share its core).
     workers = 0 if jobs > 1 else cfg.data.num_workers

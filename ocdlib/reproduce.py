@@ -13,6 +13,7 @@ from pathlib import Path
 
 import papermill
 
+from .engine.cores import usable_cores
 from .engine.runs import command_line, git_commit, load_run_config, read_result
 from .experiments import default_jobs, grid_configs, run_dir, train_grid
 from .paths import REPO_ROOT, report_dir, runs_home
@@ -264,7 +265,7 @@ def write_provenance(
         f"- command: `{command_line()}`",
         f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
         f"- git commit: {git_commit()}",
-        f"- machine: {cpu}, {_cores()} cores, torch threads {threads}, device {device}",
+        f"- machine: {cpu}, {_cores()}, torch threads {threads}, device {device}",
         f"- python: {platform.python_version()}",
         f"- total wall time: {total / 60:.1f} min" + (" (partial: --only)" if partial else ""),
         *([f"- not run yet (interrupted or running): {', '.join(pending)}"] if pending else []),
@@ -300,5 +301,6 @@ def grid_training_time(profile: str) -> str:
     )
 
 
-def _cores() -> int:
-    return os.cpu_count() or 0
+def _cores() -> str:
+    usable, total = usable_cores(), os.cpu_count() or 0
+    return f"{usable} cores" if usable == total else f"{usable} usable cores (of {total})"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -10,6 +12,7 @@ import torch
 
 from ocdlib.configs import build_config
 from ocdlib.engine import precision as precision_mod
+from ocdlib.engine.cores import cgroup_cpu_limit
 from ocdlib.engine.precision import cpu_has_fast_bf16, resolve_precision
 from ocdlib.experiments import grid_configs, run_dir, train_grid, with_share_of_cores
 
@@ -51,7 +54,30 @@ def test_channels_last_needs_avx512(tmp_path):
     assert not precision_mod.cpu_has_fast_bf16(str(avx512))
 
 
-def test_execution_fields_do_not_change_the_hash():
+@pytest.mark.parametrize(
+    "text, cores",
+    [("max 100000\n", None), ("200000 100000\n", 2), ("150000 100000\n", 2), ("junk\n", None)],
+)
+def test_cgroup_quota_is_read_as_whole_cores(tmp_path, text, cores):
+    (tmp_path / "cpu.max").write_text(text)
+    assert cgroup_cpu_limit(tmp_path / "cpu.max") == cores
+    assert cgroup_cpu_limit(tmp_path / "missing") is None
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_side_by_side_runs_follow_the_cores_a_process_may_use():
+    # Under taskset (or a CPU set) to one core, reproduce starts one run, not one per
+    # core of the machine. A child process, so that this one keeps its affinity.
+    code = (
+        "import os; from ocdlib.experiments import default_jobs, with_share_of_cores;"
+        "from ocdlib.configs import build_config;"
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))});"
+        "cfg = with_share_of_cores(build_config('smoke_deeppose'), jobs=1);"
+        "print(default_jobs(), cfg.train.num_threads)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1"]
+
     cfg = build_config("cpu_ocd")
     shared = with_share_of_cores(cfg, jobs=2, cores=2)
     assert shared.train.num_threads == 1 and shared.data.num_workers == 0

@@ -22,6 +22,7 @@ import torch
 from PIL import features
 
 from ..engine.checkpoint import atomic_write_text
+from ..engine.cores import usable_cores
 from ..engine.precision import cpu_has_fast_bf16
 from ..engine.runs import git_commit
 from . import data_pipeline, eval_cost, model_cost, training_cost
@@ -124,7 +125,7 @@ def machine(device: torch.device) -> dict:
     return {
         "cpu": model,
         "cores": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cores_usable": usable_cores(),
         "bf16_matrix_instructions": cpu_has_fast_bf16(),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "python": platform.python_version(),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..configs import DataConfig, SynthConfig
+from ..engine.cores import usable_cores
 from ..paths import data_home
 
 GENERATION_POOL_MIN_IMAGES = 512
@@ -50,7 +51,7 @@ def ensure_synthpose(synth: SynthConfig, progress: bool = True) -> Path:
     # One process per usable core (the files are the same for any count); small copies,
     # such as the tests', are not worth starting a pool for.
     big = synth.train + synth.val >= GENERATION_POOL_MIN_IMAGES
-    workers = len(os.sched_getaffinity(0)) if big and hasattr(os, "sched_getaffinity") else 1
+    workers = usable_cores() if big else 1
     generate_synthpose(
         tmp,
         n_train=synth.train,
