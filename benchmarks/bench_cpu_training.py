@@ -133,6 +133,8 @@ def _train_cmd(
         f"data.num_workers={workers}",
         "--set",
         f"train.amp={str(amp).lower()}",
+        "--set",
+        "train.device=cpu",  # "auto" would train on a GPU where the machine has one
     ]
 
 
