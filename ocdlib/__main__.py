@@ -227,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--jobs",
         type=int,
-        help="training runs side by side, each with cores/jobs threads (default: one per core)",
+        help="training runs side by side, each with cores/jobs threads (default: one per core "
+        "this process may use, so taskset or a container's CPU limit is respected)",
     )
     p.set_defaults(func=cmd_reproduce)
 
