@@ -40,6 +40,7 @@ import torch
 from ocdlib.configs import build_config
 from ocdlib.engine.cores import usable_cores
 from ocdlib.engine.precision import Precision, cpu_has_fast_bf16
+from ocdlib.engine.runs import git_commit
 from ocdlib.losses import build_objective
 from ocdlib.metainfo import get_dataset_info
 from ocdlib.models import build_model
@@ -259,6 +260,7 @@ def main() -> int:
         f"{torch.__version__}, bf16 matrix instructions: {cpu_has_fast_bf16()}, "
         f"{time.strftime('%Y-%m-%d %H:%M')}"
     )
+    print(f"\nWritten by `python {' '.join(sys.argv)}` at commit {git_commit()}.")
     if args.scaling:
         if max(args.scaling) > cores:
             ap.error(f"--scaling {max(args.scaling)}: only {cores} usable cores here")
