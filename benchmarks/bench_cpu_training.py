@@ -152,7 +152,7 @@ def _machine_rate(
             )
             for j in range(jobs)
         ]
-        if any(p.wait() != 0 for p in procs):
+        if any([p.wait() != 0 for p in procs]):  # every run waited for, not the first
             raise RuntimeError(f"{preset}: a training run failed ({jobs} side by side)")
         return sum(
             json.load(open(f"{tmp}/r{j}/result.json"))["train_images_per_s"] for j in range(jobs)
