@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,7 @@ import time
 import torch
 
 from ocdlib.configs import build_config
-from ocdlib.engine.cores import usable_cores
+from ocdlib.engine.cores import cpu_model, usable_cores
 from ocdlib.engine.precision import Precision, cpu_has_fast_bf16
 from ocdlib.engine.runs import git_commit
 from ocdlib.losses import build_objective
@@ -231,16 +230,6 @@ def bench_scaling(presets: list[str], steps: int, core_counts: list[int]) -> lis
     return rows
 
 
-def _cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="few rounds and steps (a smoke check)")
@@ -256,7 +245,7 @@ def main() -> int:
     cores = usable_cores()
     rounds, steps, run_steps = (2, 1, 10) if args.quick else (5, 3, 150)
     print(
-        f"# {_cpu_model()}, {cores} usable cores, torch "
+        f"# {cpu_model()}, {cores} usable cores, torch "
         f"{torch.__version__}, bf16 matrix instructions: {cpu_has_fast_bf16()}, "
         f"{time.strftime('%Y-%m-%d %H:%M')}"
     )

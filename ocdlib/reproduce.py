@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import papermill
 
-from .engine.cores import usable_cores
+from .engine.cores import cpu_model, usable_cores
 from .engine.runs import command_line, git_commit, load_run_config, read_result
 from .experiments import default_jobs, grid_configs, run_dir, train_grid
 from .paths import REPO_ROOT, report_dir, runs_home
@@ -249,16 +248,7 @@ def write_provenance(
         threads = torch.get_num_threads()
     except Exception:  # provenance must never fail a reproduction
         device, threads = "unknown", 0
-    cpu = platform.processor() or platform.machine()
-    try:
-        model = subprocess.run(
-            ["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        cpu = model or cpu
-    except OSError:
-        pass
+    cpu = cpu_model()
     lines = [
         f"# Reproduction provenance ({profile} profile)",
         "",

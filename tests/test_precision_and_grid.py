@@ -78,6 +78,8 @@ def test_side_by_side_runs_follow_the_cores_a_process_may_use():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "1"]
 
+
+def test_execution_fields_do_not_change_the_hash():
     cfg = build_config("cpu_ocd")
     shared = with_share_of_cores(cfg, jobs=2, cores=2)
     assert shared.train.num_threads == 1 and shared.data.num_workers == 0

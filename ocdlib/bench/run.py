@@ -22,7 +22,7 @@ import torch
 from PIL import features
 
 from ..engine.checkpoint import atomic_write_text
-from ..engine.cores import usable_cores
+from ..engine.cores import cpu_model, usable_cores
 from ..engine.precision import cpu_has_fast_bf16
 from ..engine.runs import git_commit
 from . import data_pipeline, eval_cost, model_cost, training_cost
@@ -108,14 +108,7 @@ PLANS = {"full": FULL, "quick": QUICK, "tiny": TINY}
 
 
 def machine(device: torch.device) -> dict:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     try:
         import onnxruntime
 

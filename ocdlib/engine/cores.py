@@ -1,4 +1,4 @@
-"""How many CPU cores this process may use.
+"""The CPU this process runs on: its model name and how many of its cores it may use.
 
 `os.cpu_count()` counts the machine's cores, not the ones a process is allowed:
 under `taskset`, a Slurm or Kubernetes CPU set, or a container's CPU quota it
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 from pathlib import Path
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
@@ -38,3 +39,14 @@ def usable_cores() -> int:
         cores = os.cpu_count() or 1
     limit = cgroup_cpu_limit()
     return max(1, min(cores, limit) if limit else cores)
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name ("Intel(R) Xeon(R) ..."), or the platform's word for it."""
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
