@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup reproduce test lint lab clean
+.PHONY: setup reproduce reproduce-full test lint lab clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
@@ -17,6 +17,11 @@ setup: $(STAMP)
 
 reproduce: $(STAMP)
 	$(PY) -m ocdlib reproduce --profile cpu
+
+# Every row of the cpu grid (ablations, reduced heads, whole-body regression, the
+# investigations), into reports/cpu_full/; reuses the runs of `make reproduce`.
+reproduce-full: $(STAMP)
+	$(PY) -m ocdlib reproduce --profile cpu_full
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check ocdlib tests notebooks

@@ -29,11 +29,19 @@ from .engine.trainer import train
 from .paths import runs_home
 from .profiles import notebook_profile
 
-CUT_FOR_TIME = "cut to keep the reproduction within its time budget"
+# The cpu profile is the default reproduction (make reproduce): the key comparisons on
+# every seed and the calibration floors, within two hours on two cores. cpu_full trains
+# every row on the same configs (make reproduce-full), sharing cpu's runs.
+FULL_GRID_ONLY = (
+    "in the full grid only (make reproduce-full): cut from make reproduce to keep it "
+    "within two hours on two cores"
+)
+IN_THE_FULL_GRID = (("cpu", FULL_GRID_ONLY),)
 N0_NEEDS_A_FINER_MAP = (
     "N=0 predicts from the stride-32 backbone map (4x3 at 128x96): too coarse to localise "
     "anything, so it is left out of this profile"
 )
+N0_SKIP = (("cpu", N0_NEEDS_A_FINER_MAP), ("cpu_full", N0_NEEDS_A_FINER_MAP))
 
 
 LEARNING_CURVE = ("train.eval_every", 2)
@@ -94,7 +102,9 @@ RLE = _e("01", "RLE", "rle", key=True, group="baseline")
 SIMPLEBASELINE = _e(
     "01", "SimpleBaseline (heatmap)", "simplebaseline", LEARNING_CURVE, key=True, group="baseline"
 )
-REDUCED_ALONE = _e("01", "Reduced heatmap head alone", "reduced_alone", group="baseline")
+REDUCED_ALONE = _e(
+    "01", "Reduced heatmap head alone", "reduced_alone", group="baseline", skip=IN_THE_FULL_GRID
+)
 # 02: OCD, and one row per loss term.
 OCD_DEEPPOSE = _e("02", "OCD-DeepPose", "ocd", key=True, group="ocd")
 OCD_RLE = _e("02", "OCD-RLE", "ocd_rle", key=True, group="ocd")
@@ -111,6 +121,17 @@ OCD_WARMUP = _e(
     key=True,
     group="ocd",
 )
+# Or is it term c pulling the shared backbone that costs the heatmap head? Here term c
+# trains the regression head alone.
+OCD_C_OFF_BACKBONE = _e(
+    "02",
+    "OCD-DeepPose: term c off the backbone",
+    "ocd",
+    ("loss.head_distill_backbone", False),
+    key=True,
+    group="ocd",
+    skip=IN_THE_FULL_GRID,
+)
 # RLE's likelihood terms start about 25x larger than the heatmap loss: scaled down,
 # do they still swamp the heatmap head that the shared backbone also serves?
 OCD_RLE_SCALED = _e(
@@ -121,7 +142,7 @@ OCD_RLE_SCALED = _e(
     ("loss.task_distill_weight", 0.1),
     key=True,
     group="ocd",
-    skip=(("cpu", CUT_FOR_TIME),),
+    skip=IN_THE_FULL_GRID,
 )
 # Or does the collapse start while the regression head is still far off, so that
 # terms b and c pull the backbone before there is anything to distil?
@@ -130,7 +151,9 @@ OCD_RLE_WARMUP = _e(
     "OCD-RLE: distillation after a warm-up",
     "ocd_rle",
     ("loss.distill_warmup_steps", first_part_of_training(0.25)),
+    key=True,
     group="ocd",
+    skip=IN_THE_FULL_GRID,
 )
 # Or does term c, pulling the shared backbone towards the regression head, cost the
 # heatmap head its accuracy? Here term c trains the regression head alone.
@@ -140,7 +163,7 @@ OCD_RLE_C_OFF_BACKBONE = _e(
     "ocd_rle",
     ("loss.head_distill_backbone", False),
     group="ocd",
-    skip=(("cpu", CUT_FOR_TIME),),
+    skip=IN_THE_FULL_GRID,
 )
 OCD_TASK_ONLY = _e(
     "02",
@@ -148,6 +171,7 @@ OCD_TASK_ONLY = _e(
     "ocd",
     ("loss.head_distill_weight", 0.0),
     group="ablation",
+    skip=IN_THE_FULL_GRID,
 )
 OCD_HEAD_ONLY = _e(
     "02",
@@ -155,6 +179,7 @@ OCD_HEAD_ONLY = _e(
     "ocd",
     ("loss.task_distill_weight", 0.0),
     group="ablation",
+    skip=IN_THE_FULL_GRID,
 )
 OCD_NO_DISTILLATION = _e(
     "02",
@@ -163,6 +188,7 @@ OCD_NO_DISTILLATION = _e(
     ("loss.task_distill_weight", 0.0),
     ("loss.head_distill_weight", 0.0),
     group="ablation",
+    skip=IN_THE_FULL_GRID,
 )
 OCD_SOFT_ARGMAX = _e(
     "02",
@@ -170,7 +196,7 @@ OCD_SOFT_ARGMAX = _e(
     "ocd",
     ("loss.distill_decode", "soft_argmax"),
     group="ablation",
-    skip=(("cpu", CUT_FOR_TIME),),
+    skip=IN_THE_FULL_GRID,
 )
 OCD_WIDE_RENDER = _e(
     "02",
@@ -178,7 +204,7 @@ OCD_WIDE_RENDER = _e(
     "ocd",
     ("loss.render_sigma", twice_target_sigma()),
     group="ablation",
-    skip=(("cpu", CUT_FOR_TIME),),
+    skip=IN_THE_FULL_GRID,
 )
 OCD_LIGHT_HEAD_TERM = _e(
     "02",
@@ -186,7 +212,7 @@ OCD_LIGHT_HEAD_TERM = _e(
     "ocd",
     ("loss.head_distill_weight", 0.1),
     group="ablation",
-    skip=(("cpu", CUT_FOR_TIME),),
+    skip=IN_THE_FULL_GRID,
 )
 # 03: TCD with the SimpleBaseline of 01 as the frozen teacher.
 TCD_DEEPPOSE = _e("03", "TCD-DeepPose", "tcd", teacher=SIMPLEBASELINE, key=True, group="tcd")
@@ -196,7 +222,7 @@ TCD_AUX = _e(
     "tcd_aux",
     teacher=SIMPLEBASELINE,
     group="tcd",
-    skip=(("cpu", CUT_FOR_TIME),),
+    skip=IN_THE_FULL_GRID,
 )
 TCD_CROSS_HEAD = _e(
     "03",
@@ -205,17 +231,19 @@ TCD_CROSS_HEAD = _e(
     ("loss.cross_head_weight", 1.0),
     teacher=SIMPLEBASELINE,
     group="tcd",
-    skip=(("cpu", CUT_FOR_TIME),),
+    skip=IN_THE_FULL_GRID,
 )
 # 04: reduced heads, alone (01) and distilled online from the full head.
-REDUCED_OCD = _e("04", "Reduced head + online distillation", "reduced", group="reduced")
+REDUCED_OCD = _e(
+    "04", "Reduced head + online distillation", "reduced", group="reduced", skip=IN_THE_FULL_GRID
+)
 REDUCED_N0_ALONE = _e(
     "04",
     "Reduced head N=0 alone",
     "reduced_alone",
     ("model.small_deconv_layers", 0),
     group="reduced",
-    skip=(("cpu", N0_NEEDS_A_FINER_MAP),),
+    skip=N0_SKIP,
 )
 REDUCED_N0_OCD = _e(
     "04",
@@ -223,18 +251,33 @@ REDUCED_N0_OCD = _e(
     "reduced",
     ("model.small_deconv_layers", 0),
     group="reduced",
-    skip=(("cpu", N0_NEEDS_A_FINER_MAP),),
+    skip=N0_SKIP,
 )
 # 05: whole body (133 keypoints).
-WB_DEEPPOSE = _e("05", "DeepPose (whole-body)", "deeppose", wholebody=True, group="wholebody")
-WB_OCD_DEEPPOSE = _e("05", "OCD-DeepPose (whole-body)", "ocd", wholebody=True, group="wholebody")
+WB_DEEPPOSE = _e(
+    "05",
+    "DeepPose (whole-body)",
+    "deeppose",
+    wholebody=True,
+    group="wholebody",
+    skip=IN_THE_FULL_GRID,
+)
+WB_OCD_DEEPPOSE = _e(
+    "05",
+    "OCD-DeepPose (whole-body)",
+    "ocd",
+    wholebody=True,
+    group="wholebody",
+    skip=IN_THE_FULL_GRID,
+)
 WB_SIMPLEBASELINE = _e(
     "05", "SimpleBaseline (whole-body)", "simplebaseline", wholebody=True, group="wholebody"
 )
 
 EXPERIMENTS: tuple[Experiment, ...] = (
     DEEPPOSE, RLE, SIMPLEBASELINE, REDUCED_ALONE,
-    OCD_DEEPPOSE, OCD_WARMUP, OCD_RLE, OCD_RLE_SCALED, OCD_RLE_WARMUP, OCD_RLE_C_OFF_BACKBONE,
+    OCD_DEEPPOSE, OCD_WARMUP, OCD_C_OFF_BACKBONE,
+    OCD_RLE, OCD_RLE_SCALED, OCD_RLE_WARMUP, OCD_RLE_C_OFF_BACKBONE,
     OCD_TASK_ONLY, OCD_HEAD_ONLY, OCD_NO_DISTILLATION,
     OCD_SOFT_ARGMAX, OCD_WIDE_RENDER, OCD_LIGHT_HEAD_TERM,
     TCD_DEEPPOSE, TCD_AUX, TCD_CROSS_HEAD,
@@ -256,6 +299,21 @@ def experiments(notebook: str | None = None, profile: str | None = None) -> list
     if not rows:
         raise KeyError(f"no experiment for notebook {notebook!r}")
     return rows
+
+
+def on_profile(rows: Iterable[Experiment], profile: str) -> list[Experiment]:
+    """The rows among `rows` that `profile` runs (for a figure or check that needs them)."""
+    return [e for e in rows if skipped_on(e, profile) is None]
+
+
+def notebook_left_out(notebook: str, profile: str) -> str | None:
+    """Why `profile` runs none of a notebook's own rows (so `reproduce` skips the notebook),
+    or None when it runs some of them or the notebook has no rows (00, 06)."""
+    rows = [e for e in EXPERIMENTS if e.notebook == notebook]
+    reasons = dict.fromkeys(skipped_on(e, profile) for e in rows)
+    if not rows or None in reasons:
+        return None
+    return f"none of its rows runs on the {profile} profile: " + "; ".join(reasons)
 
 
 def by_label(label: str) -> Experiment:
@@ -510,6 +568,12 @@ COMPARISONS: tuple[Comparison, ...] = (
         OCD_WARMUP,
         DEEPPOSE,
         "OCD lifts DeepPose on every seed once b and c start from a trained regression head",
+    ),
+    Comparison(
+        "OCD-DeepPose (term c off the backbone) vs DeepPose",
+        OCD_C_OFF_BACKBONE,
+        DEEPPOSE,
+        "OCD lifts DeepPose once term c no longer pulls the backbone that the heatmap head shares",
     ),
     Comparison("OCD-RLE vs RLE", OCD_RLE, RLE, "OCD also lifts an RLE regression head"),
     Comparison(

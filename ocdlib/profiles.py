@@ -34,7 +34,13 @@ NOTEBOOK_PROFILES: dict[str, NotebookProfile] = {
         ),
         NotebookProfile(
             "cpu", "cpu", "cpu_wholebody", (0, 1, 2), "",
-            "the CPU reproduction on SynthPose (make reproduce): about two hours on two cores",
+            "the CPU reproduction on SynthPose (make reproduce): the key comparisons on three "
+            "seeds and the floors",
+        ),
+        NotebookProfile(
+            "cpu_full", "cpu", "cpu_wholebody", (0, 1, 2), "cpu_full",
+            "every row of the cpu grid (make reproduce-full): the ablations, reduced heads, "
+            "whole-body regression and investigations too; shares cpu's runs",
         ),
         NotebookProfile(
             "gpu_synth", "gpu_synth", "gpu_synth_wholebody", (0, 1), "gpu_synth",

@@ -439,6 +439,19 @@ def add_latency(summary: pd.DataFrame, repeats: int = 20, threads: int = 1) -> p
 # ----------------------------------------------------------------------------- notebook glue
 
 
+def clear_notebook_outputs(root: str | Path, notebook: str) -> list[Path]:
+    """Remove the tables and figures that notebook `NN_...` wrote under `root` before,
+    so that what a reproduction leaves is exactly what its own run wrote. Returns them."""
+    number = notebook[:2]
+    gone = []
+    for folder in ("tables", "figures"):
+        for path in sorted((Path(root) / folder).glob(f"{number}_*")):
+            if path.is_file():
+                path.unlink()
+                gone.append(path)
+    return gone
+
+
 class NotebookReport:
     """Where one notebook writes: `<reports_dir>/tables/NN_*.md|csv` and `figures/NN_*.png`.
 

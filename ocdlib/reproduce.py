@@ -14,9 +14,10 @@ import papermill
 
 from .engine.cores import cpu_model, usable_cores
 from .engine.runs import command_line, git_commit, load_run_config, read_result
-from .experiments import default_jobs, grid_configs, run_dir, train_grid
+from .experiments import default_jobs, grid_configs, notebook_left_out, run_dir, train_grid
 from .paths import REPO_ROOT, report_dir, runs_home
 from .profiles import notebook_profile
+from .reporting import clear_notebook_outputs
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -43,6 +44,15 @@ def reproduce(profile: str = "cpu", only: list[str] | None = None, jobs: int | N
     running = executed / ".running"
     running.mkdir(parents=True, exist_ok=True)
     books = notebooks(only)
+    # A notebook none of whose own rows runs on this profile (04 on cpu: its rows are in
+    # the full grid) is skipped, and its outputs from an earlier reproduction removed.
+    left_out = {b.name: why for b in books if (why := notebook_left_out(b.name[:2], profile))}
+    for name, why in left_out.items():
+        clear_notebook_outputs(out_dir, name)
+        (executed / name).unlink(missing_ok=True)
+        print(f"{name}: not run ({why})", flush=True)
+    books = [b for b in books if b.name not in left_out]
+    extra_lines = [f"{name}: not run ({why})" for name, why in left_out.items()]
     jobs = jobs or default_jobs()
     t_all = time.perf_counter()
     timings = []
@@ -70,6 +80,7 @@ def reproduce(profile: str = "cpu", only: list[str] | None = None, jobs: int | N
             print(f"[{i}/{len(books)}] {nb.name} (profile {profile}) ...", flush=True)
             t0 = time.perf_counter()
             partial = running / nb.name
+            clear_notebook_outputs(out_dir, nb.name)
             try:
                 papermill.execute_notebook(
                     str(nb),
@@ -99,7 +110,7 @@ def reproduce(profile: str = "cpu", only: list[str] | None = None, jobs: int | N
                 time.perf_counter() - t_all,
                 bool(only),
                 pending,
-                extra=[cache_state, f"training runs side by side: {jobs} (--jobs)"],
+                extra=[cache_state, f"training runs side by side: {jobs} (--jobs)", *extra_lines],
             )
     total = time.perf_counter() - t_all
     print(f"all done in {total / 60:.1f} min; reports in {out_dir}")
@@ -150,7 +161,12 @@ class RunWatcher:
     def _run_dirs(self) -> list[Path]:
         if not self.runs_dir.is_dir():
             return []
-        return sorted(p for p in self.runs_dir.glob(f"{self.profile}_*") if p.is_dir())
+        # Runs are named after their config profile (cpu_full trains cpu_* configs).
+        prof = notebook_profile(self.profile)
+        prefixes = (f"{prof.body}_", f"{prof.wholebody}_")
+        return sorted(
+            p for p in self.runs_dir.iterdir() if p.is_dir() and p.name.startswith(prefixes)
+        )
 
     def poll(self) -> list[str]:
         """The progress lines since the last poll (also usable without the thread)."""

@@ -154,6 +154,10 @@ def test_run_watcher_reports_start_epochs_and_finish(tmp_path):
     _fake_run(runs, "cpu_rle-dddd-s0").joinpath("config.json").write_text("{")
     assert watcher.poll() == []  # unreadable records are skipped, never raised
     assert RunWatcher(tmp_path / "missing", "cpu").poll() == []
+    # The full grid trains the cpu profile's configs: its watcher sees cpu_* runs.
+    full = RunWatcher(runs, "cpu_full")
+    _fake_run(runs, "cpu_tcd-eeee-s0")
+    assert full.poll() == ["    cpu_tcd-eeee-s0: training, 3 epochs"]
 
 
 def test_runs_record_the_reproduce_command_inside_a_notebook(monkeypatch):

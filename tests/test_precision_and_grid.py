@@ -14,7 +14,23 @@ from ocdlib.configs import build_config
 from ocdlib.engine import precision as precision_mod
 from ocdlib.engine.cores import cgroup_cpu_limit
 from ocdlib.engine.precision import cpu_has_fast_bf16, resolve_precision
-from ocdlib.experiments import grid_configs, run_dir, train_grid, with_share_of_cores
+from ocdlib.experiments import (
+    DEEPPOSE,
+    FLOORS,
+    OCD_DEEPPOSE,
+    OCD_RLE,
+    RLE,
+    SIMPLEBASELINE,
+    TARGET,
+    TCD_DEEPPOSE,
+    grid_configs,
+    notebook_left_out,
+    run_dir,
+    skipped_on,
+    train_grid,
+    with_share_of_cores,
+)
+from ocdlib.reporting import clear_notebook_outputs
 
 
 def test_bf16_needs_the_cpu_flags(tmp_path):
@@ -94,6 +110,38 @@ def test_grid_lists_teachers_once_and_with_their_students():
     teachers = {c.loss.teacher_run for _, c in rows if c.loss.teacher_run}
     assert teachers and teachers <= set(dirs)
     assert len(grid_configs("smoke", ["06"])) >= len(grid_configs("smoke", ["01", "02"]))
+
+
+def test_the_default_cpu_grid_is_the_full_grid_less_the_rows_cut_for_time():
+    cpu = {run_dir(c).name: e for e, c in grid_configs("cpu")}
+    full = {run_dir(c).name: e for e, c in grid_configs("cpu_full")}
+    assert set(cpu) < set(full)  # the same configs: the full grid reuses every default run
+    cut = {e for e in full.values()} - set(cpu.values())
+    assert cut and all(skipped_on(e, "cpu") and not skipped_on(e, "cpu_full") for e in cut)
+    # The default keeps the key comparisons on every seed and the rows of the floors.
+    key = {e for e in cpu.values() if e.key}
+    for e in key:
+        assert sum(v is e for v in cpu.values()) == 3, e.label
+    issue_key = {DEEPPOSE, SIMPLEBASELINE, OCD_DEEPPOSE, RLE, OCD_RLE, TCD_DEEPPOSE}
+    assert issue_key <= key and {TARGET.candidate, TARGET.baseline} <= key
+    assert {f.row for f in FLOORS} <= set(cpu.values())
+
+
+def test_reproduce_skips_a_notebook_none_of_whose_rows_runs():
+    assert "full grid" in notebook_left_out("04", "cpu")
+    for profile in ("smoke", "cpu_full"):
+        assert not any(notebook_left_out(f"0{i}", profile) for i in range(7)), profile
+    assert notebook_left_out("00", "cpu") is None and notebook_left_out("06", "cpu") is None
+
+
+def test_a_notebooks_old_outputs_are_cleared_and_only_its_own(tmp_path):
+    for name in ("tables/04_reduced_head.md", "figures/04_keypoints.png", "tables/05_wb.csv"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("x")
+    gone = clear_notebook_outputs(tmp_path, "04_reduced_head.ipynb")
+    assert sorted(p.name for p in gone) == ["04_keypoints.png", "04_reduced_head.md"]
+    assert (tmp_path / "tables/05_wb.csv").is_file()
+    assert clear_notebook_outputs(tmp_path / "missing", "04_reduced_head.ipynb") == []
 
 
 @pytest.fixture
