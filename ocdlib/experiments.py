@@ -458,6 +458,24 @@ def _train_one(cfg: Config) -> str:
     return str(run_dir(cfg))
 
 
+def training_order(
+    todo: list[tuple[Experiment, Config]],
+) -> list[tuple[Experiment, Config]]:
+    """The order `train_grid` starts runs in: teachers first, then the whole-body runs
+    (the longest), then the rest; students of a teacher last."""
+    teachers = {str(run_dir(c)) for e, c in todo if not c.loss.teacher_run} & {
+        c.loss.teacher_run for _, c in todo
+    }
+    return sorted(
+        todo,
+        key=lambda ec: (
+            bool(ec[1].loss.teacher_run),
+            str(run_dir(ec[1])) not in teachers,
+            not ec[0].wholebody,
+        ),
+    )
+
+
 def train_grid(
     profile: str, notebooks: list[str] | None = None, jobs: int | None = None, out=print
 ) -> int:
@@ -474,17 +492,7 @@ def train_grid(
     ]
     if not todo:
         return 0
-    # Longest first (whole-body and heatmap runs), teachers before their students.
-    teachers = {str(run_dir(c)) for e, c in todo if not c.loss.teacher_run} & {
-        c.loss.teacher_run for _, c in todo
-    }
-    todo.sort(
-        key=lambda ec: (
-            bool(ec[1].loss.teacher_run),
-            str(run_dir(ec[1])) not in teachers,
-            not ec[0].wholebody,
-        )
-    )
+    todo = training_order(todo)
     out(f"training {len(todo)} runs of the {profile} grid, {jobs} at a time", flush=True)
     for data in {c.data.synth: c.data for _, c in todo if not c.data.root}.values():
         resolve_data(data)  # each SynthPose copy once, before the runs that share it start

@@ -9,6 +9,7 @@ share, and `NotebookReport.figure` writes and shows them.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -369,7 +370,8 @@ def _comparison_grid(
                 kps = predictions[column].get(image_id, np.zeros((0, info.num_keypoints, 3)))
                 draw_pose(ax, image, kps, info, kind="pred", score_thr=score_thr)
                 ax.set_title(column, fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    # Wrapped to the figure's width: a two-column figure has room for about 60 characters.
+    fig.suptitle(textwrap.fill(title, width=30 * len(columns)), fontsize=10)
     return fig
 
 

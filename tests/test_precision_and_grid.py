@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -165,3 +167,17 @@ def test_train_grid_side_by_side_fills_the_cache_teachers_first(homes):
             teacher = os.path.getmtime(os.path.join(cfg.loss.teacher_run, "result.json"))
             assert os.path.getmtime(run_dir(cfg) / "config.json") >= teacher
     assert train_grid("smoke", ["03"], jobs=2) == 0  # everything cached now
+
+
+def test_grid_time_replays_the_schedule_of_reproduce():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "grid_time.py"
+    spec = importlib.util.spec_from_file_location("grid_time", path)
+    grid_time = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grid_time)
+    # A teacher of 10 min, a student of 3 that must wait for it, two runs of 4.
+    runs = [("t", "", 10.0), ("a", "", 4.0), ("s", "t", 3.0), ("b", "", 4.0)]
+    assert grid_time.replay(runs, 1) == 21
+    # Two jobs: b takes the free job while s waits for t; s starts at 10.
+    assert grid_time.replay(runs, 2) == 13
+    assert grid_time.replay(runs, 4) == 13
+    assert grid_time.replay([("s", "outside", 2.0)], 2) == 2  # a teacher in the cache
