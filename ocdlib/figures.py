@@ -193,6 +193,33 @@ def ap_vs_cost_figure(summary: pd.DataFrame, cost: str = "GMACs", title: str = "
     return fig
 
 
+def ap_per_row_figure(
+    runs: pd.DataFrame, reference: str | None = None, metric: str = "AP", title: str = ""
+) -> Figure:
+    """Every row's `metric`, one dot per seed and a bar at the mean, best row on top; a
+    dashed line at `reference`'s mean (the baseline a claim is judged against). `runs` is
+    one row per run (`reporting.results_frame`). Rows that share a cost, which overlap in
+    the AP-against-cost figure, stand apart here."""
+    means = runs.groupby("label", sort=False)[metric].mean().sort_values()  # already x100
+    fig = Figure(figsize=(8.5, 0.6 + 0.32 * len(means)), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    ax.barh(range(len(means)), means.values, color="0.85", height=0.6)
+    for y, label in enumerate(means.index):
+        seeds = runs.loc[runs["label"] == label, metric]
+        ax.plot(seeds.values, [y] * len(seeds), "o", color="C0", markersize=4)
+        right = max(means[label], seeds.max())
+        ax.text(right, y, f"  {means[label]:.1f}", va="center", fontsize=7)
+    if reference is not None and reference in means.index:
+        ax.axvline(means[reference], color="C3", linestyle="--", linewidth=1)
+        ax.text(means[reference], len(means) - 0.4, f"{reference}", color="C3", fontsize=7)
+    ax.set_yticks(range(len(means)), means.index, fontsize=7)
+    ax.set_ylim(-0.6, len(means) - 0.2)
+    ax.set_xlabel(f"{metric} (x100): bar = mean over seeds, dots = seeds")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_title(title or f"{metric} of every row", fontsize=10)
+    return fig
+
+
 def _crop_keypoints(sample: Mapping[str, Any], input_size) -> np.ndarray:
     """(K, 3) crop-pixel keypoints of a dataset sample: flag 2 where the weight is set."""
     w, h = input_size

@@ -445,3 +445,17 @@ def test_floor_checks_pass_fail_and_missing():
     assert checks.loc["DeepPose: AP at least 3", "passed"] == True  # noqa: E712
     assert checks.loc["DeepPose: AP at least 3", "value"] == "4.5"
     assert checks.loc["SimpleBaseline (heatmap): AP at least 35", "passed"] == False  # noqa: E712
+
+
+def test_ap_per_row_figure_sorts_rows_and_marks_the_reference():
+    runs = pd.DataFrame(
+        {
+            "label": ["DeepPose", "DeepPose", "OCD", "OCD", "SimpleBaseline"],
+            "AP": [6.0, 5.0, 13.0, 12.0, 35.0],  # results_frame's AP is already x100
+        }
+    )
+    fig = figures.ap_per_row_figure(runs, "DeepPose")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["DeepPose", "OCD", "SimpleBaseline"]
+    assert [round(p.get_width(), 2) for p in ax.patches] == [5.5, 12.5, 35.0]
+    assert ax.lines[-1].get_xdata()[0] == 5.5  # the dashed line at DeepPose's mean
