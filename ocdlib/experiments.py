@@ -121,8 +121,7 @@ OCD_WARMUP = _e(
     key=True,
     group="ocd",
 )
-# Or is it term c pulling the shared backbone that costs the heatmap head? Here term c
-# trains the regression head alone.
+# Or is it term c pulling the shared backbone (as for OCD-RLE below)?
 OCD_C_OFF_BACKBONE = _e(
     "02",
     "OCD-DeepPose: term c off the backbone",

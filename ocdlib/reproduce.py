@@ -149,6 +149,9 @@ class RunWatcher:
     def __init__(self, runs_dir: Path, profile: str, interval: float = 15.0, out=print):
         self.runs_dir = Path(runs_dir)
         self.profile = profile
+        # Runs are named after their config profile (cpu_full trains cpu_* configs).
+        prof = notebook_profile(profile)
+        self._prefixes = (f"{prof.body}_", f"{prof.wholebody}_")
         self.interval = interval
         self.out = out
         self._seen: dict[str, str] = {}  # run name -> last state reported
@@ -161,11 +164,8 @@ class RunWatcher:
     def _run_dirs(self) -> list[Path]:
         if not self.runs_dir.is_dir():
             return []
-        # Runs are named after their config profile (cpu_full trains cpu_* configs).
-        prof = notebook_profile(self.profile)
-        prefixes = (f"{prof.body}_", f"{prof.wholebody}_")
         return sorted(
-            p for p in self.runs_dir.iterdir() if p.is_dir() and p.name.startswith(prefixes)
+            p for p in self.runs_dir.iterdir() if p.is_dir() and p.name.startswith(self._prefixes)
         )
 
     def poll(self) -> list[str]:
