@@ -289,6 +289,14 @@ EXPERIMENTS: tuple[Experiment, ...] = (
 )  # fmt: skip
 
 
+# The rows a notebook compares its own against that belong to another notebook.
+BORROWED_ROWS: dict[str, tuple[Experiment, ...]] = {
+    "02": (DEEPPOSE, RLE),
+    "03": (DEEPPOSE, SIMPLEBASELINE),
+    "04": (SIMPLEBASELINE, REDUCED_ALONE),
+}
+
+
 def skipped_on(exp: Experiment, profile: str) -> str | None:
     """Why `exp` is left out of `profile`'s grid, or None when it runs there."""
     return dict(exp.skip).get(profile)
@@ -302,6 +310,15 @@ def experiments(notebook: str | None = None, profile: str | None = None) -> list
     if not rows:
         raise KeyError(f"no experiment for notebook {notebook!r}")
     return rows
+
+
+def notebook_rows(notebook: str, profile: str | None = None) -> list[Experiment]:
+    """Every row a notebook gathers: the baselines it borrows (`BORROWED_ROWS`), then its
+    own rows; less those `profile` leaves out when it is given."""
+    borrowed = list(BORROWED_ROWS.get(notebook, ()))
+    if profile is not None:
+        borrowed = on_profile(borrowed, profile)
+    return [*borrowed, *experiments(notebook, profile)]
 
 
 def on_profile(rows: Iterable[Experiment], profile: str) -> list[Experiment]:
@@ -417,10 +434,20 @@ def gather(
 def grid_configs(
     profile: str, notebooks: list[str] | None = None
 ) -> list[tuple[Experiment, Config]]:
-    """Every run (row x seed) of the notebooks' rows, TCD teachers included, each once."""
+    """Every run (row x seed) the notebooks gather (their own rows and those they borrow,
+    TCD teachers included), each once: `reproduce --only` trains them side by side
+    before the notebooks run, rather than one by one inside them."""
     rows = [
         e for e in EXPERIMENTS if not notebooks or any(e.notebook.startswith(n) for n in notebooks)
     ]
+    if notebooks:
+        borrowed = [
+            e
+            for nb, extra in BORROWED_ROWS.items()
+            if any(nb.startswith(n) for n in notebooks)
+            for e in extra
+        ]
+        rows = list(dict.fromkeys([*borrowed, *rows]))
     if notebooks and any(n.startswith("06") for n in notebooks):
         rows = list(EXPERIMENTS)
     rows = [e for e in rows if skipped_on(e, profile) is None]
