@@ -436,17 +436,12 @@ def grid_configs(
     """Every run (row x seed) the notebooks gather (their own rows and those they borrow,
     TCD teachers included), each once: `reproduce --only` trains them side by side
     before the notebooks run, rather than one by one inside them."""
-    rows = [
-        e for e in EXPERIMENTS if not notebooks or any(e.notebook.startswith(n) for n in notebooks)
-    ]
+    rows = list(EXPERIMENTS)
     if notebooks:
-        borrowed = [
-            e
-            for nb, extra in BORROWED_ROWS.items()
-            if any(nb.startswith(n) for n in notebooks)
-            for e in extra
-        ]
-        rows = list(dict.fromkeys([*borrowed, *rows]))
+        ids = dict.fromkeys(
+            e.notebook for e in EXPERIMENTS if any(e.notebook.startswith(n) for n in notebooks)
+        )
+        rows = list(dict.fromkeys(e for nb in ids for e in notebook_rows(nb)))
     if notebooks and any(n.startswith("06") for n in notebooks):
         rows = list(EXPERIMENTS)
     rows = [e for e in rows if skipped_on(e, profile) is None]
