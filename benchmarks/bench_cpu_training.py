@@ -205,29 +205,29 @@ def _one_thread_per_core_first(cpus) -> list[int]:
     return sorted(cpus, key=lambda c: (rank[c], c))
 
 
-def bench_scaling(presets: list[str], steps: int, core_counts: list[int]) -> list[dict]:
+def bench_scaling(presets: list[str], steps: int, core_counts: list[int]):
     """`reproduce --jobs N` on N cores: one single-thread run per core, the process pinned
-    to the first N usable cores (what a smaller machine would have), bf16 and fp32."""
+    to the first N usable cores (what a smaller machine would have), bf16 and fp32.
+    Yields each row as soon as it is measured (a long run cut short keeps its rows)."""
     usable = _one_thread_per_core_first(os.sched_getaffinity(0))
     precisions = [True, False] if cpu_has_fast_bf16() else [True]
-    rows = []
     for preset in presets:
         _prepare(preset, len(usable))
+        ref = None  # train.amp on, fewest cores: measured first for each preset
         for n in core_counts:
             os.sched_setaffinity(0, usable[:n])  # inherited by the training processes
             # fp32 on the fewest cores only: the bf16 factor, side by side with bf16.
             for amp in precisions if n == core_counts[0] else [True]:
                 rate = _machine_rate(preset, steps, n, 1, 0, amp)
-                rows.append({"preset": preset, "cores": n, "amp": amp, "crops_per_s": rate})
+                ref = rate if ref is None else ref
+                yield {
+                    "preset": preset,
+                    "cores": n,
+                    "amp": amp,
+                    "crops_per_s": rate,
+                    "ratio": rate / ref,
+                }
         os.sched_setaffinity(0, usable)
-    for r in rows:
-        ref = next(
-            q["crops_per_s"]
-            for q in rows
-            if q["preset"] == r["preset"] and q["amp"] and q["cores"] == core_counts[0]
-        )
-        r["ratio"] = r["crops_per_s"] / ref
-    return rows
 
 
 def main() -> int:
@@ -257,13 +257,15 @@ def main() -> int:
         print(f"\n## One run per core side by side, {run_steps} steps each, machine crops/s")
         print("| preset | cores | precision | crops/s | ratio to train.amp on, fewest cores |")
         print("|---|---|---|---|---|")
-        rows = bench_scaling(["cpu_deeppose", "cpu_simplebaseline"], run_steps, args.scaling)
-        for r in rows:
+        rows = []
+        for r in bench_scaling(["cpu_deeppose", "cpu_simplebaseline"], run_steps, args.scaling):
             prec = "train.amp on" if r["amp"] else "train.amp off (fp32)"
             print(
                 f"| {r['preset']} | {r['cores']} | {prec} | {r['crops_per_s']:.0f} "
-                f"| {r['ratio']:.2f}x |"
+                f"| {r['ratio']:.2f}x |",
+                flush=True,
             )
+            rows.append(r)
         if args.out:
             with open(args.out, "w") as f:
                 json.dump({"scaling": rows}, f, indent=1)

@@ -1,6 +1,7 @@
 """How long `reproduce` takes from an empty run cache, replayed from the runs' own records.
 
     python benchmarks/grid_time.py [--profile cpu] [--jobs 2 4 8] [--speedup 2.0]
+                                   [--scaling reports/cpu_scaling/scaling.json]
 
 Reads every run of the profile's grid from the run cache ($OCDLIB_RUNS), takes each
 run's recorded training time (`train_time_s`) plus a fixed allowance for its data
@@ -11,11 +12,18 @@ and the same divided by `--speedup` (an estimate for a faster machine: say which
 measurement the factor comes from). The records are those of the machine that trained
 each run, one thread per run, so the 4- and 8-job figures assume a run keeps its
 single-thread speed beside more neighbours; notebooks come on top (about 2 min).
+
+`--scaling` takes the JSON of `bench_cpu_training.py --scaling ... --out FILE` and
+replaces that assumption with a measurement: a run's speed with N neighbours
+relative to its speed among as many as the records had (`--records-jobs`, 2 for
+`reproduce` on two cores), for each measured N, from the slowest and the fastest
+preset, which gives each job count a range.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from ocdlib.engine.runs import read_result
@@ -47,12 +55,39 @@ def replay(durations: list[tuple[str, str, float]], jobs: int) -> float:
     return now
 
 
+def per_run_speed(scaling: list[dict], records_jobs: int) -> dict[int, tuple[float, float]]:
+    """{N: (slowest, fastest)} speed of one run among N side-by-side single-thread runs,
+    relative to its speed among `records_jobs`, over the presets measured with
+    `train.amp` on (bench_cpu_training.py --scaling rows: preset, cores, amp, crops_per_s)."""
+    rate = {(r["preset"], r["cores"]): r["crops_per_s"] for r in scaling if r["amp"]}
+    presets = sorted({p for p, _ in rate})
+    out = {}
+    for n in sorted({c for _, c in rate}):
+        factors = [
+            (rate[p, n] / n) / (rate[p, records_jobs] / records_jobs)
+            for p in presets
+            if (p, n) in rate and (p, records_jobs) in rate
+        ]
+        if factors:
+            out[n] = (min(factors), max(factors))
+    if records_jobs not in out:
+        raise ValueError(f"the scaling file has no rows for {records_jobs} cores (--records-jobs)")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--jobs", type=int, nargs="+", default=[2, 4, 8])
     ap.add_argument("--speedup", type=float, default=1.0)
+    ap.add_argument(
+        "--scaling", help="bench_cpu_training.py --scaling JSON (measured per-run speed)"
+    )
+    ap.add_argument("--records-jobs", type=int, default=2, help="jobs side by side in the records")
     args = ap.parse_args()
+    speed = {}
+    if args.scaling:
+        speed = per_run_speed(json.load(open(args.scaling))["scaling"], args.records_jobs)
 
     grid = training_order(grid_configs(args.profile))
     durations, missing, total = [], [], 0.0
@@ -74,11 +109,26 @@ def main() -> None:
         f"profile {args.profile}: {len(grid)} runs, {total:.0f} min of run records "
         f"(training + {ALLOWANCE_MIN} min each)"
     )
-    print("| side-by-side jobs | training wall time (min) | divided by the speed-up |")
-    print("|---|---|---|")
+    head = "| side-by-side jobs | training wall time (min) | divided by the speed-up |"
+    rule = "|---|---|---|"
+    if speed:
+        head += " with the measured per-run speed at that many jobs (min) |"
+        rule += "---|"
+    print(head)
+    print(rule)
     for jobs in args.jobs:
         minutes = replay(durations, jobs)
-        print(f"| {jobs} | {minutes:.0f} | {minutes / args.speedup:.0f} (x{args.speedup:g}) |")
+        row = f"| {jobs} | {minutes:.0f} | {minutes / args.speedup:.0f} (x{args.speedup:g}) |"
+        if speed:
+            if jobs in speed:
+                slow, fast = speed[jobs]
+                est = minutes / args.speedup
+                row += (
+                    f" {est / fast:.0f} to {est / slow:.0f} (per-run speed {slow:.2f}-{fast:.2f}) |"
+                )
+            else:
+                row += " not measured |"
+        print(row)
 
 
 if __name__ == "__main__":

@@ -195,3 +195,22 @@ def test_reproduce_only_trains_every_run_a_notebook_gathers(profile):
         grid = {str(run_dir(c)) for _, c in grid_configs(profile, [nb])}
         for exp in notebook_rows(nb, profile):
             assert {str(d) for d in run_dirs(exp, profile)} <= grid, (nb, exp.label)
+
+
+def test_grid_time_per_run_speed_from_the_scaling_benchmark():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "grid_time.py"
+    spec = importlib.util.spec_from_file_location("grid_time", path)
+    grid_time = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grid_time)
+    rows = [
+        {"preset": "a", "cores": 2, "amp": True, "crops_per_s": 200.0},
+        {"preset": "a", "cores": 2, "amp": False, "crops_per_s": 100.0},  # fp32: ignored
+        {"preset": "a", "cores": 8, "amp": True, "crops_per_s": 720.0},  # 180 a run: 0.9
+        {"preset": "b", "cores": 2, "amp": True, "crops_per_s": 100.0},
+        {"preset": "b", "cores": 8, "amp": True, "crops_per_s": 320.0},  # 40 a run: 0.8
+    ]
+    speed = grid_time.per_run_speed(rows, 2)
+    assert speed[2] == (1.0, 1.0)
+    assert speed[8] == pytest.approx((0.8, 0.9))
+    with pytest.raises(ValueError, match="no rows for 4 cores"):
+        grid_time.per_run_speed(rows, 4)
