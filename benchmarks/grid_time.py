@@ -118,11 +118,11 @@ def main() -> None:
     print(rule)
     for jobs in args.jobs:
         minutes = replay(durations, jobs)
-        row = f"| {jobs} | {minutes:.0f} | {minutes / args.speedup:.0f} (x{args.speedup:g}) |"
+        est = minutes / args.speedup
+        row = f"| {jobs} | {minutes:.0f} | {est:.0f} (x{args.speedup:g}) |"
         if speed:
             if jobs in speed:
                 slow, fast = speed[jobs]
-                est = minutes / args.speedup
                 row += (
                     f" {est / fast:.0f} to {est / slow:.0f} (per-run speed {slow:.2f}-{fast:.2f}) |"
                 )

@@ -436,14 +436,12 @@ def grid_configs(
     """Every run (row x seed) the notebooks gather (their own rows and those they borrow,
     TCD teachers included), each once: `reproduce --only` trains them side by side
     before the notebooks run, rather than one by one inside them."""
-    rows = list(EXPERIMENTS)
-    if notebooks:
+    rows = list(EXPERIMENTS)  # every row; 06 (the results notebook) gathers them all
+    if notebooks and not any(n.startswith("06") for n in notebooks):
         ids = dict.fromkeys(
             e.notebook for e in EXPERIMENTS if any(e.notebook.startswith(n) for n in notebooks)
         )
         rows = list(dict.fromkeys(e for nb in ids for e in notebook_rows(nb)))
-    if notebooks and any(n.startswith("06") for n in notebooks):
-        rows = list(EXPERIMENTS)
     rows = [e for e in rows if skipped_on(e, profile) is None]
     out: dict[str, tuple[Experiment, Config]] = {}
     for exp in rows:

@@ -171,11 +171,17 @@ def test_train_grid_side_by_side_fills_the_cache_teachers_first(homes):
     assert train_grid("smoke", ["03"], jobs=2) == 0  # everything cached now
 
 
-def test_grid_time_replays_the_schedule_of_reproduce():
+def _grid_time():
+    """benchmarks/grid_time.py as a module (the benchmarks are scripts, not a package)."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "grid_time.py"
     spec = importlib.util.spec_from_file_location("grid_time", path)
     grid_time = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(grid_time)
+    return grid_time
+
+
+def test_grid_time_replays_the_schedule_of_reproduce():
+    grid_time = _grid_time()
     # A teacher of 10 min, a student of 3 that must wait for it, two runs of 4.
     runs = [("t", "", 10.0), ("a", "", 4.0), ("s", "t", 3.0), ("b", "", 4.0)]
     assert grid_time.replay(runs, 1) == 21
@@ -198,10 +204,7 @@ def test_reproduce_only_trains_every_run_a_notebook_gathers(profile):
 
 
 def test_grid_time_per_run_speed_from_the_scaling_benchmark():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "grid_time.py"
-    spec = importlib.util.spec_from_file_location("grid_time", path)
-    grid_time = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(grid_time)
+    grid_time = _grid_time()
     rows = [
         {"preset": "a", "cores": 2, "amp": True, "crops_per_s": 200.0},
         {"preset": "a", "cores": 2, "amp": False, "crops_per_s": 100.0},  # fp32: ignored
