@@ -42,6 +42,17 @@ N0_NEEDS_A_FINER_MAP = (
     "anything, so it is left out of this profile"
 )
 N0_SKIP = (("cpu", N0_NEEDS_A_FINER_MAP), ("cpu_full", N0_NEEDS_A_FINER_MAP))
+# The investigations of notebooks 07 (why a frozen teacher hurts) and 08 (does OCD's gain
+# survive a longer budget) are hours of CPU training: make reproduce-full only.
+INVESTIGATION_ONLY = (
+    "an investigation of the full cpu grid (make reproduce-full): hours of training on two "
+    "cores, cut from make reproduce"
+)
+INVESTIGATION = (
+    ("cpu", INVESTIGATION_ONLY),
+    ("gpu_synth", "an investigation of the cpu regime"),
+    ("coco", "an investigation of the cpu regime"),
+)
 
 
 LEARNING_CURVE = ("train.eval_every", 2)
@@ -72,6 +83,25 @@ def first_part_of_training(fraction: float) -> Derived:
     return Derived(f"{fraction:g} of the schedule", steps)
 
 
+def budget(k: int) -> tuple[tuple[str, Any], ...]:
+    """The overrides that train `k` times the profile's budget: `k` x the epochs with the
+    learning-rate drops at the same fractions of the schedule, and an evaluation every
+    `2k` epochs, so that each run has a learning curve of as many points as at 1x.
+    Fixed multiples of the profile's schedule, chosen before any run (never tuned)."""
+
+    def epochs(c: Config) -> int:
+        return k * c.train.epochs
+
+    def milestones(c: Config) -> tuple[int, ...]:
+        return tuple(k * m for m in c.train.milestones)
+
+    return (
+        ("train.epochs", Derived(f"{k} x train.epochs", epochs)),
+        ("train.milestones", Derived(f"{k} x train.milestones", milestones)),
+        ("train.eval_every", 2 * k),
+    )
+
+
 @dataclass(frozen=True)
 class Experiment:
     notebook: str  # "01".."05"
@@ -84,14 +114,20 @@ class Experiment:
     group: str = field(default="", compare=False)  # the comparison this row belongs to
     # Profiles that leave this row out, each with the reason (said in the notebook).
     skip: tuple[tuple[str, str], ...] = ()
+    n_seeds: int = 0  # a key row on only the first `n_seeds` of the profile's seeds (0: all)
 
     def seeds(self, profile: str) -> tuple[int, ...]:
         seeds = notebook_profile(profile).seeds
-        return seeds if self.key else seeds[:1]
+        if not self.key:
+            return seeds[:1]
+        return seeds[: self.n_seeds] if self.n_seeds else seeds
 
 
 def _e(notebook, label, method, *overrides, **kw) -> Experiment:
-    return Experiment(notebook, label, method, tuple(overrides), **kw)
+    flat: list[tuple[str, Any]] = []
+    for o in overrides:  # an override, or a group of them such as budget(k)
+        flat.extend(o if isinstance(o[0], tuple) else [o])
+    return Experiment(notebook, label, method, tuple(flat), **kw)
 
 
 # 01: the baselines, each head trained alone.
@@ -276,6 +312,118 @@ WB_SIMPLEBASELINE = _e(
     "05", "SimpleBaseline (whole-body)", "simplebaseline", wholebody=True, group="wholebody"
 )
 
+# 07: why a frozen teacher hurts DeepPose here (TCD-DeepPose scores below DeepPose on every
+# seed) while OCD's weaker online head helps: one change to TCD per row.
+TCD_TASK_ONLY = _e(
+    "07",
+    "TCD: task-loss distillation only (b)",
+    "tcd",
+    ("loss.head_distill_weight", 0.0),
+    teacher=SIMPLEBASELINE,
+    key=True,
+    group="tcd probe",
+    skip=INVESTIGATION,
+)
+TCD_HEAD_ONLY = _e(
+    "07",
+    "TCD: head distillation only (c)",
+    "tcd",
+    ("loss.task_distill_weight", 0.0),
+    teacher=SIMPLEBASELINE,
+    key=True,
+    group="tcd probe",
+    skip=INVESTIGATION,
+)
+TCD_WARMUP = _e(
+    "07",
+    "TCD: distillation after a warm-up",
+    "tcd",
+    ("loss.distill_warmup_steps", first_part_of_training(0.25)),
+    teacher=SIMPLEBASELINE,
+    key=True,
+    group="tcd probe",
+    skip=INVESTIGATION,
+)
+TCD_LABELLED_ONLY = _e(
+    "07",
+    "TCD: labelled keypoints only",
+    "tcd",
+    ("loss.distill_unlabelled", False),
+    teacher=SIMPLEBASELINE,
+    key=True,
+    group="tcd probe",
+    skip=INVESTIGATION,
+)
+SIMPLEBASELINE_2X = _e(
+    "07",
+    "SimpleBaseline (heatmap), 2x budget",
+    "simplebaseline",
+    budget(2),
+    group="tcd probe",
+    skip=INVESTIGATION,
+)
+TCD_STRONG_TEACHER = _e(
+    "07",
+    "TCD: teacher trained for 2x the budget",
+    "tcd",
+    teacher=SIMPLEBASELINE_2X,
+    key=True,
+    group="tcd probe",
+    skip=INVESTIGATION,
+)
+# 08: does OCD's gain over DeepPose survive a longer budget, once DeepPose has learned?
+# The budgets are fixed multiples of the profile's, chosen before any run.
+DEEPPOSE_2X = _e(
+    "08",
+    "DeepPose, 2x budget",
+    "deeppose",
+    budget(2),
+    key=True,
+    n_seeds=2,
+    group="budget",
+    skip=INVESTIGATION,
+)
+OCD_WARMUP_2X = _e(
+    "08",
+    "OCD-DeepPose after a warm-up, 2x budget",
+    "ocd",
+    budget(2),
+    ("loss.distill_warmup_steps", first_part_of_training(0.25)),
+    key=True,
+    n_seeds=2,
+    group="budget",
+    skip=INVESTIGATION,
+)
+DEEPPOSE_4X = _e(
+    "08",
+    "DeepPose, 4x budget",
+    "deeppose",
+    budget(4),
+    key=True,
+    n_seeds=2,
+    group="budget",
+    skip=INVESTIGATION,
+)
+OCD_WARMUP_4X = _e(
+    "08",
+    "OCD-DeepPose after a warm-up, 4x budget",
+    "ocd",
+    budget(4),
+    ("loss.distill_warmup_steps", first_part_of_training(0.25)),
+    key=True,
+    n_seeds=2,
+    group="budget",
+    skip=INVESTIGATION,
+)
+SIMPLEBASELINE_4X = _e(
+    "08",
+    "SimpleBaseline (heatmap), 4x budget",
+    "simplebaseline",
+    budget(4),
+    group="budget",
+    skip=INVESTIGATION,
+)
+
 EXPERIMENTS: tuple[Experiment, ...] = (
     DEEPPOSE, RLE, SIMPLEBASELINE, REDUCED_ALONE,
     OCD_DEEPPOSE, OCD_WARMUP, OCD_C_OFF_BACKBONE,
@@ -285,6 +433,9 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     TCD_DEEPPOSE, TCD_AUX, TCD_CROSS_HEAD,
     REDUCED_OCD, REDUCED_N0_ALONE, REDUCED_N0_OCD,
     WB_DEEPPOSE, WB_OCD_DEEPPOSE, WB_SIMPLEBASELINE,
+    TCD_TASK_ONLY, TCD_HEAD_ONLY, TCD_WARMUP, TCD_LABELLED_ONLY, SIMPLEBASELINE_2X,
+    TCD_STRONG_TEACHER,
+    DEEPPOSE_2X, OCD_WARMUP_2X, DEEPPOSE_4X, OCD_WARMUP_4X, SIMPLEBASELINE_4X,
 )  # fmt: skip
 
 
@@ -293,6 +444,8 @@ BORROWED_ROWS: dict[str, tuple[Experiment, ...]] = {
     "02": (DEEPPOSE, RLE),
     "03": (DEEPPOSE, SIMPLEBASELINE),
     "04": (SIMPLEBASELINE, REDUCED_ALONE),
+    "07": (DEEPPOSE, SIMPLEBASELINE, TCD_DEEPPOSE, OCD_WARMUP),
+    "08": (DEEPPOSE, OCD_WARMUP, SIMPLEBASELINE),
 }
 
 
@@ -375,13 +528,17 @@ def run_dirs(exp: Experiment, profile: str) -> list[Path]:
 def config_for(exp: Experiment, profile: str, seed: int) -> Config:
     """The Config of one experiment row at one seed (TCD teachers resolved to their runs)."""
     base = notebook_profile(profile).config_profile(exp.wholebody)
+    preset = f"{base}_{exp.method}"
     sets: dict[str, Any] = {"train.seed": seed}
-    preset = build_config(f"{base}_{exp.method}")
     for key, value in exp.overrides:
-        sets[key] = value.compute(preset) if isinstance(value, Derived) else value
+        # A derived override reads the config as the overrides before it left it (a
+        # warm-up that is a fraction of a budget already multiplied).
+        sets[key] = (
+            value.compute(build_config(preset, sets)) if isinstance(value, Derived) else value
+        )
     if exp.teacher:
         sets["loss.teacher_run"] = str(run_dir(teacher_config(exp.teacher, profile)))
-    return build_config(f"{base}_{exp.method}", sets)
+    return build_config(preset, sets)
 
 
 def teacher_config(teacher: Experiment, profile: str) -> Config:

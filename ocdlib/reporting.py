@@ -401,7 +401,8 @@ def first_runs(summary: pd.DataFrame, rows: Sequence[Row] | None = None) -> dict
 
 def learning_curve_frame(summary: pd.DataFrame, rows: Sequence[Row] | None = None) -> pd.DataFrame:
     """AP against training crops seen, from the evaluations each run made while it trained
-    (`train.eval_every`) and its final one: one row per run and evaluation."""
+    (`train.eval_every`) and its final one: one row per run and evaluation. `hm_AP`: the AP
+    of the heatmap head trained beside a deployed regression head (OCD), where scored."""
     labels = None if rows is None else {row_label(r) for r in rows}
     out = []
     for _, row in summary.iterrows():
@@ -419,9 +420,11 @@ def learning_curve_frame(summary: pd.DataFrame, rows: Sequence[Row] | None = Non
                         "crops_seen": int(e["step"]) * cfg.train.batch_size,
                         "AP": _metric(e, "AP"),
                         "AP50": _metric(e, "AP50"),
+                        "hm_AP": _metric(e["hm"], "AP") if "hm" in e else float("nan"),
                     }
                 )
-    return pd.DataFrame(out, columns=["label", "seed", "epoch", "crops_seen", "AP", "AP50"])
+    columns = ["label", "seed", "epoch", "crops_seen", "AP", "AP50", "hm_AP"]
+    return pd.DataFrame(out, columns=columns)
 
 
 # ----------------------------------------------------------------------------- latency

@@ -406,7 +406,8 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
             metrics = evaluate_model(
                 model, cfg, info, val_ds, paths, out_dir / "eval", dist, skipped
             )
-            evals.append({"epoch": epoch + 1, "step": step, **metrics})
+            along = _heatmap_head_along(model, cfg, info, val_ds, paths, out_dir, dist, skipped)
+            evals.append({"epoch": epoch + 1, "step": step, **metrics, **along})
         if dist.is_main:
             write_log(rows, out_dir / "log.csv", append=True)
             atomic_write_text(json.dumps(evals, indent=1), out_dir / "evals.json")
@@ -425,7 +426,10 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
     metrics = evaluate_model(model, cfg, info, val_ds, paths, out_dir, dist, skipped)
     if skipped is not None:
         skipped = SkippedImages.combine(all_gather_objects(skipped, dist))
-    evals.append({"epoch": cfg.train.epochs, "step": step, **metrics})
+    along = {}
+    if cfg.train.eval_every:  # the learning curve's last point, for both heads
+        along = _heatmap_head_along(model, cfg, info, val_ds, paths, out_dir, dist, skipped)
+    evals.append({"epoch": cfg.train.epochs, "step": step, **metrics, **along})
     result = {}
     if dist.is_main:
         student = export_student(model, cfg.model.deploy_head).cpu()
@@ -463,6 +467,16 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
             ckpt_path,
         )
     return all_gather_objects(result, dist)[0]
+
+
+def _heatmap_head_along(model, cfg: Config, info, val_ds, paths, out_dir, dist, skipped) -> dict:
+    """{"hm": metrics} of the heatmap head trained beside a deployed regression head (OCD),
+    for its learning curve; {} when the heatmap head is the deployed one or there is none."""
+    heads = getattr(model, "module", model).heads
+    if "hm" not in heads or cfg.model.deploy_head == "hm":
+        return {}
+    out = out_dir / "eval_along_hm"
+    return {"hm": evaluate_model(model, cfg, info, val_ds, paths, out, dist, skipped, head="hm")}
 
 
 def _checkpoint(model, objective, cfg: Config, skipped, epoch: int, step: int, train_time: float):
