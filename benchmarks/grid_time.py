@@ -27,7 +27,9 @@ import json
 from pathlib import Path
 
 from ocdlib.engine.runs import read_result
-from ocdlib.experiments import grid_configs, run_dir, training_order
+from ocdlib.experiments import grid_configs
+from ocdlib.reproduce import training_order
+from ocdlib.run_cache import run_dir
 
 ALLOWANCE_MIN = 0.5  # data set-up and final evaluation of one run (0.1 to 0.4 min measured)
 

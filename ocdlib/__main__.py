@@ -68,7 +68,7 @@ def cmd_presets(args) -> int:
 def cmd_train(args) -> int:
     from .configs import build_config
     from .engine.trainer import train
-    from .experiments import run_dir
+    from .run_cache import run_dir
 
     cfg = build_config(args.config, args.set)
     out = Path(args.out) if args.out else run_dir(cfg)

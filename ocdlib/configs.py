@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from math import inf
@@ -185,8 +186,11 @@ class Config:
         d.pop("name")
         # A teacher is named by its run folder (whose name holds its own hash), not by
         # where the run cache happens to live: moving a checkout keeps TCD runs cached.
+        # The folder's precision suffix is left out: a student trains in the precision
+        # its machine grants, as its teacher did, and its own folder carries that suffix.
         if d["loss"]["teacher_run"]:
-            d["loss"]["teacher_run"] = Path(d["loss"]["teacher_run"]).name
+            name = Path(d["loss"]["teacher_run"]).name
+            d["loss"]["teacher_run"] = re.sub(r"-(bf16|fp32)$", "", name)
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
 

@@ -1,4 +1,4 @@
-"""The experiment grid, the claims made about it, and the run cache that fills it.
+"""The experiment grid and the claims made about it.
 
 One definition serves the notebooks (each asks for its own rows and claims), the
 results notebook (every row), `reproduce` (it trains the grid side by side first)
@@ -7,27 +7,23 @@ and the tests. A row is a method preset plus overrides on a notebook profile
 (`Comparison`, `Target`, `Floor`) refers to its rows as objects, so renaming a row
 cannot drop a claim, and a claim whose rows did not run fails with their names.
 
-The run cache: a config trains into runs/<name>-<hash>-s<seed>; `get_run` reads a
-finished run back, resumes an interrupted one and trains a missing one.
+The runs that fill the grid come from the run cache (ocdlib/run_cache.py); the
+scheduler that trains a grid's missing runs side by side is `reproduce`'s.
+Functions that take a profile accept its name or its record (ocdlib.profiles) and
+resolve it once.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .configs import Config, build_config
-from .data.prepare import resolve_data
-from .engine.cores import usable_cores
-from .engine.runs import read_result, run_lock
-from .engine.trainer import train
-from .paths import runs_home
-from .profiles import notebook_profile
+from .profiles import NotebookProfile, notebook_profile
+from .run_cache import get_run, is_finished, run_dir
 
 # The cpu profile is the default reproduction (make reproduce): the key comparisons on
 # every seed and the calibration floors, within two hours on two cores. cpu_full trains
@@ -116,7 +112,7 @@ class Experiment:
     skip: tuple[tuple[str, str], ...] = ()
     n_seeds: int = 0  # a key row on only the first `n_seeds` of the profile's seeds (0: all)
 
-    def seeds(self, profile: str) -> tuple[int, ...]:
+    def seeds(self, profile: str | NotebookProfile) -> tuple[int, ...]:
         seeds = notebook_profile(profile).seeds
         if not self.key:
             return seeds[:1]
@@ -449,12 +445,14 @@ BORROWED_ROWS: dict[str, tuple[Experiment, ...]] = {
 }
 
 
-def skipped_on(exp: Experiment, profile: str) -> str | None:
+def skipped_on(exp: Experiment, profile: str | NotebookProfile) -> str | None:
     """Why `exp` is left out of `profile`'s grid, or None when it runs there."""
-    return dict(exp.skip).get(profile)
+    return dict(exp.skip).get(notebook_profile(profile).name)
 
 
-def experiments(notebook: str | None = None, profile: str | None = None) -> list[Experiment]:
+def experiments(
+    notebook: str | None = None, profile: str | NotebookProfile | None = None
+) -> list[Experiment]:
     """The rows of a notebook (all rows for None), less those `profile` leaves out."""
     rows = [e for e in EXPERIMENTS if notebook is None or e.notebook == notebook]
     if profile is not None:
@@ -464,7 +462,7 @@ def experiments(notebook: str | None = None, profile: str | None = None) -> list
     return rows
 
 
-def notebook_rows(notebook: str, profile: str | None = None) -> list[Experiment]:
+def notebook_rows(notebook: str, profile: str | NotebookProfile | None = None) -> list[Experiment]:
     """Every row a notebook gathers: the baselines it borrows (`BORROWED_ROWS`), then its
     own rows; less those `profile` leaves out when it is given."""
     borrowed = list(BORROWED_ROWS.get(notebook, ()))
@@ -473,19 +471,20 @@ def notebook_rows(notebook: str, profile: str | None = None) -> list[Experiment]
     return [*borrowed, *experiments(notebook, profile)]
 
 
-def on_profile(rows: Iterable[Experiment], profile: str) -> list[Experiment]:
+def on_profile(rows: Iterable[Experiment], profile: str | NotebookProfile) -> list[Experiment]:
     """The rows among `rows` that `profile` runs (for a figure or check that needs them)."""
     return [e for e in rows if skipped_on(e, profile) is None]
 
 
-def notebook_left_out(notebook: str, profile: str) -> str | None:
+def notebook_left_out(notebook: str, profile: str | NotebookProfile) -> str | None:
     """Why `profile` runs none of a notebook's own rows (so `reproduce` skips the notebook),
     or None when it runs some of them or the notebook has no rows (00, 06)."""
     rows = [e for e in EXPERIMENTS if e.notebook == notebook]
     reasons = dict.fromkeys(skipped_on(e, profile) for e in rows)
     if not rows or None in reasons:
         return None
-    return f"none of its rows runs on the {profile} profile: " + "; ".join(reasons)
+    name = notebook_profile(profile).name
+    return f"none of its rows runs on the {name} profile: " + "; ".join(reasons)
 
 
 def by_label(label: str) -> Experiment:
@@ -495,39 +494,19 @@ def by_label(label: str) -> Experiment:
     raise KeyError(f"no experiment labelled {label!r}")
 
 
-# ----------------------------------------------------------------------------- the run cache
-
-
-def run_dir(cfg: Config, root: Path | None = None) -> Path:
-    """Where `cfg` trains: runs/<name>-<hash>-s<seed> (the hash leaves out the name)."""
-    return Path(root or runs_home()) / f"{cfg.name}-{cfg.hash}-s{cfg.train.seed}"
-
-
-def get_run(cfg: Config, root: Path | None = None, progress: bool = True) -> dict:
-    """The finished result of `cfg`: read from the cache, resumed, or trained now.
-
-    Under the run's lock, so that notebooks side by side (nbval, two JupyterLab tabs)
-    wait for a run in progress and then read it instead of training it twice."""
-    directory = run_dir(cfg, root)
-    with run_lock(directory):
-        # Read under the lock: another process may have just finished this run.
-        result = read_result(directory)
-        if result is None or result.get("config_hash") != cfg.hash:
-            result = train(cfg, directory, resume=True, progress=progress)
-    return {**result, "run_dir": str(directory)}
-
-
-def run_dirs(exp: Experiment, profile: str) -> list[Path]:
-    """The run directories of every seed of `exp` on `profile` (trained or not)."""
-    return [run_dir(config_for(exp, profile, seed)) for seed in exp.seeds(profile)]
-
-
 # ----------------------------------------------------------------------------- rows -> runs
 
 
-def config_for(exp: Experiment, profile: str, seed: int) -> Config:
+def run_dirs(exp: Experiment, profile: str | NotebookProfile) -> list[Path]:
+    """The run directories of every seed of `exp` on `profile` (trained or not)."""
+    profile = notebook_profile(profile)
+    return [run_dir(config_for(exp, profile, seed)) for seed in exp.seeds(profile)]
+
+
+def config_for(exp: Experiment, profile: str | NotebookProfile, seed: int) -> Config:
     """The Config of one experiment row at one seed (TCD teachers resolved to their runs)."""
-    base = notebook_profile(profile).config_profile(exp.wholebody)
+    profile = notebook_profile(profile)
+    base = profile.config_profile(exp.wholebody)
     preset = f"{base}_{exp.method}"
     sets: dict[str, Any] = {"train.seed": seed}
     for key, value in exp.overrides:
@@ -541,13 +520,16 @@ def config_for(exp: Experiment, profile: str, seed: int) -> Config:
     return build_config(preset, sets)
 
 
-def teacher_config(teacher: Experiment, profile: str) -> Config:
+def teacher_config(teacher: Experiment, profile: str | NotebookProfile) -> Config:
     """A TCD teacher is the first run (first seed) of its row."""
     return config_for(teacher, profile, teacher.seeds(profile)[0])
 
 
-def run_experiment(exp: Experiment, profile: str, progress: bool = True) -> list[dict]:
+def run_experiment(
+    exp: Experiment, profile: str | NotebookProfile, progress: bool = True
+) -> list[dict]:
     """Results of every seed of `exp` (from the run cache, or trained now)."""
+    profile = notebook_profile(profile)
     out = []
     for seed in exp.seeds(profile):
         if exp.teacher:
@@ -559,13 +541,16 @@ def run_experiment(exp: Experiment, profile: str, progress: bool = True) -> list
 
 
 def gather(
-    rows: str | Experiment | Iterable[Experiment], profile: str, progress: bool = False
+    rows: str | Experiment | Iterable[Experiment],
+    profile: str | NotebookProfile,
+    progress: bool = False,
 ) -> list[dict]:
     """Results of experiment rows (a notebook id such as "02", one row, or rows), every seed.
 
     Finished runs are read from the run cache; missing ones are trained now. Rows the
     profile leaves out are named with the reason and left out. Prints one line per run.
     """
+    profile = notebook_profile(profile)
     if isinstance(rows, str):
         rows = experiments(rows)
     elif isinstance(rows, Experiment):
@@ -574,9 +559,9 @@ def gather(
     for exp in rows:
         reason = skipped_on(exp, profile)
         if reason:
-            print(f"{exp.label}: not run on the {profile} profile ({reason})")
+            print(f"{exp.label}: not run on the {profile.name} profile ({reason})")
             continue
-        cached = all((d / "result.json").is_file() for d in run_dirs(exp, profile))
+        cached = all(is_finished(config_for(exp, profile, s)) for s in exp.seeds(profile))
         t0 = time.perf_counter()
         results = run_experiment(exp, profile, progress=progress)  # locks each run it trains
         how = "cached" if cached else f"trained in {time.perf_counter() - t0:.0f} s"
@@ -588,11 +573,12 @@ def gather(
 
 
 def grid_configs(
-    profile: str, notebooks: list[str] | None = None
+    profile: str | NotebookProfile, notebooks: list[str] | None = None
 ) -> list[tuple[Experiment, Config]]:
     """Every run (row x seed) the notebooks gather (their own rows and those they borrow,
     TCD teachers included), each once: `reproduce --only` trains them side by side
     before the notebooks run, rather than one by one inside them."""
+    profile = notebook_profile(profile)
     rows = list(EXPERIMENTS)  # every row; 06 (the results notebook) gathers them all
     if notebooks and not any(n.startswith("06") for n in notebooks):
         ids = dict.fromkeys(
@@ -609,100 +595,6 @@ def grid_configs(
             cfg = config_for(exp, profile, seed)
             out.setdefault(str(run_dir(cfg)), (exp, cfg))
     return list(out.values())
-
-
-def default_jobs(cores: int | None = None) -> int:
-    """Side-by-side runs for `reproduce`: one per core, one thread each.
-
-    Small CPU models scale poorly over threads (measured in
-    benchmarks/bench_cpu_training.py), so N single-thread runs beat one N-thread run."""
-    return max(1, cores or usable_cores())
-
-
-def with_share_of_cores(cfg: Config, jobs: int, cores: int | None = None) -> Config:
-    """`cfg` set to run as one of `jobs` side-by-side runs (execution fields, not hashed)."""
-    cores = cores or usable_cores()
-    threads = max(1, cores // jobs)
-    # One job per core: the loader runs in the training process (a worker would share its core).
-    workers = 0 if jobs > 1 else cfg.data.num_workers
-    return replace(
-        cfg,
-        data=replace(cfg.data, num_workers=workers),
-        train=replace(cfg.train, num_threads=threads),
-    )
-
-
-def _train_one(cfg: Config) -> str:
-    get_run(cfg, progress=False)
-    return str(run_dir(cfg))
-
-
-def training_order(
-    todo: list[tuple[Experiment, Config]],
-) -> list[tuple[Experiment, Config]]:
-    """The order `train_grid` starts runs in: teachers first, then the whole-body runs
-    (the longest), then the rest; students of a teacher last."""
-    teachers = {str(run_dir(c)) for e, c in todo if not c.loss.teacher_run} & {
-        c.loss.teacher_run for _, c in todo
-    }
-    return sorted(
-        todo,
-        key=lambda ec: (
-            bool(ec[1].loss.teacher_run),
-            str(run_dir(ec[1])) not in teachers,
-            not ec[0].wholebody,
-        ),
-    )
-
-
-def train_grid(
-    profile: str, notebooks: list[str] | None = None, jobs: int | None = None, out=print
-) -> int:
-    """Train every missing run of the grid, `jobs` at a time, before the notebooks read them.
-
-    Each run is one process holding its run's lock, so the notebooks (or a second
-    `reproduce`) wait for a run in progress instead of training it again. TCD rows
-    start once their teacher has finished. Returns the number of runs trained."""
-    jobs = jobs or default_jobs()
-    todo = [
-        (e, c)
-        for e, c in grid_configs(profile, notebooks)
-        if not (run_dir(c) / "result.json").is_file()
-    ]
-    if not todo:
-        return 0
-    todo = training_order(todo)
-    out(f"training {len(todo)} runs of the {profile} grid, {jobs} at a time", flush=True)
-    for data in {c.data.synth: c.data for _, c in todo if not c.data.root}.values():
-        resolve_data(data)  # each SynthPose copy once, before the runs that share it start
-    ctx = multiprocessing.get_context("spawn")
-    done: set[str] = set()
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        pending: dict = {}
-        waiting = list(todo)
-        while waiting or pending:
-            ready = [
-                ec
-                for ec in waiting
-                if not ec[1].loss.teacher_run
-                or ec[1].loss.teacher_run in done
-                or (Path(ec[1].loss.teacher_run) / "result.json").is_file()
-            ]
-            for ec in ready:
-                if len(pending) >= jobs:
-                    break
-                waiting.remove(ec)
-                pending[pool.submit(_train_one, with_share_of_cores(ec[1], jobs))] = ec
-            if not pending:
-                raise RuntimeError(
-                    "runs wait for teachers that are not in the grid: "
-                    + ", ".join(c.loss.teacher_run for _, c in waiting)
-                )
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                exp, cfg = pending.pop(fut)
-                done.add(fut.result())  # a failed run stops the reproduction with its error
-    return len(todo)
 
 
 # ----------------------------------------------------------------------------- claims
@@ -846,7 +738,9 @@ FLOORS: tuple[Floor, ...] = (
 )
 
 
-def comparisons_among(rows: Iterable[Experiment], profile: str) -> list[Comparison]:
+def comparisons_among(
+    rows: Iterable[Experiment], profile: str | NotebookProfile
+) -> list[Comparison]:
     """The comparisons between `rows` (both sides among them), less those with a row that
     `profile` leaves out: what a notebook that gathered `rows` can claim."""
     rows = set(rows)

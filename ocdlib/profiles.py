@@ -54,7 +54,11 @@ NOTEBOOK_PROFILES: dict[str, NotebookProfile] = {
 }  # fmt: skip
 
 
-def notebook_profile(name: str) -> NotebookProfile:
+def notebook_profile(name: str | NotebookProfile) -> NotebookProfile:
+    """The profile called `name` (a record passes through: entry points resolve a profile
+    once and hand the record down)."""
+    if isinstance(name, NotebookProfile):
+        return name
     try:
         return NOTEBOOK_PROFILES[name]
     except KeyError:

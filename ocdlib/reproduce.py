@@ -1,23 +1,34 @@
-"""Run the notebooks in order with papermill, writing executed copies and results to reports/."""
+"""Reproduce a profile: train the grid's missing runs side by side, then run the notebooks
+in order with papermill, writing executed copies and results to reports/.
+
+The engine trains one run; the run cache (ocdlib/run_cache.py) says where; this module
+decides what to run and when (the scheduler below).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import platform
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import replace
 from pathlib import Path
 
 import papermill
 
+from .configs import Config
+from .data.prepare import resolve_data
 from .engine.cores import cpu_model, usable_cores
 from .engine.runs import command_line, git_commit, load_run_config, read_result
-from .experiments import default_jobs, grid_configs, notebook_left_out, run_dir, train_grid
+from .experiments import Experiment, grid_configs, notebook_left_out
 from .paths import REPO_ROOT, report_dir, runs_home
-from .profiles import notebook_profile
+from .profiles import NotebookProfile, notebook_profile
 from .reporting import clear_notebook_outputs
+from .run_cache import get_run, is_finished, run_dir
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -36,7 +47,7 @@ def reproduce(profile: str = "cpu", only: list[str] | None = None, jobs: int | N
 
     The notebooks read every run from the cache; training first, side by side, is what
     uses all the cores (small CPU models scale poorly over threads)."""
-    notebook_profile(profile)  # an unknown profile stops here, with the choices
+    record = notebook_profile(profile)  # an unknown profile stops here, with the choices
     out_dir = report_dir(profile)
     executed = out_dir / "notebooks"
     # papermill writes a notebook as it runs; it lands in reports/ only once it has
@@ -46,7 +57,7 @@ def reproduce(profile: str = "cpu", only: list[str] | None = None, jobs: int | N
     books = notebooks(only)
     # A notebook none of whose own rows runs on this profile (04 on cpu: its rows are in
     # the full grid) is skipped, and its outputs from an earlier reproduction removed.
-    left_out = {b.name: why for b in books if (why := notebook_left_out(b.name[:2], profile))}
+    left_out = {b.name: why for b in books if (why := notebook_left_out(b.name[:2], record))}
     for name, why in left_out.items():
         clear_notebook_outputs(out_dir, name)
         (executed / name).unlink(missing_ok=True)
@@ -60,17 +71,17 @@ def reproduce(profile: str = "cpu", only: list[str] | None = None, jobs: int | N
     # and the watcher prints a line as each starts, reaches an epoch and finishes.
     with (
         _env("OCDLIB_COMMAND", _reproduce_command(profile, only)),
-        RunWatcher(runs_home(), profile),
+        RunWatcher(runs_home(), record),
     ):
         t0 = time.perf_counter()
-        grid = grid_configs(profile, [b.name[:2] for b in books])
-        cached = sum((run_dir(c) / "result.json").is_file() for _, c in grid)
+        grid = grid_configs(record, [b.name[:2] for b in books])
+        cached = sum(is_finished(c) for _, c in grid)
         cache_state = (
             f"run cache at the start: {cached} of the {len(grid)} runs of the grid finished"
             + (" (empty: every run trained by this command)" if cached == 0 else "")
         )
         print(cache_state, flush=True)
-        trained = train_grid(profile, [b.name[:2] for b in books], jobs)
+        trained = train_grid(record, [b.name[:2] for b in books], jobs)
         if trained:
             timings.append(
                 (f"training {trained} runs, {jobs} side by side", time.perf_counter() - t0)
@@ -117,6 +128,106 @@ def reproduce(profile: str = "cpu", only: list[str] | None = None, jobs: int | N
     return 0
 
 
+# ----------------------------------------------------------------------------- the scheduler
+
+
+def default_jobs(cores: int | None = None) -> int:
+    """Side-by-side runs for `reproduce`: one per core, one thread each.
+
+    Small CPU models scale poorly over threads (measured in
+    benchmarks/bench_cpu_training.py), so N single-thread runs beat one N-thread run."""
+    return max(1, cores or usable_cores())
+
+
+def with_share_of_cores(cfg: Config, jobs: int, cores: int | None = None) -> Config:
+    """`cfg` set to run as one of `jobs` side-by-side runs (execution fields, not hashed)."""
+    cores = cores or usable_cores()
+    threads = max(1, cores // jobs)
+    # One job per core: the loader runs in the training process (a worker would share its core).
+    workers = 0 if jobs > 1 else cfg.data.num_workers
+    return replace(
+        cfg,
+        data=replace(cfg.data, num_workers=workers),
+        train=replace(cfg.train, num_threads=threads),
+    )
+
+
+def _train_one(cfg: Config) -> str:
+    get_run(cfg, progress=False)
+    return str(run_dir(cfg))
+
+
+def training_order(
+    todo: list[tuple[Experiment, Config]],
+) -> list[tuple[Experiment, Config]]:
+    """The order `train_grid` starts runs in: teachers first, then the whole-body runs
+    (the longest), then the rest; students of a teacher last."""
+    teachers = {str(run_dir(c)) for e, c in todo if not c.loss.teacher_run} & {
+        c.loss.teacher_run for _, c in todo
+    }
+    return sorted(
+        todo,
+        key=lambda ec: (
+            bool(ec[1].loss.teacher_run),
+            str(run_dir(ec[1])) not in teachers,
+            not ec[0].wholebody,
+        ),
+    )
+
+
+def train_grid(
+    profile: str | NotebookProfile,
+    notebooks: list[str] | None = None,
+    jobs: int | None = None,
+    out=print,
+) -> int:
+    """Train every missing run of the grid, `jobs` at a time, before the notebooks read them.
+
+    Each run is one process holding its run's lock, so the notebooks (or a second
+    `reproduce`) wait for a run in progress instead of training it again. TCD rows
+    start once their teacher has finished. Returns the number of runs trained."""
+    profile = notebook_profile(profile)
+    jobs = jobs or default_jobs()
+    todo = [(e, c) for e, c in grid_configs(profile, notebooks) if not is_finished(c)]
+    if not todo:
+        return 0
+    todo = training_order(todo)
+    out(f"training {len(todo)} runs of the {profile.name} grid, {jobs} at a time", flush=True)
+    for data in {c.data.synth: c.data for _, c in todo if not c.data.root}.values():
+        resolve_data(data)  # each SynthPose copy once, before the runs that share it start
+    ctx = multiprocessing.get_context("spawn")
+    done: set[str] = set()
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        pending: dict = {}
+        waiting = list(todo)
+        while waiting or pending:
+            ready = [
+                ec
+                for ec in waiting
+                if not ec[1].loss.teacher_run
+                or ec[1].loss.teacher_run in done
+                or read_result(Path(ec[1].loss.teacher_run)) is not None
+            ]
+            for ec in ready:
+                if len(pending) >= jobs:
+                    break
+                waiting.remove(ec)
+                pending[pool.submit(_train_one, with_share_of_cores(ec[1], jobs))] = ec
+            if not pending:
+                raise RuntimeError(
+                    "runs wait for teachers that are not in the grid: "
+                    + ", ".join(c.loss.teacher_run for _, c in waiting)
+                )
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                exp, cfg = pending.pop(fut)
+                done.add(fut.result())  # a failed run stops the reproduction with its error
+    return len(todo)
+
+
+# ----------------------------------------------------------------------------- provenance
+
+
 def _reproduce_command(profile: str, only: list[str] | None) -> str:
     return f"python -m ocdlib reproduce --profile {profile}" + (
         f" --only {' '.join(only)}" if only else ""
@@ -146,7 +257,9 @@ class RunWatcher:
     finishes (with its AP). Runs finished before the watcher started are quiet.
     """
 
-    def __init__(self, runs_dir: Path, profile: str, interval: float = 15.0, out=print):
+    def __init__(
+        self, runs_dir: Path, profile: str | NotebookProfile, interval: float = 15.0, out=print
+    ):
         self.runs_dir = Path(runs_dir)
         self.profile = profile
         # Runs are named after their config profile (cpu_full trains cpu_* configs).

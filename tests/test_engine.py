@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from ocdlib.configs import build_config
 from ocdlib.engine import runs as runs_mod
 from ocdlib.engine.trainer import NonFiniteLossError, lr_factor, train
-from ocdlib.experiments import get_run, run_dir
+from ocdlib.run_cache import get_run, run_dir
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_smoke_run_writes_result_and_the_cache_reuses_it(homes, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("the cache should not train again")
 
-    monkeypatch.setattr("ocdlib.engine.trainer.train", boom)
+    monkeypatch.setattr("ocdlib.run_cache.train", boom)
     again = get_run(cfg, progress=False)
     assert again["metrics"] == result["metrics"]
 

@@ -28,13 +28,12 @@ from ocdlib.experiments import (
     grid_configs,
     notebook_left_out,
     notebook_rows,
-    run_dir,
     run_dirs,
     skipped_on,
-    train_grid,
-    with_share_of_cores,
 )
 from ocdlib.reporting import clear_notebook_outputs
+from ocdlib.reproduce import train_grid, with_share_of_cores
+from ocdlib.run_cache import run_dir
 
 
 def test_bf16_needs_the_cpu_flags(tmp_path):
@@ -89,7 +88,7 @@ def test_side_by_side_runs_follow_the_cores_a_process_may_use():
     # Under taskset (or a CPU set) to one core, reproduce starts one run, not one per
     # core of the machine. A child process, so that this one keeps its affinity.
     code = (
-        "import os; from ocdlib.experiments import default_jobs, with_share_of_cores;"
+        "import os; from ocdlib.reproduce import default_jobs, with_share_of_cores;"
         "from ocdlib.configs import build_config;"
         "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))});"
         "cfg = with_share_of_cores(build_config('smoke_deeppose'), jobs=1);"

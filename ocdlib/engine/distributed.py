@@ -30,9 +30,15 @@ class DistInfo:
         return self.world_size > 1
 
 
+def resolve_device(device: str = "auto") -> torch.device:
+    """The device type `train.device` selects here (CUDA for "auto" when there is a GPU)."""
+    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    return torch.device("cuda" if use_cuda else "cpu")
+
+
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the process group torchrun set up (NCCL on GPU, gloo on CPU), if any."""
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    use_cuda = resolve_device(device).type == "cuda"
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -6,8 +6,13 @@ On CUDA that is every recent GPU. On a CPU it is one with AVX-512 BF16 or AMX
 AVX-512 CPU without bf16, channels_last alone still pays in fp32 (oneDNN's NHWC
 convolutions: 1.16x a cpu-profile training step and 1.47x ResNet-50 inference at
 batch 32, measured on a 2-core Xeon), so it is granted there with fp32.
-`train.amp=False` is plain fp32 in the default memory format everywhere.
-Losses run in fp32 whatever the setting (see losses.py).
+`train.amp=False` is plain fp32 in the default memory format everywhere, CUDA
+included. Losses run in fp32 whatever the setting (see losses.py).
+
+What a machine grants is part of a run's identity: `Precision.tag` ("bf16" or
+"fp32") names the run's folder in the run cache (ocdlib/run_cache.py) and is
+recorded in its result.json, so a run trained in one precision is never served
+as the answer to a request that this machine trains in the other.
 """
 
 from __future__ import annotations
@@ -53,6 +58,12 @@ class Precision:
     channels_last: bool  # NHWC images and weights
 
     @property
+    def tag(self) -> str:
+        """The arithmetic the run trains in: "bf16" or "fp32" (the memory format is a
+        layout, not a precision)."""
+        return "bf16" if self.autocast else "fp32"
+
+    @property
     def name(self) -> str:
         if self.autocast:
             return "bf16 autocast + channels_last"
@@ -74,7 +85,15 @@ def resolve_precision(amp: bool, device: torch.device) -> Precision:
     """What `train.amp` means on `device`: bf16 + channels_last where fast, else fp32
     (in channels_last where the CPU runs that faster)."""
     if device.type == "cuda":
-        return Precision(autocast=amp, channels_last=True)
+        return Precision(autocast=amp, channels_last=amp)
     fast = amp and device.type == "cpu" and cpu_has_fast_bf16()
     nhwc = fast or (amp and device.type == "cpu" and cpu_prefers_channels_last())
     return Precision(autocast=fast, channels_last=nhwc)
+
+
+def tag_of_record(result: dict) -> str:
+    """The precision tag of a finished run's result.json; records written before the tag
+    existed say it in words ("bf16 autocast + channels_last", "fp32", ...)."""
+    if result.get("precision_tag"):
+        return result["precision_tag"]
+    return "bf16" if str(result.get("precision", "")).startswith("bf16") else "fp32"

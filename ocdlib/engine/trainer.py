@@ -311,6 +311,8 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
     precision = resolve_precision(cfg.train.amp, dist.device)
     model = precision.model(model)
     teacher = load_teacher(cfg, dist.device)
+    if teacher is not None:  # the memory format the student's crops come in
+        teacher = precision.model(teacher)
     objective = build_objective(cfg, info, model, teacher).to(dist.device)
     params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
     optim_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.train.optimizer]
@@ -450,6 +452,7 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
             "val_instances": len(val_ds),
             "device": _device_name(dist),
             "precision": precision.name,
+            "precision_tag": precision.tag,
             "world_size": dist.world_size,
         }
         if skipped is not None:
