@@ -1,0 +1,276 @@
+"""Probes of the TCD path: is the frozen teacher's signal what terms b and c receive, and
+how does it differ from the online heatmap head that OCD distils from?
+
+`teacher_path_scores` scores the teacher's heatmaps taken through the TCD path
+(`Objective._teacher_forward`, then the decode that terms b and c use) on the
+validation crops, beside the teacher's own head: the two must agree.
+
+`source_probe` trains a TCD run and an OCD run of the grid with stops (a resumed
+run ends exactly where an uninterrupted one does, so these are the grid's runs) and,
+at each stop, on a fixed set of augmented training crops, measures for each source of
+distillation targets (the teacher, the online head): how far its decoded keypoints
+are from the ground truth, its confidence m on labelled and unlabelled keypoints,
+and the gradient norm that terms b and c send into the student's regression head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from .configs import Config
+from .data.dataset import build_datasets
+from .data.layout import resolve_layout
+from .data.prepare import resolve_data
+from .data.transforms import normalized_to_image
+from .engine.checkpoint import load_checkpoint
+from .engine.distributed import resolve_device
+from .engine.evaluate import predict_dataset
+from .engine.precision import Precision, resolve_precision
+from .engine.runs import read_result
+from .engine.trainer import load_teacher, train
+from .evaluation import Prediction, evaluate_coco
+from .losses import Objective, build_objective, heatmap_confidence
+from .models import build_model
+from .paths import runs_home
+
+PCK_FRACTION = 0.05  # of the crop height: a keypoint within it counts as found
+FP32 = Precision(autocast=False, channels_last=False)
+
+
+@dataclass
+class _Setup:
+    cfg: Config
+    paths: object
+    info: object
+    train_ds: object
+    val_ds: object
+    device: torch.device
+
+
+def _setup(cfg: Config) -> _Setup:
+    paths = resolve_data(cfg.data, progress=False)
+    info = resolve_layout(cfg.data, paths.train_ann)
+    train_ds, val_ds = build_datasets(cfg, paths, info)
+    return _Setup(cfg, paths, info, train_ds, val_ds, resolve_device(cfg.train.device))
+
+
+def _student(cfg: Config, info, device) -> torch.nn.Module:
+    return build_model(
+        cfg.model, info.num_keypoints, cfg.data.input_size, cfg.data.heatmap_size
+    ).to(device)
+
+
+def _objective(cfg: Config, s: _Setup, precision: Precision, model=None) -> Objective:
+    """The run's objective with its teacher loaded as the trainer loads it (eval mode, the
+    run's memory format)."""
+    teacher = load_teacher(cfg, s.device)
+    if teacher is not None:
+        teacher = precision.model(teacher)
+    model = model if model is not None else precision.model(_student(cfg, s.info, s.device))
+    return build_objective(cfg, s.info, model, teacher).to(s.device)
+
+
+def _coco_ap(preds, s: _Setup, out: Path) -> float:
+    cfg = s.cfg
+    metrics = evaluate_coco(
+        preds,
+        s.paths.val_ann,
+        s.info,
+        out,
+        keypoint_score_thr=cfg.eval.keypoint_score_thr,
+        oks_nms_thr=cfg.eval.oks_nms_thr,
+    )
+    return 100.0 * metrics["AP"]
+
+
+@torch.no_grad()
+def _tcd_path_predictions(objective: Objective, s: _Setup, precision: Precision) -> list:
+    """The teacher's keypoints as terms b and c see them, mapped back to image pixels."""
+    loader = DataLoader(s.val_ds, batch_size=s.cfg.eval.batch_size, shuffle=False)
+    out = []
+    for batch in loader:
+        images = precision.images(batch["image"].to(s.device))
+        with precision.context(s.device):
+            _, heatmaps = objective._teacher_forward(images)
+        coords = objective.decode(heatmaps).cpu().numpy()
+        scores = heatmap_confidence(heatmaps).cpu().numpy()
+        coords_img = normalized_to_image(
+            coords, batch["center"].numpy(), batch["scale"].numpy(), s.cfg.data.input_size
+        )
+        for i in range(len(coords)):
+            out.append(
+                Prediction(
+                    image_id=int(batch["image_id"][i]),
+                    keypoints=coords_img[i].astype(np.float64),
+                    keypoint_scores=scores[i].astype(np.float64),
+                    bbox_score=float(batch["bbox_score"][i]),
+                    area=float(batch["area"][i]),
+                )
+            )
+    return out
+
+
+def teacher_path_scores(cfg: Config, out_dir: Path) -> pd.DataFrame:
+    """AP of a TCD run's teacher on the student's validation crops, four ways: its record
+    (flip test), its own head without flip test, and the TCD path (teacher forward, then
+    the decode of terms b and c) in fp32 and in the precision this machine trains in.
+    Without flip test, the own head and the TCD path in fp32 must agree."""
+    if not cfg.loss.teacher_run:
+        raise ValueError(f"{cfg.name}: loss.teacher_run is empty; pass a TCD run's config")
+    s = _setup(cfg)
+    out_dir = Path(out_dir)
+    record = read_result(Path(cfg.loss.teacher_run)) or {}
+    rows = [
+        ("the teacher's record (flip test)", 100.0 * record.get("metrics", {}).get("AP", np.nan))
+    ]
+    own = _objective(cfg, s, FP32).teacher
+    preds = predict_dataset(
+        own, s.val_ds, "hm", cfg.data.input_size, batch_size=cfg.eval.batch_size
+    )
+    rows.append(("the teacher's own head, no flip test", _coco_ap(preds, s, out_dir / "own")))
+    granted = resolve_precision(cfg.train.amp, s.device)
+    for name, precision in (("fp32", FP32), (f"{granted.tag}, as TCD trains", granted)):
+        objective = _objective(cfg, s, precision)
+        preds = _tcd_path_predictions(objective, s, precision)
+        rows.append((f"the TCD path, {name}", _coco_ap(preds, s, out_dir / f"tcd_{name[:4]}")))
+    return pd.DataFrame(rows, columns=["how the teacher is scored", "AP"])
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def probe_batches(s: _Setup, n_batches: int, batch_size: int = 32) -> list[dict]:
+    """A fixed set of augmented training crops (the same at every stop and for every run)."""
+    s.train_ds.set_epoch(0)
+    generator = torch.Generator().manual_seed(1234)
+    loader = DataLoader(s.train_ds, batch_size=batch_size, shuffle=True, generator=generator)
+    batches = []
+    for batch in loader:
+        batches.append(batch)
+        if len(batches) == n_batches:
+            break
+    return batches
+
+
+def _grad_norm(loss: torch.Tensor, params) -> float:
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    return float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)))
+
+
+def source_measures(
+    model, objective: Objective, batches: list[dict], precision: Precision, device
+) -> list[dict]:
+    """For each source of distillation targets this model has (the frozen teacher, its own
+    online heatmap head), averaged over `batches`: the decoded keypoints' error against the
+    ground truth (crop pixels, and PCK at 5% of the crop height) on labelled keypoints, the
+    confidence m on labelled and unlabelled keypoints, the student's own error, and the
+    gradient norm of terms b and c (unit weight) on the student's regression head."""
+    model.train()  # as in training (batch statistics); the probe's copy is thrown away
+    head = objective.reg_head
+    params = [p for p in model.heads[head].parameters() if p.requires_grad]
+    w, h = objective.input_size
+    scale = torch.tensor([w, h], dtype=torch.float32, device=device)
+    sums: dict[str, dict[str, list[float]]] = {}
+    for batch in batches:
+        images = precision.images(batch["image"].to(device))
+        target = batch["reg_target"].to(device)
+        labelled = batch["reg_weight"].to(device) > 0
+        with precision.context(device):
+            out = model(images)
+            sources = {}
+            if objective.teacher is not None:
+                sources["teacher"] = objective._teacher_forward(images)[1]
+            if "hm" in out:
+                sources["online head"] = out["hm"].detach().float()
+        y = out[head].float()
+        student_err = ((y[..., :2] - target) * scale).norm(dim=-1)[labelled]
+        for name, maps in sources.items():
+            coords = objective.decode(maps)
+            err = ((coords - target) * scale).norm(dim=-1)[labelled]
+            m = heatmap_confidence(maps)
+            weight = objective._distill_weight(m, {"reg_weight": batch["reg_weight"].to(device)})
+            with precision.context(device):
+                loss_c = objective.head_distill_loss(y[..., :2], maps, weight)
+                loss_b = objective.reg_loss(y, coords, weight)
+            row = sums.setdefault(name, {})
+            for key, value in (
+                ("source error (px)", err.mean()),
+                ("source PCK", (err <= PCK_FRACTION * h).float().mean()),
+                ("m, labelled", m[labelled].mean()),
+                ("m, unlabelled", m[~labelled].mean() if (~labelled).any() else torch.nan),
+                ("student error (px)", student_err.mean()),
+                ("|grad b|", _grad_norm(loss_b, params)),
+                ("|grad c|", _grad_norm(loss_c, params)),
+            ):
+                row.setdefault(key, []).append(float(torch.as_tensor(value).detach()))
+    return [
+        {"source": name, **{k: float(np.nanmean(v)) for k, v in row.items()}}
+        for name, row in sums.items()
+    ]
+
+
+def _trained_epochs(run_dir: Path, cfg: Config) -> int:
+    ckpt = run_dir / "checkpoint.pt"
+    return load_checkpoint(ckpt, cfg.hash)["epoch"] if ckpt.is_file() else 0
+
+
+def _model_at(run_dir: Path, cfg: Config, s: _Setup, precision: Precision):
+    model = precision.model(_student(cfg, s.info, s.device))
+    model.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt", cfg.hash)["model"])
+    return model
+
+
+def source_probe(
+    runs: dict[str, tuple[Config, Path]], stops: list[int], n_batches: int = 8, out=print
+) -> pd.DataFrame:
+    """Train each of `runs` ({label: (config, run folder)}) to each epoch of `stops` in
+    turn (resuming; a stop already passed is measured only if it is the run's last epoch)
+    and measure `source_measures` there. Every config must have the same teacher
+    (`loss.teacher_run`): the OCD run is measured against the TCD run's teacher too."""
+    teachers = {cfg.loss.teacher_run for cfg, _ in runs.values()} - {""}
+    if len(teachers) != 1:
+        raise ValueError(f"source_probe needs one teacher among the runs, got {teachers}")
+    teacher_run = teachers.pop()
+    rows = []
+    for label, (cfg, run_dir) in runs.items():
+        run_dir = Path(run_dir)
+        probe_cfg = replace(cfg, loss=replace(cfg.loss, teacher_run=teacher_run))
+        s = _setup(cfg)
+        precision = resolve_precision(cfg.train.amp, s.device)
+        batches = probe_batches(s, n_batches)
+        for stop in sorted(set(stops) | {cfg.train.epochs}):
+            done = _trained_epochs(run_dir, cfg)
+            if done > stop or stop > cfg.train.epochs:
+                continue
+            if done < stop:
+                out(f"{label}: training to epoch {stop} of {cfg.train.epochs} ({run_dir.name})")
+                train(cfg, run_dir, resume=True, progress=False, stop_after_epochs=stop - done)
+            model = _model_at(run_dir, cfg, s, precision)
+            objective = _objective(probe_cfg, s, precision, model=model)
+            for r in source_measures(model, objective, batches, precision, s.device):
+                rows.append({"run": label, "epoch": stop, **r})
+    return pd.DataFrame(rows)
+
+
+def cached_source_probe(
+    runs: dict[str, tuple[Config, Path]], stops: list[int], n_batches: int = 8, out=print
+) -> pd.DataFrame:
+    """`source_probe`, kept in runs/probes/ once measured: the checkpoints it measures at
+    the stops are gone once the runs finish, so the table is the probe's only record."""
+    key = "_".join(Path(d).name for _, d in runs.values())
+    key += f"_stops{'-'.join(map(str, sorted(stops)))}_b{n_batches}"
+    path = runs_home() / "probes" / f"{key}.csv"
+    if path.is_file():
+        return pd.read_csv(path)
+    table = source_probe(runs, stops, n_batches, out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    table.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return table
