@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from . import run_cache
 from .configs import Config
 from .data.dataset import build_datasets
 from .data.layout import resolve_layout
@@ -35,6 +36,7 @@ from .engine.precision import Precision, resolve_precision
 from .engine.runs import read_result
 from .engine.trainer import load_teacher, train
 from .evaluation import Prediction, evaluate_coco
+from .experiments import OCD_DEEPPOSE, TCD_DEEPPOSE, config_for
 from .losses import Objective, build_objective, heatmap_confidence
 from .models import build_model
 from .paths import runs_home
@@ -274,3 +276,18 @@ def cached_source_probe(
     table.to_csv(tmp, index=False)
     tmp.replace(path)
     return table
+
+
+PROBE_STOPS = (1, 2, 4, 8, 12)  # epochs of the cpu profile's 16 at which the sources are measured
+
+
+def grid_probe(profile, n_batches: int = 8, out=print) -> pd.DataFrame:
+    """`cached_source_probe` of the grid's first TCD-DeepPose and OCD-DeepPose runs on
+    `profile` (both distil from step 0; the OCD run is measured against TCD's teacher too)."""
+    runs = {}
+    for exp in (TCD_DEEPPOSE, OCD_DEEPPOSE):
+        cfg = config_for(exp, profile, exp.seeds(profile)[0])
+        runs[exp.label] = (cfg, run_cache.run_dir(cfg))
+    epochs = runs[TCD_DEEPPOSE.label][0].train.epochs
+    stops = [s for s in PROBE_STOPS if s < epochs]
+    return cached_source_probe(runs, stops, n_batches, out)
