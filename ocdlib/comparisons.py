@@ -239,3 +239,18 @@ def ablation_sentences(ablation: pd.DataFrame) -> list[str]:
     if gain > 0 and lost:
         lines.append(f"Rows that keep none of the gain (within a tenth of it): {'; '.join(lost)}.")
     return lines
+
+
+def budget_gains(summary: pd.DataFrame, budgets, metric: str = "AP") -> pd.DataFrame:
+    """OCD's gain over DeepPose at each budget (`experiments.BUDGETS`: (k, candidate,
+    baseline) rows), with the crops each run saw and the margin rule's spread; budgets
+    whose rows are not in `summary` are left out."""
+    present = set(summary["label"])
+    claims = [
+        Comparison(f"{k}x", cand, base, "")
+        for k, cand, base in budgets
+        if cand.label in present and base.label in present
+    ]
+    table = comparisons(summary, claims, metric)
+    table.insert(0, "budget", [int(c.name[:-1]) for c in claims])
+    return table.drop(columns=["comparison", "claim"])

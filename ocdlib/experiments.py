@@ -725,6 +725,43 @@ COMPARISONS: tuple[Comparison, ...] = (
     ),
 )
 
+# 07: which single change to TCD, if any, turns it into a gain over DeepPose.
+TCD_VARIANTS = (TCD_TASK_ONLY, TCD_HEAD_ONLY, TCD_WARMUP, TCD_LABELLED_ONLY, TCD_STRONG_TEACHER)
+COMPARISONS += tuple(
+    Comparison(
+        f"{row.label} vs DeepPose",
+        row,
+        DEEPPOSE,
+        "this change to TCD lifts DeepPose (the paper reports TCD as a gain)",
+    )
+    for row in TCD_VARIANTS
+)
+COMPARISONS += (
+    Comparison(
+        "TCD with a teacher trained for 2x the budget vs TCD-DeepPose",
+        TCD_STRONG_TEACHER,
+        TCD_DEEPPOSE,
+        "a stronger frozen teacher helps TCD",
+    ),
+)
+
+# 08: OCD's gain at each budget, read against DeepPose trained as long (k x the budget).
+BUDGETS: tuple[tuple[int, Experiment, Experiment], ...] = (
+    (1, OCD_WARMUP, DEEPPOSE),
+    (2, OCD_WARMUP_2X, DEEPPOSE_2X),
+    (4, OCD_WARMUP_4X, DEEPPOSE_4X),
+)
+COMPARISONS += tuple(
+    Comparison(
+        f"OCD-DeepPose after a warm-up vs DeepPose, {k}x budget",
+        ocd,
+        deeppose,
+        "OCD's gain survives a longer budget, once DeepPose has learned more",
+    )
+    for k, ocd, deeppose in BUDGETS
+    if k > 1
+)
+
 TARGET = Target(OCD_DEEPPOSE, DEEPPOSE, min_gain=5.0)
 
 # The cpu profile's calibration: models that visibly find the keypoints, and a heatmap

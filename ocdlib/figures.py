@@ -460,3 +460,64 @@ def coco_sample_comparison(
         "(not expected to work well on real photos)"
     )
     return _comparison_grid(models, ann, coco_dir, None, n_images, title, score_thr)
+
+
+def budget_figure(curves: pd.DataFrame, gains: pd.DataFrame, budgets) -> Figure:
+    """Left: AP against crops seen for DeepPose and OCD-DeepPose after a warm-up at each
+    budget (`experiments.BUDGETS`), one line per run, the OCD runs' own heatmap head
+    dashed where it was scored. Right: OCD's gain over DeepPose at each budget, with the
+    margin rule's spread as the error bar (`comparisons.budget_gains`)."""
+    fig = Figure(figsize=(11.0, 4.0), layout="constrained")
+    ax, gx = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
+    for k, ocd, deeppose in budgets:
+        alpha = {1: 0.45, 2: 0.7}.get(k, 1.0)
+        for exp, colour in ((deeppose, "C0"), (ocd, "C1")):
+            runs = curves[curves["label"] == exp.label]
+            for j, (_, run) in enumerate(runs.groupby("seed")):
+                run = run.sort_values("crops_seen")
+                x = run["crops_seen"] / 1000
+                label = f"{'OCD' if exp is ocd else 'DeepPose'}, {k}x" if j == 0 else None
+                ax.plot(x, run["AP"], marker="o", ms=3, color=colour, alpha=alpha, label=label)
+                if exp is ocd and run["hm_AP"].notna().any():
+                    hm_label = f"OCD's heatmap head, {k}x" if j == 0 else None
+                    ax.plot(x, run["hm_AP"], ls="--", color="C2", alpha=alpha, label=hm_label)
+    ax.set_xlabel("training crops seen (thousands)")
+    ax.set_ylabel("AP x 100")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("Validation AP while training, at 1x, 2x and 4x the budget", fontsize=10)
+    if len(gains):
+        spread = gains["spread"].fillna(0.0)
+        gx.errorbar(gains["budget"], gains["delta AP"], yerr=spread, marker="o", capsize=4)
+        gx.axhline(0.0, color="k", lw=0.8)
+        gx.set_xticks(list(gains["budget"]))
+        gx.set_xticklabels([f"{k}x" for k in gains["budget"]])
+    gx.set_xlabel("budget (x the profile's)")
+    gx.set_ylabel("OCD - DeepPose, AP x 100")
+    gx.grid(True, alpha=0.3)
+    gx.set_title("OCD's gain (error bar: the spread over seeds)", fontsize=10)
+    return fig
+
+
+def source_probe_figure(table: pd.DataFrame) -> Figure:
+    """The TCD probe (`tcd_probe.source_probe`) against epochs: how far each source's
+    decoded keypoints are from the ground truth, its confidence m on labelled keypoints,
+    and the gradient norms of terms b and c on the student's regression head, one line
+    per (run, source)."""
+    panels = ("source error (px)", "m, labelled", "|grad b|", "|grad c|")
+    fig = Figure(figsize=(12.0, 3.4), layout="constrained")
+    axes = fig.subplots(1, len(panels))
+    for i, ((run, source), rows) in enumerate(table.groupby(["run", "source"], sort=False)):
+        rows = rows.sort_values("epoch")
+        for ax, column in zip(axes, panels):
+            ax.plot(rows["epoch"], rows[column], marker="o", ms=3, color=f"C{i}",
+                    label=f"{run}: {source}")  # fmt: skip
+    for ax, column in zip(axes, panels):
+        ax.set_xlabel("epoch")
+        ax.set_title(column, fontsize=9)
+        ax.grid(True, alpha=0.3)
+        if column.startswith("|grad"):
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Where terms b and c get their targets: the frozen teacher and the online head")
+    return fig

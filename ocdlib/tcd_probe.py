@@ -33,7 +33,7 @@ from .engine.checkpoint import load_checkpoint
 from .engine.distributed import resolve_device
 from .engine.evaluate import predict_dataset
 from .engine.precision import Precision, resolve_precision
-from .engine.runs import read_result
+from .engine.runs import read_result, run_lock
 from .engine.trainer import load_teacher, train
 from .evaluation import Prediction, evaluate_coco
 from .experiments import OCD_DEEPPOSE, TCD_DEEPPOSE, config_for
@@ -246,17 +246,20 @@ def source_probe(
         s = _setup(cfg)
         precision = resolve_precision(cfg.train.amp, s.device)
         batches = probe_batches(s, n_batches)
-        for stop in sorted(set(stops) | {cfg.train.epochs}):
-            done = _trained_epochs(run_dir, cfg)
-            if done > stop or stop > cfg.train.epochs:
-                continue
-            if done < stop:
-                out(f"{label}: training to epoch {stop} of {cfg.train.epochs} ({run_dir.name})")
-                train(cfg, run_dir, resume=True, progress=False, stop_after_epochs=stop - done)
-            model = _model_at(run_dir, cfg, s, precision)
-            objective = _objective(probe_cfg, s, precision, model=model)
-            for r in source_measures(model, objective, batches, precision, s.device):
-                rows.append({"run": label, "epoch": stop, **r})
+        # Held from the first stop to the last: a notebook that gathers this run meanwhile
+        # waits for it to finish instead of training it past the stops.
+        with run_lock(run_dir):
+            for stop in sorted(set(stops) | {cfg.train.epochs}):
+                done = _trained_epochs(run_dir, cfg)
+                if done > stop or stop > cfg.train.epochs:
+                    continue
+                if done < stop:
+                    out(f"{label}: training to epoch {stop} of {cfg.train.epochs} ({run_dir.name})")
+                    train(cfg, run_dir, resume=True, progress=False, stop_after_epochs=stop - done)
+                model = _model_at(run_dir, cfg, s, precision)
+                objective = _objective(probe_cfg, s, precision, model=model)
+                for r in source_measures(model, objective, batches, precision, s.device):
+                    rows.append({"run": label, "epoch": stop, **r})
     return pd.DataFrame(rows)
 
 
