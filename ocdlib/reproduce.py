@@ -20,6 +20,7 @@ from pathlib import Path
 
 import papermill
 
+from . import tcd_probe
 from .configs import Config
 from .data.prepare import resolve_data
 from .engine.cores import cpu_model, usable_cores
@@ -81,6 +82,10 @@ def reproduce(profile: str = "cpu", only: list[str] | None = None, jobs: int | N
             + (" (empty: every run trained by this command)" if cached == 0 else "")
         )
         print(cache_state, flush=True)
+        if any(b.name.startswith("07") for b in books):
+            # The TCD probe measures the first TCD and OCD runs at stops along their
+            # training, so it trains them before the grid would train them straight through.
+            tcd_probe.grid_probe(record)
         trained = train_grid(record, [b.name[:2] for b in books], jobs)
         if trained:
             timings.append(

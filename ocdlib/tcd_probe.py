@@ -43,6 +43,10 @@ from .paths import runs_home
 
 PCK_FRACTION = 0.05  # of the crop height: a keypoint within it counts as found
 FP32 = Precision(autocast=False, channels_last=False)
+# Decimals of the probe's columns in the report tables (fractions and gradient norms).
+PROBE_DIGITS = {
+    "source PCK": 3, "m, labelled": 3, "m, unlabelled": 3, "|grad b|": 4, "|grad c|": 4,
+}  # fmt: skip
 
 
 @dataclass
