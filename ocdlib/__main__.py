@@ -113,7 +113,9 @@ def cmd_predict(args) -> int:
 def cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
-    return reproduce(profile=args.profile, only=args.only, jobs=args.jobs)
+    return reproduce(
+        profile=args.profile, only=args.only, jobs=args.jobs, train_missing=not args.no_train
+    )
 
 
 def cmd_bench(args) -> int:
@@ -224,6 +226,11 @@ def main(argv: list[str] | None = None) -> int:
         help="; ".join(f"{p.name}: {p.about}" for p in NOTEBOOK_PROFILES.values()),
     )
     p.add_argument("--only", nargs="*", help="notebook prefixes, e.g. 02 06")
+    p.add_argument(
+        "--no-train",
+        action="store_true",
+        help="train nothing: the notebooks report on the finished runs and name the missing ones",
+    )
     p.add_argument(
         "--jobs",
         type=int,

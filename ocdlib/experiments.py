@@ -15,6 +15,7 @@ resolve it once.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -540,17 +541,26 @@ def run_experiment(
     return out
 
 
+def train_missing_default() -> bool:
+    """Whether `gather` trains the runs it misses: yes, unless OCDLIB_TRAIN_MISSING=0
+    (`reproduce --no-train`: report on the finished runs only)."""
+    return os.environ.get("OCDLIB_TRAIN_MISSING", "1") != "0"
+
+
 def gather(
     rows: str | Experiment | Iterable[Experiment],
     profile: str | NotebookProfile,
     progress: bool = False,
+    train_missing: bool | None = None,
 ) -> list[dict]:
     """Results of experiment rows (a notebook id such as "02", one row, or rows), every seed.
 
-    Finished runs are read from the run cache; missing ones are trained now. Rows the
-    profile leaves out are named with the reason and left out. Prints one line per run.
+    Finished runs are read from the run cache; missing ones are trained now, or, with
+    `train_missing` False (default: `train_missing_default()`), named and left out. Rows
+    the profile leaves out are named with the reason and left out. Prints one line per run.
     """
     profile = notebook_profile(profile)
+    train_missing = train_missing_default() if train_missing is None else train_missing
     if isinstance(rows, str):
         rows = experiments(rows)
     elif isinstance(rows, Experiment):
@@ -561,15 +571,31 @@ def gather(
         if reason:
             print(f"{exp.label}: not run on the {profile.name} profile ({reason})")
             continue
-        cached = all(is_finished(config_for(exp, profile, s)) for s in exp.seeds(profile))
+        finished = {s: is_finished(config_for(exp, profile, s)) for s in exp.seeds(profile)}
+        if not train_missing and not all(finished.values()):
+            missing = [s for s, done in finished.items() if not done]
+            print(f"{exp.label}: seeds {missing} not trained yet (not trained here)")
+            out += [
+                {"experiment": exp, "config": cfg, **get_run(cfg, progress=False)}
+                for s, done in finished.items()
+                if done
+                for cfg in [config_for(exp, profile, s)]
+            ]
+            continue
         t0 = time.perf_counter()
         results = run_experiment(exp, profile, progress=progress)  # locks each run it trains
-        how = "cached" if cached else f"trained in {time.perf_counter() - t0:.0f} s"
+        how = "cached" if all(finished.values()) else f"trained in {time.perf_counter() - t0:.0f} s"
         for r in results:
             ap = 100 * r.get("metrics", {}).get("AP", float("nan"))
             print(f"{exp.label} (seed {r['config'].train.seed}): AP {ap:.1f} [{how}]")
         out += results
     return out
+
+
+def gathered_rows(results: Iterable[dict]) -> list[Experiment]:
+    """The rows that have at least one run among `results` (what a notebook can claim about
+    when `gather` left unfinished rows out)."""
+    return list(dict.fromkeys(r["experiment"] for r in results))
 
 
 def grid_configs(

@@ -43,11 +43,18 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     return books
 
 
-def reproduce(profile: str = "cpu", only: list[str] | None = None, jobs: int | None = None) -> int:
+def reproduce(
+    profile: str = "cpu",
+    only: list[str] | None = None,
+    jobs: int | None = None,
+    train_missing: bool = True,
+) -> int:
     """Train the grid's missing runs `jobs` at a time, then run the notebooks in order.
 
     The notebooks read every run from the cache; training first, side by side, is what
-    uses all the cores (small CPU models scale poorly over threads)."""
+    uses all the cores (small CPU models scale poorly over threads). With
+    `train_missing` False nothing is trained: the notebooks report on the finished runs
+    and name the missing ones (OCDLIB_TRAIN_MISSING=0 in their environment)."""
     record = notebook_profile(profile)  # an unknown profile stops here, with the choices
     out_dir = report_dir(profile)
     executed = out_dir / "notebooks"
@@ -71,7 +78,8 @@ def reproduce(profile: str = "cpu", only: list[str] | None = None, jobs: int | N
     # Runs that the notebooks train record this command as the one that made them,
     # and the watcher prints a line as each starts, reaches an epoch and finishes.
     with (
-        _env("OCDLIB_COMMAND", _reproduce_command(profile, only)),
+        _env("OCDLIB_COMMAND", _reproduce_command(profile, only, train_missing)),
+        _env("OCDLIB_TRAIN_MISSING", "1" if train_missing else "0"),
         RunWatcher(runs_home(), record),
     ):
         t0 = time.perf_counter()
@@ -82,11 +90,11 @@ def reproduce(profile: str = "cpu", only: list[str] | None = None, jobs: int | N
             + (" (empty: every run trained by this command)" if cached == 0 else "")
         )
         print(cache_state, flush=True)
-        if any(b.name.startswith("07") for b in books):
+        if train_missing and any(b.name.startswith("07") for b in books):
             # The TCD probe measures the first TCD and OCD runs at stops along their
             # training, so it trains them before the grid would train them straight through.
             tcd_probe.grid_probe(record)
-        trained = train_grid(record, [b.name[:2] for b in books], jobs)
+        trained = train_grid(record, [b.name[:2] for b in books], jobs) if train_missing else 0
         if trained:
             timings.append(
                 (f"training {trained} runs, {jobs} side by side", time.perf_counter() - t0)
@@ -233,9 +241,11 @@ def train_grid(
 # ----------------------------------------------------------------------------- provenance
 
 
-def _reproduce_command(profile: str, only: list[str] | None) -> str:
-    return f"python -m ocdlib reproduce --profile {profile}" + (
-        f" --only {' '.join(only)}" if only else ""
+def _reproduce_command(profile: str, only: list[str] | None, train_missing: bool = True) -> str:
+    return (
+        f"python -m ocdlib reproduce --profile {profile}"
+        + ("" if train_missing else " --no-train")
+        + (f" --only {' '.join(only)}" if only else "")
     )  # --jobs changes how the runs execute, not what they compute
 
 

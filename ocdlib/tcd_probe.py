@@ -36,7 +36,7 @@ from .engine.precision import Precision, resolve_precision
 from .engine.runs import read_result, run_lock
 from .engine.trainer import load_teacher, train
 from .evaluation import Prediction, evaluate_coco
-from .experiments import OCD_DEEPPOSE, TCD_DEEPPOSE, config_for
+from .experiments import OCD_DEEPPOSE, TCD_DEEPPOSE, config_for, train_missing_default
 from .losses import Objective, build_objective, heatmap_confidence
 from .models import build_model
 from .paths import runs_home
@@ -268,15 +268,23 @@ def source_probe(
 
 
 def cached_source_probe(
-    runs: dict[str, tuple[Config, Path]], stops: list[int], n_batches: int = 8, out=print
+    runs: dict[str, tuple[Config, Path]],
+    stops: list[int],
+    n_batches: int = 8,
+    out=print,
+    train: bool = True,
 ) -> pd.DataFrame:
     """`source_probe`, kept in runs/probes/ once measured: the checkpoints it measures at
-    the stops are gone once the runs finish, so the table is the probe's only record."""
+    the stops are gone once the runs finish, so the table is the probe's only record.
+    With `train` False a probe not measured yet is named and an empty table returned."""
     key = "_".join(Path(d).name for _, d in runs.values())
     key += f"_stops{'-'.join(map(str, sorted(stops)))}_b{n_batches}"
     path = runs_home() / "probes" / f"{key}.csv"
     if path.is_file():
         return pd.read_csv(path)
+    if not train:
+        out(f"the TCD probe has not been measured yet ({path} is missing; not trained here)")
+        return pd.DataFrame(columns=["run", "epoch", "source"])
     table = source_probe(runs, stops, n_batches, out)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -297,4 +305,4 @@ def grid_probe(profile, n_batches: int = 8, out=print) -> pd.DataFrame:
         runs[exp.label] = (cfg, run_cache.run_dir(cfg))
     epochs = runs[TCD_DEEPPOSE.label][0].train.epochs
     stops = [s for s in PROBE_STOPS if s < epochs]
-    return cached_source_probe(runs, stops, n_batches, out)
+    return cached_source_probe(runs, stops, n_batches, out, train=train_missing_default())

@@ -122,3 +122,21 @@ def test_a_real_run_records_its_precision_and_an_ocd_run_scores_its_heatmap_head
     evals = json.loads((directory / "evals.json").read_text())
     assert [e["epoch"] for e in evals] == [1, 2]
     assert all("AP" in e["hm"] for e in evals)
+
+
+def test_gather_without_training_reads_the_finished_runs_and_names_the_missing(
+    homes, monkeypatch, capsys
+):
+    from ocdlib.experiments import DEEPPOSE, RLE, gather, gathered_rows
+
+    def boom(*a, **k):
+        raise AssertionError("gather(train_missing=False) must not train")
+
+    monkeypatch.setattr(run_cache, "train", boom)
+    cfg = config_for(DEEPPOSE, "smoke", 0)
+    fake_finished(run_cache.run_dir(cfg), cfg, "fp32")
+    monkeypatch.setenv("OCDLIB_TRAIN_MISSING", "0")
+    results = gather([DEEPPOSE, RLE], "smoke")
+    assert [r["experiment"] for r in results] == [DEEPPOSE] == gathered_rows(results)
+    assert results[0]["metrics"] == {"AP": 0.5}
+    assert "RLE: seeds [0] not trained yet" in capsys.readouterr().out
