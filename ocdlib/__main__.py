@@ -1,4 +1,5 @@
-"""Command line: python -m ocdlib {synth,data,presets,train,eval,export,predict,reproduce,bench}."""
+"""Command line: python -m ocdlib {synth,data,presets,train,eval,export,predict,reproduce,
+records,bench}."""
 
 from __future__ import annotations
 
@@ -116,6 +117,13 @@ def cmd_reproduce(args) -> int:
     return reproduce(
         profile=args.profile, only=args.only, jobs=args.jobs, train_missing=not args.no_train
     )
+
+
+def cmd_records(args) -> int:
+    from .run_records import write_profile_records
+
+    write_profile_records(args.profile, Path(args.out) if args.out else None)
+    return 0
 
 
 def cmd_bench(args) -> int:
@@ -238,6 +246,15 @@ def main(argv: list[str] | None = None) -> int:
         "this process may use, so taskset or a container's CPU limit is respected)",
     )
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser(
+        "records",
+        help="copy the records of a profile's finished runs (config, result, evaluations, log; "
+        "no weights) to reports/<profile>/runs/, where `reproduce --no-train` reads them",
+    )
+    p.add_argument("--profile", default="cpu_full", choices=list(NOTEBOOK_PROFILES))
+    p.add_argument("--out", help="folder for the records (default: reports/<profile>/runs/)")
+    p.set_defaults(func=cmd_records)
 
     p = sub.add_parser(
         "bench",

@@ -25,6 +25,7 @@ from typing import Any
 from .configs import Config, build_config
 from .profiles import NotebookProfile, notebook_profile
 from .run_cache import get_run, is_finished, run_dir
+from .run_records import find_record, read_record
 
 # The cpu profile is the default reproduction (make reproduce): the key comparisons on
 # every seed and the calibration floors, within two hours on two cores. cpu_full trains
@@ -573,14 +574,7 @@ def gather(
             continue
         finished = {s: is_finished(config_for(exp, profile, s)) for s in exp.seeds(profile)}
         if not train_missing and not all(finished.values()):
-            missing = [s for s, done in finished.items() if not done]
-            print(f"{exp.label}: seeds {missing} not trained yet (not trained here)")
-            out += [
-                {"experiment": exp, "config": cfg, **get_run(cfg, progress=False)}
-                for s, done in finished.items()
-                if done
-                for cfg in [config_for(exp, profile, s)]
-            ]
+            out += _finished_or_recorded(exp, profile)
             continue
         t0 = time.perf_counter()
         results = run_experiment(exp, profile, progress=progress)  # locks each run it trains
@@ -589,6 +583,30 @@ def gather(
             ap = 100 * r.get("metrics", {}).get("AP", float("nan"))
             print(f"{exp.label} (seed {r['config'].train.seed}): AP {ap:.1f} [{how}]")
         out += results
+    return out
+
+
+def _finished_or_recorded(exp: Experiment, profile: NotebookProfile) -> list[dict]:
+    """`exp`'s runs from the run cache, or from their committed records (run_records.py)
+    where the cache lacks them; the seeds with neither are named and left out."""
+    out, missing, recorded = [], [], []
+    for seed in exp.seeds(profile):
+        cfg = config_for(exp, profile, seed)
+        record = None if is_finished(cfg) else find_record(cfg)
+        if is_finished(cfg):
+            result = get_run(cfg, progress=False)
+        elif record is not None:
+            result = read_record(record)
+            recorded.append(seed)
+        else:
+            missing.append(seed)
+            continue
+        out.append({"experiment": exp, "config": cfg, **result})
+        ap = 100 * result.get("metrics", {}).get("AP", float("nan"))
+        how = "from its committed record" if seed in recorded else "cached"
+        print(f"{exp.label} (seed {seed}): AP {ap:.1f} [{how}]")
+    if missing:
+        print(f"{exp.label}: seeds {missing} not trained yet (not trained here)")
     return out
 
 

@@ -60,7 +60,10 @@ def plot_ap_vs_cost(summary: pd.DataFrame, ax, cost: str = "GMACs", metric: str 
 
 
 def read_log(run_dir: str | Path) -> pd.DataFrame:
+    """A run's log.csv (a run record keeps it gzipped: ocdlib/run_records.py)."""
     path = Path(run_dir) / "log.csv"
+    if not path.is_file() and path.with_suffix(".csv.gz").is_file():
+        path = path.with_suffix(".csv.gz")
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is {run_dir} a finished run directory?")
     return pd.read_csv(path)

@@ -39,7 +39,7 @@ from .evaluation import Prediction, evaluate_coco
 from .experiments import OCD_DEEPPOSE, TCD_DEEPPOSE, config_for, train_missing_default
 from .losses import Objective, build_objective, heatmap_confidence
 from .models import build_model
-from .paths import runs_home
+from .paths import REPO_ROOT, reports_home, runs_home
 
 PCK_FRACTION = 0.05  # of the crop height: a keypoint within it counts as found
 FP32 = Precision(autocast=False, channels_last=False)
@@ -282,6 +282,9 @@ def cached_source_probe(
     path = runs_home() / "probes" / f"{key}.csv"
     if path.is_file():
         return pd.read_csv(path)
+    for root in (reports_home(), REPO_ROOT / "reports"):  # a committed record of the probe
+        for recorded in sorted(Path(root).glob(f"**/runs/probes/{key}.csv")):
+            return pd.read_csv(recorded)
     if not train:
         out(f"the TCD probe has not been measured yet ({path} is missing; not trained here)")
         return pd.DataFrame(columns=["run", "epoch", "source"])

@@ -1,0 +1,122 @@
+"""Run records: what a finished run leaves for the reports, without its weights.
+
+A record is a copy of a run folder's config.json, result.json and evals.json, with its
+log.csv gzipped: a few hundred kB where the run folder holds megabytes of checkpoints.
+Records are committed under reports/<profile>/runs/<run folder name>/, so that the
+results of runs trained elsewhere (a lent GPU, an earlier machine) outlive their run
+cache: with `reproduce --no-train` the notebooks read a run from its record where the
+run cache lacks it. Tables, claims and learning curves need nothing more; pictures of
+a model's keypoints need its weights, and say so.
+
+A record must be of the config that asks for it: its folder is named after the config
+hash, and a record whose config.json hashes otherwise is refused, naming both hashes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from .configs import Config
+from .errors import KitError
+from .paths import REPO_ROOT, reports_home
+
+RECORD_FILES = ("config.json", "result.json", "evals.json")
+LOG = "log.csv"
+
+
+class StaleRecordError(KitError):
+    """A committed run record whose config is not the one the grid asks for."""
+
+
+def records_home(report_folder: Path | None = None) -> Path:
+    """reports/<profile>/runs/ for one profile's report folder; reports/ for all of them."""
+    return Path(report_folder or reports_home()) / "runs"
+
+
+def write_record(run_dir: Path, dest_root: Path) -> Path:
+    """Copy a finished run's record into `dest_root`/<run folder name>/ and return it."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "result.json").is_file():
+        raise FileNotFoundError(f"{run_dir} has no result.json: only a finished run has a record")
+    dest = Path(dest_root) / run_dir.name
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in RECORD_FILES:
+        if (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, tmp / name)
+    if (run_dir / LOG).is_file():
+        with open(run_dir / LOG, "rb") as src, gzip.open(tmp / f"{LOG}.gz", "wb", 6) as out:
+            shutil.copyfileobj(src, out)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.replace(dest)
+    return dest
+
+
+def _candidates(cfg: Config, roots: Iterable[Path]) -> list[Path]:
+    stem = f"{cfg.name}-{cfg.hash}-s{cfg.train.seed}"
+    found = []
+    for root in roots:
+        if not Path(root).is_dir():
+            continue
+        for d in sorted(Path(root).glob(f"{stem}*")):
+            if d.name == stem or d.name in (f"{stem}-bf16", f"{stem}-fp32"):
+                found.append(d)
+    return found
+
+
+def find_record(cfg: Config, roots: Iterable[Path] | None = None) -> Path | None:
+    """The committed record of `cfg` (any precision; its result.json says which), or None.
+
+    Searched under every reports/**/runs/ folder unless `roots` is given. A record
+    whose config.json is not `cfg` (another hash) raises StaleRecordError."""
+    if roots is None:
+        homes = dict.fromkeys([reports_home(), REPO_ROOT / "reports"])
+        roots = [r for home in homes for r in sorted(Path(home).glob("**/runs"))]
+    for d in _candidates(cfg, roots):
+        recorded = Config.from_dict(json.loads((d / "config.json").read_text()))
+        if recorded.hash != cfg.hash:
+            raise StaleRecordError(
+                f"the run record {d} holds config {recorded.hash}, but the grid asks for "
+                f"{cfg.hash} ({cfg.name}, seed {cfg.train.seed}); the grid's config has "
+                "changed since the run: train it again, or delete the stale record"
+            )
+        if (d / "result.json").is_file():
+            return d
+    return None
+
+
+def read_record(directory: Path) -> dict:
+    """A record's result.json, with the folder it came from as `run_dir`."""
+    result = json.loads((Path(directory) / "result.json").read_text())
+    return {**result, "run_dir": str(directory)}
+
+
+def write_profile_records(profile, dest_root: Path | None = None, out=print) -> list[Path]:
+    """The records of every finished run of `profile`'s grid (and its TCD probe tables),
+    written to `dest_root` (default reports/<profile>/runs/); returns the folders."""
+    from .experiments import grid_configs
+    from .paths import report_dir, runs_home
+    from .profiles import notebook_profile
+    from .run_cache import finished_result, run_dir
+
+    record = notebook_profile(profile)
+    dest_root = Path(dest_root or records_home(report_dir(record.name)))
+    written, missing = [], []
+    for _, cfg in grid_configs(record):
+        directory = run_dir(cfg)
+        if finished_result(directory, cfg) is None:
+            missing.append(directory.name)
+            continue
+        written.append(write_record(directory, dest_root))
+    probes = runs_home() / "probes"
+    if probes.is_dir():
+        (dest_root / "probes").mkdir(parents=True, exist_ok=True)
+        for table in sorted(probes.glob("*.csv")):
+            shutil.copyfile(table, dest_root / "probes" / table.name)
+    out(f"{len(written)} run records in {dest_root}; {len(missing)} runs of the grid not finished")
+    return written

@@ -1,0 +1,65 @@
+"""Run records: a finished run's results outlive its run cache, and a stale one is refused."""
+
+import json
+import shutil
+
+import pytest
+
+from ocdlib import run_cache, run_records
+from ocdlib.experiments import DEEPPOSE, config_for, gather
+from ocdlib.figures import read_log
+from ocdlib.reporting import learning_curve_frame, results_frame, summary_frame
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    root = tmp_path_factory.mktemp("records")
+    mp = pytest.MonkeyPatch()
+    for name in ("DATA", "RUNS", "REPORTS"):
+        mp.setenv(f"OCDLIB_{name}", str(root / name.lower()))
+    cfg = config_for(DEEPPOSE, "smoke", 0)
+    result = run_cache.get_run(cfg, progress=False)
+    yield root, cfg, result
+    mp.undo()
+
+
+def test_a_record_reads_back_as_its_run_without_the_run_cache(finished, monkeypatch):
+    root, cfg, result = finished
+    written = run_records.write_profile_records("smoke", out=lambda *a: None)
+    record = run_cache.run_dir(cfg).name
+    assert record in {d.name for d in written}
+    folder = root / "reports" / "smoke" / "runs" / record
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "config.json", "evals.json", "log.csv.gz", "result.json",
+    ]  # fmt: skip
+    assert run_records.find_record(cfg) == folder
+    # The run cache loses the run (another machine): gather without training reads the
+    # record, and tables and learning curves come out as from the run itself.
+    aside = root / "aside"
+    shutil.move(run_cache.run_dir(cfg), aside)
+    monkeypatch.setattr(run_cache, "train", lambda *a, **k: pytest.fail("must not train"))
+    try:
+        (got,) = gather([DEEPPOSE], "smoke", train_missing=False)
+    finally:
+        shutil.move(aside, run_cache.run_dir(cfg))
+    assert got["metrics"] == result["metrics"] and got["run_dir"] == str(folder)
+    summary = summary_frame(results_frame([got]))
+    curves = learning_curve_frame(summary)
+    assert len(curves) == len(json.loads((folder / "evals.json").read_text()))
+    assert len(read_log(folder)) == result["steps"]
+
+
+def test_a_stale_record_is_refused_naming_both_hashes(finished):
+    root, cfg, _ = finished
+    folder = run_records.write_record(run_cache.run_dir(cfg), root / "stale" / "runs")
+    config = json.loads((folder / "config.json").read_text())
+    config["train"]["lr"] *= 2
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(run_records.StaleRecordError) as err:
+        run_records.find_record(cfg, roots=[root / "stale" / "runs"])
+    assert cfg.hash in str(err.value) and str(folder) in str(err.value)
+
+
+def test_only_a_finished_run_has_a_record(tmp_path):
+    with pytest.raises(FileNotFoundError, match="only a finished run"):
+        run_records.write_record(tmp_path, tmp_path / "out")
