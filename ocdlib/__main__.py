@@ -120,7 +120,7 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_records(args) -> int:
-    from .run_records import write_profile_records
+    from .reproduce import write_profile_records
 
     write_profile_records(args.profile, Path(args.out) if args.out else None)
     return 0

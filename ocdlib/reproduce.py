@@ -11,6 +11,7 @@ import contextlib
 import multiprocessing
 import os
 import platform
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +30,8 @@ from .experiments import Experiment, grid_configs, notebook_left_out
 from .paths import REPO_ROOT, report_dir, runs_home
 from .profiles import NotebookProfile, notebook_profile
 from .reporting import clear_notebook_outputs
-from .run_cache import get_run, is_finished, run_dir
+from .run_cache import finished_result, get_run, is_finished, run_dir
+from .run_records import records_home, write_record
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -236,6 +238,30 @@ def train_grid(
                 exp, cfg = pending.pop(fut)
                 done.add(fut.result())  # a failed run stops the reproduction with its error
     return len(todo)
+
+
+# ----------------------------------------------------------------------------- records
+
+
+def write_profile_records(profile, dest_root: Path | None = None, out=print) -> list[Path]:
+    """The records of every finished run of `profile`'s grid (and its TCD probe tables),
+    written to `dest_root` (default reports/<profile>/runs/); returns the folders."""
+    record = notebook_profile(profile)
+    dest_root = Path(dest_root or records_home(report_dir(record.name)))
+    written, missing = [], []
+    for _, cfg in grid_configs(record):
+        directory = run_dir(cfg)
+        if finished_result(directory, cfg) is None:
+            missing.append(directory.name)
+            continue
+        written.append(write_record(directory, dest_root))
+    probes = runs_home() / "probes"
+    if probes.is_dir():
+        (dest_root / "probes").mkdir(parents=True, exist_ok=True)
+        for table in sorted(probes.glob("*.csv")):
+            shutil.copyfile(table, dest_root / "probes" / table.name)
+    out(f"{len(written)} run records in {dest_root}; {len(missing)} runs of the grid not finished")
+    return written
 
 
 # ----------------------------------------------------------------------------- provenance

@@ -9,6 +9,7 @@ from ocdlib import run_cache, run_records
 from ocdlib.experiments import DEEPPOSE, config_for, gather
 from ocdlib.figures import read_log
 from ocdlib.reporting import learning_curve_frame, results_frame, summary_frame
+from ocdlib.reproduce import write_profile_records
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def finished(tmp_path_factory):
 
 def test_a_record_reads_back_as_its_run_without_the_run_cache(finished, monkeypatch):
     root, cfg, result = finished
-    written = run_records.write_profile_records("smoke", out=lambda *a: None)
+    written = write_profile_records("smoke", out=lambda *a: None)
     record = run_cache.run_dir(cfg).name
     assert record in {d.name for d in written}
     folder = root / "reports" / "smoke" / "runs" / record
