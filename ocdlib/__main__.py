@@ -114,6 +114,13 @@ def cmd_predict(args) -> int:
 def cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
+    if args.minutes is not None:
+        from .timeboxed import reproduce_within
+
+        if not args.out:
+            raise KitError("reproduce --minutes needs --out DIR, the folder for the run records")
+        reproduce_within(args.profile, args.minutes, Path(args.out), jobs=args.jobs or 1)
+        return 0
     return reproduce(
         profile=args.profile, only=args.only, jobs=args.jobs, train_missing=not args.no_train
     )
@@ -234,6 +241,13 @@ def main(argv: list[str] | None = None) -> int:
         help="; ".join(f"{p.name}: {p.about}" for p in NOTEBOOK_PROFILES.values()),
     )
     p.add_argument("--only", nargs="*", help="notebook prefixes, e.g. 02 06")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help="time-boxed: train the grid's missing runs that fit in this many minutes, key rows "
+        "first, and write their records to --out (for a short GPU allocation; no notebooks)",
+    )
+    p.add_argument("--out", help="with --minutes: the folder for the records and records.tar.gz")
     p.add_argument(
         "--no-train",
         action="store_true",

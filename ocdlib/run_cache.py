@@ -83,14 +83,21 @@ def other_precision_runs(cfg: Config, root: Path | None = None) -> dict[str, Pat
     return out
 
 
-def get_run(cfg: Config, root: Path | None = None, progress: bool = True, out=None) -> dict:
+def get_run(
+    cfg: Config,
+    root: Path | None = None,
+    progress: bool = True,
+    out=None,
+    deadline: float | None = None,
+) -> dict:
     """The finished result of `cfg` in this machine's precision: read from the cache,
     resumed, or trained now.
 
     Under the run's lock, so that notebooks side by side (nbval, two JupyterLab tabs)
     wait for a run in progress and then read it instead of training it twice. A run of
     the same config in the other precision is not reused: this says so, and trains
-    the run in this machine's precision beside it."""
+    the run in this machine's precision beside it. With a `deadline` a run that would end
+    past it stops early (see `train`) and the result says {"past_deadline": True}."""
     directory = run_dir(cfg, root)
     with run_lock(directory):
         # Read under the lock: another process may have just finished this run.
@@ -104,5 +111,5 @@ def get_run(cfg: Config, root: Path | None = None, progress: bool = True, out=No
                     file=out or sys.stderr,
                     flush=True,
                 )
-            result = train(cfg, directory, resume=True, progress=progress)
+            result = train(cfg, directory, resume=True, progress=progress, deadline=deadline)
     return {**result, "run_dir": str(directory)}

@@ -259,8 +259,13 @@ def train(
     resume: bool = False,
     progress: bool = True,
     stop_after_epochs: int | None = None,
+    deadline: float | None = None,
 ) -> dict:
     """Train `cfg` into `out_dir`, evaluate, and return the result dict (also result.json).
+
+    With a `deadline` (a `time.time()`), the run stops after the first epoch whose pace
+    says it would end past the deadline, checkpointed as after any epoch (a later
+    `resume` continues it), and returns {"stopped_at_epoch": n, "past_deadline": True}.
 
     The config is validated first; the main process holds `out_dir`'s lock for the
     whole run, so a second writer is refused at once (RunLockedError).
@@ -270,12 +275,14 @@ def train(
     try:
         lock = run_lock(out_dir, wait=False) if dist.is_main else contextlib.nullcontext()
         with lock:
-            return _train(cfg, Path(out_dir), resume, progress, stop_after_epochs, dist)
+            return _train(cfg, Path(out_dir), resume, progress, stop_after_epochs, dist, deadline)
     finally:
         cleanup(dist)
 
 
-def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) -> dict:
+def _train(
+    cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo, deadline=None
+) -> dict:
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
@@ -383,6 +390,7 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
         evals = [e for e in evals if e["epoch"] < cfg.train.epochs]
     # Speed counts only what this process trained and timed (not epochs before a resume).
     seen, timed = 0, 0.0
+    t_loop = time.time()
     for epoch in range(start_epoch, cfg.train.epochs):
         loader.sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
@@ -424,6 +432,16 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
             break
         if stop_after_epochs is not None and epoch + 1 - start_epoch >= stop_after_epochs:
             return {"stopped_at_epoch": epoch + 1}
+        if deadline is not None and _past_deadline(
+            deadline, t_loop, epoch + 1 - start_epoch, cfg.train.epochs - epoch - 1
+        ):
+            if dist.is_main:
+                print(
+                    f"{out_dir.name}: stopped after epoch {epoch + 1} of {cfg.train.epochs}: at "
+                    "this pace it would end past the deadline; rerun to resume it",
+                    file=sys.stderr,
+                )
+            return {"stopped_at_epoch": epoch + 1, "past_deadline": True}
 
     metrics = evaluate_model(model, cfg, info, val_ds, paths, out_dir, dist, skipped)
     if skipped is not None:
@@ -470,6 +488,14 @@ def _train(cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo) ->
             ckpt_path,
         )
     return all_gather_objects(result, dist)[0]
+
+
+def _past_deadline(deadline: float, since: float, epochs_done: int, epochs_left: int) -> bool:
+    """Whether `epochs_left` more epochs at the pace of those done since `since` (evaluations
+    along the way included), plus a quarter epoch for the final evaluation, end past
+    `deadline`."""
+    per_epoch = (time.time() - since) / max(1, epochs_done)
+    return time.time() + per_epoch * (epochs_left + 0.25) > deadline
 
 
 def _heatmap_head_along(model, cfg: Config, info, val_ds, paths, out_dir, dist, skipped) -> dict:
