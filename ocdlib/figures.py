@@ -27,10 +27,8 @@ from .data.transforms import denormalize_image
 from .engine.evaluate import predict_dataset
 from .engine.runs import load_run_config, load_run_model
 from .metainfo import get_dataset_info
-from .paths import REPO_ROOT
+from .paths import COCO_SAMPLE_DIR
 from .viz import draw_pose, pose_grid
-
-COCO_SAMPLE_DIR = Path(REPO_ROOT).parent / "shared" / "data" / "coco_sample"
 
 
 def plot_ap_vs_cost(summary: pd.DataFrame, ax, cost: str = "GMACs", metric: str = "AP"):
@@ -443,7 +441,8 @@ def coco_sample_comparison(
     n_images: int = 4,
     score_thr: float = 0.2,
 ) -> Figure | None:
-    """`keypoint_comparison` on the real COCO val2017 photos of ../shared/data/coco_sample.
+    """`keypoint_comparison` on the real COCO val2017 photos of the kit's sample
+    (`ocdlib.paths.COCO_SAMPLE_DIR`).
 
     The models learned on SynthPose only, so they are not expected to work well
     on real photos: the figure shows how far the synthetic benchmark transfers.

@@ -13,6 +13,9 @@ from pathlib import Path
 from .profiles import notebook_profile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Four COCO val2017 photographs with body and whole-body annotations and person
+# detections, shipped inside the package (ocdlib/sample_data/coco_sample/README.md).
+COCO_SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data" / "coco_sample"
 
 
 def _home() -> Path:

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real COCO sample, copied so tests never write into shared/."""
+"""Shared fixtures: the kit's real COCO sample, copied so tests never write into it."""
 
 from __future__ import annotations
 
@@ -8,20 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 
-SHARED_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco_sample"
+from ocdlib.paths import COCO_SAMPLE_DIR
 
 torch.set_num_threads(1)
 
 
 def _sample_source() -> Path:
-    if not SHARED_SAMPLE.is_dir():
-        pytest.skip(f"COCO sample not found at {SHARED_SAMPLE}")
-    return SHARED_SAMPLE
+    return COCO_SAMPLE_DIR
 
 
 @pytest.fixture
 def coco_sample_dir(tmp_path) -> Path:
-    """A private copy of ../shared/data/coco_sample (4 COCO val2017 images)."""
+    """A private copy of the kit's COCO sample (4 COCO val2017 images)."""
     dst = tmp_path / "coco_sample"
     shutil.copytree(_sample_source(), dst)
     return dst

@@ -120,3 +120,30 @@ def test_readme_names_every_module():
         and f"`{p.name}`" not in table
     ]
     assert not missing, f"README's 'What is where' table does not name {missing}"
+
+
+def test_nothing_reads_a_path_outside_the_repository():
+    """The kit, its tests, notebooks and benchmarks use only what a clone holds: the COCO
+    sample is ocdlib/sample_data/coco_sample (ocdlib.paths.COCO_SAMPLE_DIR)."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    outside = re.compile(
+        r"\.\./shared|[\"']shared[\"']\s*/|/\s*[\"']shared[\"']|parents\[1\]\.parent"
+    )
+    offenders = []
+    for folder in ("ocdlib", "tests", "notebooks", "benchmarks"):
+        for path in sorted((root / folder).rglob("*")):
+            if path.suffix in (".py", ".ipynb") and path.resolve() != Path(__file__).resolve():
+                offenders += [
+                    f"{path.relative_to(root)}" for _ in outside.finditer(path.read_text())
+                ]
+    assert not offenders, f"paths outside the repository in {sorted(set(offenders))}"
+
+
+def test_the_coco_sample_is_in_the_package():
+    from ocdlib.paths import COCO_SAMPLE_DIR
+
+    names = {p.name for p in COCO_SAMPLE_DIR.iterdir()}
+    assert {"test_coco.json", "test_coco_wholebody.json", "test_coco_det_AP_H_56.json"} <= names
+    assert len([n for n in names if n.endswith(".jpg")]) == 4 and "README.md" in names

@@ -27,11 +27,11 @@ from ..data.dataset import TopDownPoseDataset
 from ..data.synthpose import generate_synthpose
 from ..data.transforms import _MEAN, _STD, jpeg_draft, normalize_image, warp_image
 from ..metainfo import COCO_BODY
-from ..paths import REPO_ROOT
+from ..paths import COCO_SAMPLE_DIR
 from .timing import Spread, interleaved, ratio_to
 
 RATE_TARGET = 400.0  # images/s per core at 256x192
-COCO_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "coco_sample"
+COCO_SAMPLE = COCO_SAMPLE_DIR
 STAGES = ("decode", "geometry", "warp", "normalise", "targets")
 
 
