@@ -105,7 +105,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Weights and switches of every term in METHOD.md section 4."""
+    """Weights and switches of every term in docs/METHOD.md, section 'The losses'."""
 
     reg_loss: str = "smooth_l1"  # smooth_l1 | l1 | rle (task loss of the regression head)
     reg_weight: float = 1.0  # ground truth -> regression head

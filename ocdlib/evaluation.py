@@ -1,6 +1,7 @@
 """COCO keypoint evaluation: instance rescoring, OKS-NMS and COCOeval, per body part.
 
-The protocol is mmpose's `CocoMetric` / `CocoWholeBodyMetric` (METHOD.md section 2):
+The protocol is mmpose's `CocoMetric` / `CocoWholeBodyMetric` (docs/METHOD.md, section
+'Conventions'):
 
 1. Rescoring. Instance score = box score x mean of the keypoint scores above
    `keypoint_score_thr` (0.2); 0 when no keypoint passes.

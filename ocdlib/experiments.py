@@ -662,7 +662,8 @@ class Comparison:
 
 @dataclass(frozen=True)
 class Target:
-    """The benchmark's target for the paper's headline claim (METHOD.md)."""
+    """The benchmark's target for the paper's headline claim (docs/METHOD.md, section
+    'The claim')."""
 
     candidate: Experiment
     baseline: Experiment

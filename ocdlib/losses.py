@@ -1,7 +1,7 @@
 """Task losses and the training objective: baselines, OCD, TCD and the reduced head.
 
-The whole of METHOD.md section 4 lives in `Objective.forward`, one `if` per
-term, each switched on by a non-zero weight in `LossConfig`:
+The whole of docs/METHOD.md, section 'The losses', lives in `Objective.forward`, one
+`if` per term, each switched on by a non-zero weight in `LossConfig`:
 
     reg                L_reg(y_hat, y, w)                          reg_weight
     hm                 L_hm(H_hat, enc(y), w)                      a = hm_weight
@@ -18,7 +18,8 @@ the maximum of each heatmap, clamped to [0, 1]. A term whose weight is 0 is
 neither computed nor reported, so a run with every distillation weight at 0 is
 the baseline, bit for bit.
 
-Conventions chosen here (METHOD.md leaves them open):
+Conventions chosen here (docs/METHOD.md, section 'The losses', marks them as the
+kit's reconstruction):
 
 - Regression losses are mmpose's: element-wise loss times the keypoint weight,
   then the mean over all N*K*2 entries (SmoothL1 with beta 1 on normalised

@@ -147,3 +147,31 @@ def test_the_coco_sample_is_in_the_package():
     names = {p.name for p in COCO_SAMPLE_DIR.iterdir()}
     assert {"test_coco.json", "test_coco_wholebody.json", "test_coco_det_AP_H_56.json"} <= names
     assert len([n for n in names if n.endswith(".jpg")]) == 4 and "README.md" in names
+
+
+def test_every_method_citation_points_to_docs_method_and_its_sections_exist():
+    """The specification is docs/METHOD.md; a citation of a section names one it has."""
+    root = Path(__file__).resolve().parents[1]
+    method = (root / "docs" / "METHOD.md").read_text()
+    headings = {h.strip() for h in re.findall(r"^#+ (.+)$", method, re.M)}
+    files = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    for folder in ("ocdlib", "notebooks", "benchmarks", "tests"):
+        files += [p for p in sorted((root / folder).rglob("*")) if p.suffix in (".py", ".ipynb")]
+    bad, cited = [], 0
+    for path in files:
+        if path.resolve() == Path(__file__).resolve():
+            continue
+        text = path.read_text()
+        for m in re.finditer(r"([\w./\[\]()-]*)METHOD\.md\)?(, section '([^']+)')?", text):
+            prefix, section = m.group(1), m.group(3)
+            in_docs = path.parent.name == "docs" and prefix in ("", "[", "](", "[METHOD.md](")
+            if not (prefix.endswith("docs/") or in_docs or prefix.endswith("](")):
+                bad.append(f"{path.relative_to(root)}: {m.group(0)!r}")
+            if section is not None:
+                cited += 1
+                if section not in headings:
+                    bad.append(
+                        f"{path.relative_to(root)}: no section {section!r} in docs/METHOD.md"
+                    )
+    assert not bad, bad
+    assert cited >= 5

@@ -1,7 +1,7 @@
 """SynthPose: a procedural, deterministic human pose benchmark in COCO keypoint format.
 
 COCO and days of GPU time are out of reach on a small CPU, so the kit renders
-its own benchmark (METHOD.md section 6). Each image holds a few articulated
+its own benchmark (docs/METHOD.md, section 'SynthPose'). Each image holds a few articulated
 figures posed in 3D within joint limits (standing, walking, running, sitting,
 crouching, reaching, kicking, random), seen from the front, back or side, over
 a cluttered background, partly hidden by each other and by objects, with
