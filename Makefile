@@ -17,6 +17,7 @@ setup: $(STAMP)
 
 reproduce: $(STAMP)
 	$(PY) -m ocdlib reproduce --profile cpu
+	$(PY) -m ocdlib readme
 
 # Every row of the cpu grid (ablations, reduced heads, whole-body regression, the
 # investigations), into reports/cpu_full/; reuses the runs of `make reproduce`.

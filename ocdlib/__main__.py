@@ -1,5 +1,5 @@
 """Command line: python -m ocdlib {synth,data,presets,train,eval,export,predict,reproduce,
-records,bench}."""
+readme,records,bench}."""
 
 from __future__ import annotations
 
@@ -133,6 +133,12 @@ def cmd_records(args) -> int:
     return 0
 
 
+def cmd_readme(args) -> int:
+    from .readme import main
+
+    return main(check=args.check)
+
+
 def cmd_bench(args) -> int:
     from .bench.run import PLANS, SECTIONS, run_bench
     from .paths import reports_home
@@ -260,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
         "this process may use, so taskset or a container's CPU limit is respected)",
     )
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser(
+        "readme", help="rewrite README.md's results block from reports/ (--check: only compare)"
+    )
+    p.add_argument("--check", action="store_true", help="exit 1 if the block is stale")
+    p.set_defaults(func=cmd_readme)
 
     p = sub.add_parser(
         "records",

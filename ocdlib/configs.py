@@ -425,7 +425,7 @@ def _profile_smoke() -> Config:
 
 # SynthPose for the cpu profile: one figure per image and light clutter, so that
 # models trained from scratch for minutes on two CPU cores learn enough to be
-# told apart (measured in README, "How the cpu profile was calibrated"). The
+# told apart (measured in docs/CALIBRATION.md). The
 # full-difficulty defaults of SynthPoseSpec are used by gpu_synth.
 CPU_SYNTH_SPEC = SynthPoseSpec(
     people_per_image=(1, 1),
@@ -451,8 +451,8 @@ CPU_EPOCHS = 16  # x 4000 crops
 def _profile_cpu() -> Config:
     """The default SynthPose reproduction on a 2-core CPU (narrow ResNet-18 from scratch, 128x96).
 
-    Calibrated on the DeepPose and SimpleBaseline learning curves (README, "How the cpu
-    profile was calibrated"): 64k training crops, Adam at lr 2e-3 (1e-3 left SimpleBaseline
+    Calibrated on the DeepPose and SimpleBaseline learning curves (docs/CALIBRATION.md):
+    64k training crops, Adam at lr 2e-3 (1e-3 left SimpleBaseline
     at 32.7 AP, under its 35 AP floor), lr x0.1 for the last two epochs (a cosine
     schedule did worse for the heatmap model at this budget), bf16 autocast where the CPU
     has it, L1 as the regression task loss (SmoothL1 with beta 1 is a squared error on

@@ -810,7 +810,7 @@ COMPARISONS += tuple(
 TARGET = Target(OCD_DEEPPOSE, DEEPPOSE, min_gain=5.0)
 
 # The cpu profile's calibration: models that visibly find the keypoints, and a heatmap
-# model far from saturation (README, "How the cpu profile was calibrated").
+# model far from saturation (docs/CALIBRATION.md).
 FLOORS: tuple[Floor, ...] = (
     Floor(SIMPLEBASELINE, "AP", 35.0),
     Floor(DEEPPOSE, "AP", 3.0),

@@ -1,0 +1,106 @@
+"""The README's generated block: the headline results, taken from reports/ by code.
+
+`python -m ocdlib readme` rewrites the part of README.md between the two markers
+below from reports/results.csv, reports/tables/06_comparisons.csv and
+reports/PROVENANCE.md (what `make reproduce` wrote); `--check` exits non-zero when
+the block differs from what the reports give, so a README that disagrees with the
+reports fails the tests.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from .paths import REPO_ROOT
+
+BEGIN = "<!-- results:begin (written by `python -m ocdlib readme` from reports/; do not edit) -->"
+END = "<!-- results:end -->"
+
+
+def _mean_sd(mean: float, sd: float) -> str:
+    if isinstance(sd, float) and not math.isnan(sd):
+        return f"{mean:.1f} ± {sd:.1f}"
+    return f"{mean:.1f}"
+
+
+def _provenance(text: str) -> dict[str, str]:
+    """The lines `- key: value` of a PROVENANCE.md."""
+    return {k: v.strip("`") for k, v in re.findall(r"^- ([^:\n]+): (.+)$", text, re.M)}
+
+
+def results_block(reports: Path) -> str:
+    """The block: where the numbers come from, the rows, the claims under the margin rule."""
+    results = pd.read_csv(reports / "results.csv")
+    comparisons = pd.read_csv(reports / "tables" / "06_comparisons.csv")
+    prov = _provenance((reports / "PROVENANCE.md").read_text())
+    lines = [
+        BEGIN,
+        "",
+        f"From `reports/results.csv`, written by `{prov.get('command', '?')}` at commit "
+        f"{prov.get('git commit', '?')} on {prov.get('date', '?')} "
+        f"({prov.get('machine', '?')}; {prov.get('total wall time', '?')} in all). "
+        "COCO AP x 100 on SynthPose's validation set, mean ± sample sd over seeds; "
+        "the deployed model's parameters; minutes of training per run.",
+        "",
+        "| row | seeds | AP | AP50 | params | train min |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for _, r in results.iterrows():
+        lines.append(
+            f"| {r['label']} | {r['seeds']} | {_mean_sd(r['AP'], r['AP_std'])} | "
+            f"{r['AP50']:.1f} | {int(r['params']):,} | {r['train_time_min']:.1f} |"
+        )
+    lines += [
+        "",
+        "The claims, judged by the margin rule (a difference counts when it exceeds twice "
+        "the larger seed spread of the two rows):",
+        "",
+        "| comparison | delta AP | spread | separated? | claim |",
+        "|---|---:|---:|---|---|",
+    ]
+    for _, r in comparisons.iterrows():
+        separated = str(r["margin > 2x spread"])
+        verdict = {"True": "better" if r["delta AP"] > 0 else "worse", "False": "no"}.get(
+            separated, "one seed"
+        )
+        spread = "" if pd.isna(r["spread"]) else f"{r['spread']:.1f}"
+        lines.append(
+            f"| {r['comparison']} | {r['delta AP']:+.1f} | {spread} | {verdict} | {r['claim']} |"
+        )
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def rewrite(readme: Path, reports: Path) -> bool:
+    """Put the block into `readme` between the markers; True when the file changed."""
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{readme} has no results block: add the lines {BEGIN} and {END}")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = head + results_block(reports) + tail
+    if new != text:
+        readme.write_text(new)
+    return new != text
+
+
+def is_current(readme: Path, reports: Path) -> bool:
+    text = readme.read_text()
+    return BEGIN in text and results_block(reports) in text
+
+
+def main(check: bool = False, readme: Path | None = None, reports: Path | None = None) -> int:
+    readme = readme or REPO_ROOT / "README.md"
+    reports = reports or REPO_ROOT / "reports"
+    if check:
+        if is_current(readme, reports):
+            return 0
+        print(f"{readme}: the results block disagrees with {reports}; run python -m ocdlib readme")
+        return 1
+    changed = rewrite(readme, reports)
+    print(f"{readme}: results block {'rewritten' if changed else 'already current'}")
+    return 0

@@ -1,0 +1,55 @@
+"""The README is a front page whose numbers come from reports/, and whose links resolve."""
+
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from ocdlib import readme
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_results_block_agrees_with_the_reports():
+    assert readme.is_current(ROOT / "README.md", ROOT / "reports"), (
+        "README.md's results block disagrees with reports/: run python -m ocdlib readme"
+    )
+
+
+def test_the_check_fails_when_a_number_in_the_reports_changes(tmp_path):
+    reports = tmp_path / "reports"
+    shutil.copytree(ROOT / "reports" / "tables", reports / "tables")
+    for name in ("results.csv", "PROVENANCE.md"):
+        shutil.copyfile(ROOT / "reports" / name, reports / name)
+    page = tmp_path / "README.md"
+    page.write_text(f"# x\n\n{readme.BEGIN}\n{readme.END}\n\ntail\n")
+    assert readme.main(readme=page, reports=reports) == 0
+    assert readme.main(check=True, readme=page, reports=reports) == 0
+    assert page.read_text().endswith("\n\ntail\n")
+    results = pd.read_csv(reports / "results.csv")
+    results.loc[0, "AP"] += 1.0  # one row's AP
+    results.to_csv(reports / "results.csv", index=False)
+    assert readme.main(check=True, readme=page, reports=reports) == 1
+    block = readme.results_block(reports)
+    assert f"| {results.loc[0, 'label']} |" in block and f"{results.loc[0, 'AP']:.1f} ±" in block
+
+
+def test_the_readme_is_a_front_page_with_the_two_commands():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("reproduce", "test"):
+        assert f"make {target}" in text and re.search(rf"^{target}:", makefile, re.M)
+
+
+def test_every_relative_link_in_the_readme_and_docs_resolves():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target:
+                continue
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not broken, broken
