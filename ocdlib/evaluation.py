@@ -54,7 +54,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from .data.coco import read_json
+from .data.coco import check_unique_ids, read_json
 from .metainfo import DatasetInfo
 
 log = logging.getLogger(__name__)
@@ -301,6 +301,7 @@ def load_ground_truth(ann_file: str | Path, info: DatasetInfo) -> dict[str, Any]
         raise ValueError(
             f"annotation file {ann_file}: no category with id {PERSON_CATEGORY_ID} (person)"
         )
+    check_unique_ids(dataset, ann_file)
     layout = _layout(info)
     for ann in dataset["annotations"]:
         if ann.get("category_id") != PERSON_CATEGORY_ID:

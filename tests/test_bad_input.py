@@ -379,3 +379,41 @@ def test_a_full_disk_while_writing_a_table(tmp_path, monkeypatch):
     with pytest.raises(DiskFullError, match="OCDLIB_RUNS"):
         checkpoint.atomic_write_text("{}", tmp_path / "result.json")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "key, index, copy_of",
+    [("annotations", 3, 0), ("images", 2, 1), ("categories", None, 0)],
+)
+def test_a_duplicate_id_is_an_error_naming_the_file_the_id_and_the_entries(
+    coco_sample_dir, key, index, copy_of
+):
+    from ocdlib.data.coco import AnnotationError
+    from ocdlib.evaluation import load_ground_truth
+    from ocdlib.metainfo import COCO_BODY
+
+    ann = coco_sample_dir / "test_coco.json"
+    data = json.loads(ann.read_text())
+    if index is None:
+        data[key].append(dict(data[key][copy_of]))
+        index = len(data[key]) - 1
+    else:
+        data[key][index]["id"] = data[key][copy_of]["id"]
+    ann.write_text(json.dumps(data))
+    dup = data[key][copy_of]["id"]
+    for load in (
+        lambda: load_coco_keypoints(ann, coco_sample_dir, COCO_BODY),
+        lambda: load_ground_truth(ann, COCO_BODY),
+    ):
+        with pytest.raises(AnnotationError) as err:
+            load()
+        msg = str(err.value)
+        assert str(ann) in msg and f"same id {dup!r}" in msg
+        assert f"{key}[{copy_of}]" in msg and f"{key}[{index}]" in msg
+
+
+def test_the_sample_has_no_duplicate_ids(coco_sample_dir):
+    from ocdlib.data.coco import check_unique_ids
+
+    for name in ("test_coco.json", "test_coco_wholebody.json"):
+        check_unique_ids(json.loads((coco_sample_dir / name).read_text()), name)

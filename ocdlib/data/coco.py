@@ -68,6 +68,29 @@ def read_json(path: Path, what: str):
         ) from None
 
 
+def check_unique_ids(data: dict, ann_file: Path) -> None:
+    """Every id that pycocotools uses as a key appears once: image ids, annotation ids and
+    category ids. pycocotools keeps one entry per id and drops the rest without a word,
+    so COCOeval would score fewer people than the file holds."""
+    for key in ("images", "annotations", "categories"):
+        first: dict = {}
+        for i, entry in enumerate(data.get(key, [])):
+            if not isinstance(entry, dict) or "id" not in entry:
+                continue
+            j = first.setdefault(entry["id"], i)
+            if j != i:
+                raise AnnotationError(
+                    f"{ann_file}: {key}[{j}] and {key}[{i}] have the same id {entry['id']!r} "
+                    f"({_summary(data[key][j])}; {_summary(entry)}); pycocotools would keep "
+                    "only one of them. Give every entry its own id"
+                )
+
+
+def _summary(entry: dict) -> str:
+    shown = {k: entry[k] for k in ("file_name", "image_id", "bbox", "name") if k in entry}
+    return ", ".join(f"{k} {v}" for k, v in shown.items()) or "no other fields"
+
+
 def _load_coco(ann_file: Path):
     """Validated pycocotools COCO object for `ann_file`."""
     from pycocotools.coco import COCO
@@ -104,6 +127,7 @@ def _load_coco(ann_file: Path):
                     f"{ann_file}: annotations[{i}] has no '{key}' field; every annotation "
                     f"needs 'id', 'image_id', 'bbox' and the keypoint fields"
                 )
+    check_unique_ids(data, ann_file)
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
