@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import KitError
+from .errors import KitError, RunInterrupted
 from .predict import DEFAULT_DET_THR
 from .profiles import NOTEBOOK_PROFILES
 
@@ -303,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
+    except RunInterrupted as e:  # a clean stop on SIGTERM / Ctrl-C: saved, resumable
+        print(f"stopped: {e}", file=sys.stderr)
+        return e.exit_status
     # What a user can fix is one line on stderr, no traceback: the kit's own errors
     # (bad data, config ranges, a run locked by another writer) and missing files.
     except (KitError, KeyError, ValueError, FileNotFoundError, FileExistsError) as e:

@@ -56,3 +56,12 @@ class RunLockedError(KitError):
 
 class DiskFullError(KitError):
     """A file the kit writes (a checkpoint, a table) that does not fit on its disk."""
+
+
+class RunInterrupted(KitError):
+    """A run stopped on SIGTERM or SIGINT, saved at a step boundary; rerunning resumes it
+    (ocdlib/engine/interrupt.py). Exits with 128 + the signal's number."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_status = 128 + signum

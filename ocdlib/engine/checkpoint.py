@@ -39,6 +39,8 @@ def _write_atomically(path: Path, write: Callable[[str], object]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb") as f:  # on disk before the rename makes it the file
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
         full = _disk_full(e, path.parent)
@@ -46,6 +48,15 @@ def _write_atomically(path: Path, write: Callable[[str], object]) -> None:
         if full:
             raise _disk_full_error(path) from e
         raise
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files `_write_atomically` left in `folder` when its process was
+    killed mid-write (SIGKILL, a power cut); call it holding the folder's lock."""
+    stale = [p for p in Path(folder).glob("*.*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def _disk_full(error: BaseException, folder: Path) -> bool:

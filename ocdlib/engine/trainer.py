@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -37,9 +38,17 @@ from ..losses import build_objective
 from ..models import build_model, export_student
 from ..models.complexity import count_macs, count_params
 from ..models.mmpose_checkpoint import is_mmpose_checkpoint, load_mmpose_heatmap_model
-from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
+from .checkpoint import (
+    atomic_save,
+    atomic_write_text,
+    load_checkpoint,
+    remove_stale_temporaries,
+    rng_state,
+    set_rng_state,
+)
 from .distributed import DistInfo, all_gather_objects, barrier, cleanup, init_distributed
 from .evaluate import evaluate_model
+from .interrupt import RunInterrupted, StopRequest
 from .precision import Precision, resolve_precision
 from .runs import load_run_model, run_lock, run_metadata
 
@@ -113,6 +122,9 @@ class Loop:
     precision: Precision
     progress: bool = True
     skipped: SkippedImages | None = None  # data.bad_images=skip: what was left out
+    stop: StopRequest | None = None  # SIGTERM / SIGINT: stop at the next step, saved
+    batches_done: int = 0  # batches of the current epoch trained (a mid-epoch resume)
+    interrupted: bool = False  # the last epoch stopped early on a stop request
 
 
 def train_one_epoch(loop: Loop, epoch: int, step: int, log_rows: list[dict]) -> int:
@@ -122,8 +134,13 @@ def train_one_epoch(loop: Loop, epoch: int, step: int, log_rows: list[dict]) -> 
     if cfg.train.norm_eval:
         set_norm_eval(model)
     precision = loop.precision
+    loader = loop.loader
+    if loop.batches_done:  # resumed mid-epoch: the batches already trained are not drawn again
+        loader = _skipping(loader, loop.batches_done)
+    done_in_epoch = loop.batches_done
+    loop.interrupted = False
     bar = tqdm(
-        loop.loader,
+        loader,
         desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
         disable=not (loop.progress and dist.is_main),
         leave=False,
@@ -147,9 +164,53 @@ def train_one_epoch(loop: Loop, epoch: int, step: int, log_rows: list[dict]) -> 
             if len(log_rows) >= LOG_FLUSH_STEPS:  # long epochs: keep log.csv current
                 write_log(log_rows, loop.ckpt_path.parent / "log.csv", append=True)
                 log_rows.clear()
+        done_in_epoch += 1
+        if loop.stop is not None and _stop_requested(loop, step):
+            loop.interrupted = True
+            break
         if cfg.train.max_steps and step >= cfg.train.max_steps:
             break
+    loop.batches_done = done_in_epoch if loop.interrupted else 0
     return step
+
+
+class _SkipFirst(torch.utils.data.Sampler):
+    """`sampler`'s indices for this epoch, less the first `n` (already trained)."""
+
+    def __init__(self, sampler, n: int):
+        self.sampler, self.n = sampler, n
+
+    def __iter__(self):
+        return iter(list(self.sampler)[self.n :])
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.n)
+
+
+def _skipping(loader: DataLoader, batches: int) -> DataLoader:
+    """`loader` for the rest of an epoch whose first `batches` batches were trained: the
+    same order and augmentation (seeded by seed, epoch and index), so a resumed run
+    trains exactly the batches an uninterrupted one would."""
+    return DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        sampler=_SkipFirst(loader.sampler, batches * loader.batch_size),
+        num_workers=loader.num_workers,
+        pin_memory=loader.pin_memory,
+        drop_last=loader.drop_last,
+    )
+
+
+def _stop_requested(loop: Loop, step: int) -> bool:
+    """Whether to stop after this step; under DDP every rank stops at the same step (the
+    ranks compare their requests every 20 steps, so most steps add no synchronisation)."""
+    if not loop.dist.enabled:
+        return loop.stop.requested
+    if step % 20:
+        return False
+    flag = torch.tensor([1.0 if loop.stop.requested else 0.0], device=loop.dist.device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def forward_loss(model, objective, batch: dict, step: int, precision: Precision, device):
@@ -274,14 +335,16 @@ def train(
     dist = init_distributed(cfg.train.device)
     try:
         lock = run_lock(out_dir, wait=False) if dist.is_main else contextlib.nullcontext()
-        with lock:
-            return _train(cfg, Path(out_dir), resume, progress, stop_after_epochs, dist, deadline)
+        with lock, StopRequest() as stop:
+            return _train(
+                cfg, Path(out_dir), resume, progress, stop_after_epochs, dist, deadline, stop
+            )
     finally:
         cleanup(dist)
 
 
 def _train(
-    cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo, deadline=None
+    cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo, deadline=None, stop=None
 ) -> dict:
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
@@ -289,6 +352,7 @@ def _train(
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
     if dist.is_main:
+        remove_stale_temporaries(out_dir)  # of a process killed while it wrote (SIGKILL)
         if ckpt_path.is_file():
             if not resume:
                 raise FileExistsError(
@@ -363,6 +427,7 @@ def _train(
         precision,
         progress,
         skipped,
+        stop,
     )
     start_epoch, step, train_time, finished = 0, 0, 0.0, False
     if resume and ckpt_path.is_file():
@@ -375,6 +440,7 @@ def _train(
             scheduler.load_state_dict(ckpt["scheduler"])
             set_rng_state(ckpt["rng"])
         start_epoch, step, train_time = ckpt["epoch"], ckpt["step"], ckpt["train_time"]
+        loop.batches_done = int(ckpt.get("epoch_batches", 0))  # stopped mid-epoch
         if skipped is not None:
             skipped = loop.skipped = SkippedImages.from_dict(ckpt.get("skipped_images"))
         if dist.is_main:
@@ -407,6 +473,8 @@ def _train(
             )
         epoch_time = time.perf_counter() - t0
         train_time += epoch_time
+        if loop.interrupted:
+            _save_interrupted(loop, rows, evals, out_dir, epoch, step, train_time, steps_per_epoch)
         timed += epoch_time
         seen += (step - step_before) * cfg.train.batch_size
         done = epoch + 1 == cfg.train.epochs or bool(
@@ -488,6 +556,34 @@ def _train(
             ckpt_path,
         )
     return all_gather_objects(result, dist)[0]
+
+
+def _save_interrupted(
+    loop: Loop, rows, evals, out_dir: Path, epoch: int, step: int, train_time, steps_per_epoch
+) -> None:
+    """Save a run stopped by a signal mid-epoch (resumable at this very step), then raise
+    RunInterrupted with how to resume."""
+    if loop.dist.is_main:
+        write_log(rows, out_dir / "log.csv", append=True)
+        atomic_write_text(json.dumps(evals, indent=1), out_dir / "evals.json")
+        state = _checkpoint(
+            loop.model, loop.objective, loop.cfg, loop.skipped, epoch, step, train_time
+        )
+        state.update(
+            epoch_batches=loop.batches_done,
+            optimizer=loop.optimizer.state_dict(),
+            scheduler=loop.scheduler.state_dict(),
+            rng=rng_state(),
+        )
+        atomic_save(state, loop.ckpt_path)
+    barrier(loop.dist)
+    name = signal.Signals(loop.stop.signum).name
+    raise RunInterrupted(
+        f"{out_dir}: stopped by {name} after step {step} (epoch {epoch + 1}, batch "
+        f"{loop.batches_done} of {steps_per_epoch}) and saved; run the same command again "
+        "to resume from this step (python -m ocdlib train ... --resume, or reproduce again)",
+        loop.stop.signum,
+    )
 
 
 def _past_deadline(deadline: float, since: float, epochs_done: int, epochs_left: int) -> bool:
