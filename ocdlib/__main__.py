@@ -83,12 +83,7 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from .engine.evaluate import evaluate_run
 
-    try:
-        metrics, out = evaluate_run(
-            args.run, args.head, args.ann, args.images, args.boxes, args.out
-        )
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+    metrics, out = evaluate_run(args.run, args.head, args.ann, args.images, args.boxes, args.out)
     print(json.dumps(metrics, indent=1))
     print(f"predictions and metrics written to {out}", file=sys.stderr)
     return 0
@@ -306,11 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     except RunInterrupted as e:  # a clean stop on SIGTERM / Ctrl-C: saved, resumable
         print(f"stopped: {e}", file=sys.stderr)
         return e.exit_status
-    # What a user can fix is one line on stderr, no traceback: the kit's own errors
-    # (bad data, config ranges, a run locked by another writer) and missing files.
-    except (KitError, KeyError, ValueError, FileNotFoundError, FileExistsError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {msg}", file=sys.stderr)
+    # What a user can fix is one line on stderr, no traceback: the kit's own errors (bad
+    # data, a config out of range, an unknown name, a missing file, a run locked by another
+    # writer). Anything else is a bug in the kit and keeps its traceback.
+    except KitError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from .errors import UnknownNameError
 from .experiments import TARGET, Comparison, Experiment, Floor, Target
 
 Row = Experiment | str  # a row of the grid, or its label
@@ -31,7 +32,7 @@ def indexed_rows(summary: pd.DataFrame, *rows: Row, what: str) -> pd.DataFrame:
     by_label = summary.set_index("label")
     missing = [row_label(r) for r in rows if row_label(r) not in by_label.index]
     if missing:
-        raise KeyError(
+        raise UnknownNameError(
             f"{what} needs the rows {missing}, which are not in the results "
             f"(rows: {list(by_label.index)}); gather them first"
         )

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ocdlib.data.synthpose import SynthPoseSpec
-from ocdlib.errors import ConfigError
+from ocdlib.errors import ConfigError, UnknownNameError
 from ocdlib.metainfo import DATASETS, FROM_FILE
 
 # Metadata for a config field added after runs were cached: while it holds its
@@ -225,7 +225,7 @@ def _from_dict(cls, d: dict[str, Any], where: str):
     known = {f.name: f for f in fields(cls)}
     unknown = set(d) - set(known)
     if unknown:
-        raise ValueError(f"unknown config field(s) {sorted(unknown)} in {where or 'config'}")
+        raise ConfigError(f"unknown config field(s) {sorted(unknown)} in {where or 'config'}")
     kwargs = {}
     for name, value in d.items():
         default = getattr(cls(), name)
@@ -260,7 +260,7 @@ def override(cfg: Config, key: str, value: Any) -> Config:
         name = path[0]
         if not dataclasses.is_dataclass(node) or name not in {f.name for f in fields(node)}:
             valid = [f.name for f in fields(node)] if dataclasses.is_dataclass(node) else []
-            raise ValueError(
+            raise ConfigError(
                 f"--set {key}: no field {name!r} in {where.rstrip('.') or 'config'}; "
                 f"choose from {valid}"
             )
@@ -274,22 +274,22 @@ def override(cfg: Config, key: str, value: Any) -> Config:
 
 def _coerce(current: Any, value: Any, key: str) -> Any:
     if dataclasses.is_dataclass(current):
-        raise ValueError(f"--set {key}: is a section, set one of its fields (e.g. {key}.<field>)")
+        raise ConfigError(f"--set {key}: is a section, set one of its fields (e.g. {key}.<field>)")
     if isinstance(current, bool):
         if isinstance(value, bool):
             return value
-        raise ValueError(f"--set {key}={value!r}: expected true or false")
+        raise ConfigError(f"--set {key}={value!r}: expected true or false")
     if isinstance(current, tuple):
         if isinstance(value, (list, tuple)):
             return _as_tuple(value)
-        raise ValueError(f"--set {key}={value!r}: expected a list such as [1, 2]")
+        raise ConfigError(f"--set {key}={value!r}: expected a list such as [1, 2]")
     if isinstance(current, float) and isinstance(value, (int, float)):
         return float(value)
     if isinstance(current, int) and isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(current, str):
         return str(value)
-    raise ValueError(f"--set {key}={value!r}: expected {type(current).__name__}")
+    raise ConfigError(f"--set {key}={value!r}: expected {type(current).__name__}")
 
 
 # ---------------------------------------------------------------------------
@@ -654,7 +654,7 @@ def get_preset(name: str) -> Config:
         profile = name[: -len(method) - 1]
         if name.endswith("_" + method) and profile in PROFILES:
             return replace(METHODS[method](PROFILES[profile]()), name=name)
-    raise KeyError(
+    raise UnknownNameError(
         f"unknown preset {name!r}; presets are <profile>_<method> with profile in "
         f"{sorted(PROFILES)} and method in {sorted(METHODS)} (python -m ocdlib presets)"
     )
@@ -667,7 +667,7 @@ def build_config(preset: str, overrides: list[str] | dict[str, Any] | None = Non
     for item in items:
         if isinstance(item, str):
             if "=" not in item:
-                raise ValueError(f"--set {item!r}: expected key=value, e.g. train.lr=0.001")
+                raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=0.001")
             key, value = item.split("=", 1)
         else:
             key, value = item

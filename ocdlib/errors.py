@@ -65,3 +65,18 @@ class RunInterrupted(KitError):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.exit_status = 128 + signum
+
+
+class UnknownNameError(KitError, KeyError):
+    """A name the kit does not know: a preset, profile, experiment row, head or notebook."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingFileError(KitError, FileNotFoundError):
+    """A file or folder the user pointed the kit at (or that a step needs) is not there."""
+
+
+class ExistingRunError(KitError, FileExistsError):
+    """A run folder already holds a run that the command would overwrite."""

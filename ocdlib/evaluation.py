@@ -55,6 +55,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from .data.coco import check_unique_ids, read_json
+from .errors import ConfigError
 from .metainfo import DatasetInfo
 
 log = logging.getLogger(__name__)
@@ -95,12 +96,12 @@ class Prediction:
         self.area = float(self.area)
         k = self.keypoints.shape[0] if self.keypoints.ndim == 2 else -1
         if self.keypoints.ndim != 2 or self.keypoints.shape[1] != 2:
-            raise ValueError(
+            raise ConfigError(
                 f"Prediction for image {self.image_id}: keypoints must have shape (K, 2), "
                 f"got {self.keypoints.shape}"
             )
         if self.keypoint_scores.shape != (k,):
-            raise ValueError(
+            raise ConfigError(
                 f"Prediction for image {self.image_id}: keypoint_scores must have shape ({k},) "
                 f"to match keypoints, got {self.keypoint_scores.shape}"
             )
@@ -124,7 +125,7 @@ def predictions_from_arrays(
         ("areas", areas),
     ):
         if len(value) != n:
-            raise ValueError(f"predictions_from_arrays: {len(value)} {name} for {n} image_ids")
+            raise ConfigError(f"predictions_from_arrays: {len(value)} {name} for {n} image_ids")
     return [
         Prediction(image_ids[i], keypoints[i], keypoint_scores[i], bbox_scores[i], areas[i])
         for i in range(n)
@@ -184,7 +185,7 @@ def oks_nms(
         return []
     sigmas = np.asarray(sigmas, dtype=np.float64)
     if len(sigmas) != len(preds[0].keypoints):
-        raise ValueError(
+        raise ConfigError(
             f"oks_nms: {len(sigmas)} sigmas for {len(preds[0].keypoints)} keypoints per instance"
         )
     if scores is None:
@@ -213,14 +214,14 @@ def _layout(info: DatasetInfo) -> list[tuple[str, str, slice]]:
     out, expected_start = [], 0
     for name, start, stop in parts:
         if start != expected_start or name not in fields:
-            raise ValueError(
+            raise ConfigError(
                 f"DatasetInfo {info.name!r}: parts {info.parts} with fields {info.part_fields} "
                 "must tile the keypoints without gaps and each name a field"
             )
         out.append((name, fields[name], slice(start, stop)))
         expected_start = stop
     if expected_start != info.num_keypoints:
-        raise ValueError(
+        raise ConfigError(
             f"DatasetInfo {info.name!r}: parts cover {expected_start} of "
             f"{info.num_keypoints} keypoints"
         )
@@ -243,12 +244,12 @@ def format_results(
     by_image: dict[int, list[Prediction]] = {}
     for pred in preds:
         if pred.keypoints.shape[0] != info.num_keypoints:
-            raise ValueError(
+            raise ConfigError(
                 f"Prediction for image {pred.image_id} has {pred.keypoints.shape[0]} keypoints; "
                 f"dataset {info.name!r} has {info.num_keypoints}: check data.dataset in the config"
             )
         if not (np.isfinite(pred.keypoints).all() and np.isfinite(pred.keypoint_scores).all()):
-            raise ValueError(
+            raise ConfigError(
                 f"Prediction for image {pred.image_id} has non-finite keypoints or scores: "
                 "the model diverged or its output was not mapped back to image pixels"
             )
@@ -277,13 +278,13 @@ def load_results_json(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     results = read_json(path, "results")
     if not isinstance(results, list):
-        raise ValueError(
+        raise ConfigError(
             f"results file {path}: expected a JSON list of results, got {type(results).__name__}"
         )
     for i, r in enumerate(results):
         missing = [k for k in ("image_id", "keypoints", "score") if k not in r]
         if missing:
-            raise ValueError(f"results file {path}: entry {i} lacks field(s) {missing}")
+            raise ConfigError(f"results file {path}: entry {i} lacks field(s) {missing}")
     return results
 
 
@@ -296,9 +297,9 @@ def load_ground_truth(ann_file: str | Path, info: DatasetInfo) -> dict[str, Any]
     dataset = read_json(ann_file, "annotation")
     for key in ("images", "annotations", "categories"):
         if key not in dataset:
-            raise ValueError(f"annotation file {ann_file} has no {key!r} list")
+            raise ConfigError(f"annotation file {ann_file} has no {key!r} list")
     if PERSON_CATEGORY_ID not in {c.get("id") for c in dataset["categories"]}:
-        raise ValueError(
+        raise ConfigError(
             f"annotation file {ann_file}: no category with id {PERSON_CATEGORY_ID} (person)"
         )
     check_unique_ids(dataset, ann_file)
@@ -308,20 +309,20 @@ def load_ground_truth(ann_file: str | Path, info: DatasetInfo) -> dict[str, Any]
             continue
         for key in ("area", "bbox", "image_id", "id"):
             if key not in ann:
-                raise ValueError(
+                raise ConfigError(
                     f"annotation file {ann_file}: annotation {ann.get('id')} lacks {key!r}, "
                     "which COCOeval needs"
                 )
         for part, field, sl in layout:
             n = sl.stop - sl.start
             if field not in ann:
-                raise ValueError(
+                raise ConfigError(
                     f"annotation file {ann_file}: annotation {ann['id']} lacks the {part} field "
                     f"{field!r} that dataset {info.name!r} expects; set data.dataset to this "
                     "file's keypoint layout"
                 )
             if len(ann[field]) != 3 * n:
-                raise ValueError(
+                raise ConfigError(
                     f"annotation file {ann_file}: annotation {ann['id']} field {field!r} holds "
                     f"{len(ann[field]) // 3} keypoints, dataset {info.name!r} expects {n}; set "
                     "data.dataset to this file's keypoint layout"
@@ -434,7 +435,7 @@ def _check_image_ids(results: Sequence[dict[str, Any]], dataset: dict, ann_file)
     known = {img["id"] for img in dataset["images"]}
     unknown = sorted({r["image_id"] for r in results} - known)
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"{len(unknown)} predicted image id(s) are not in {ann_file}, e.g. {unknown[:5]}: "
             "predict on the images of the annotation file you evaluate against (data.val_ann)"
         )
@@ -460,7 +461,7 @@ def _evaluate_loaded(
     for i, r in enumerate(results):
         for _, field, sl in layout:
             if len(r.get(field, ())) != 3 * (sl.stop - sl.start):
-                raise ValueError(
+                raise ConfigError(
                     f"result {i} (image {r['image_id']}): field {field!r} must hold "
                     f"{sl.stop - sl.start} keypoints x 3 values for dataset {info.name!r}"
                 )

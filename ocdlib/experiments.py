@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .configs import Config, build_config
+from .errors import UnknownNameError
 from .profiles import NotebookProfile, notebook_profile
 from .run_cache import get_run, is_finished, run_dir
 from .run_records import find_record, read_record
@@ -460,7 +461,7 @@ def experiments(
     if profile is not None:
         rows = [e for e in rows if skipped_on(e, profile) is None]
     if not rows:
-        raise KeyError(f"no experiment for notebook {notebook!r}")
+        raise UnknownNameError(f"no experiment for notebook {notebook!r}")
     return rows
 
 
@@ -493,7 +494,7 @@ def by_label(label: str) -> Experiment:
     for e in EXPERIMENTS:
         if e.label == label:
             return e
-    raise KeyError(f"no experiment labelled {label!r}")
+    raise UnknownNameError(f"no experiment labelled {label!r}")
 
 
 # ----------------------------------------------------------------------------- rows -> runs

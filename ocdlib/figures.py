@@ -26,6 +26,7 @@ from .data.prepare import resolve_data
 from .data.transforms import denormalize_image
 from .engine.evaluate import predict_dataset
 from .engine.runs import load_run_config, load_run_model
+from .errors import ConfigError, MissingFileError
 from .metainfo import get_dataset_info
 from .paths import COCO_SAMPLE_DIR
 from .viz import draw_pose, pose_grid
@@ -63,7 +64,7 @@ def read_log(run_dir: str | Path) -> pd.DataFrame:
     if not path.is_file() and path.with_suffix(".csv.gz").is_file():
         path = path.with_suffix(".csv.gz")
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is {run_dir} a finished run directory?")
+        raise MissingFileError(f"{path} not found: is {run_dir} a finished run directory?")
     return pd.read_csv(path)
 
 
@@ -347,7 +348,7 @@ def _comparison_grid(
     info = get_dataset_info(first_cfg.data.dataset)
     for label, (_, cfg) in models.items():
         if cfg.data.dataset != first_cfg.data.dataset:
-            raise ValueError(
+            raise ConfigError(
                 f"run {label!r} predicts {cfg.data.dataset} keypoints, the first run "
                 f"{first_cfg.data.dataset}: compare runs of one keypoint layout per figure"
             )
@@ -363,7 +364,7 @@ def _comparison_grid(
     image_ids = list(image_ids)
     chosen = [i for i, inst in enumerate(instances) if inst.image_id in set(image_ids)]
     if not chosen:
-        raise ValueError(f"none of the image ids {image_ids} has a person instance in {ann_file}")
+        raise ConfigError(f"none of the image ids {image_ids} has a person instance in {ann_file}")
     predictions = {
         label: _predict_people(model, cfg, datasets[label], chosen)
         for label, (model, cfg) in models.items()
@@ -406,7 +407,7 @@ def _comparison_grid(
 def _load_students(runs_by_label: Mapping[str, str | Path]) -> dict[str, tuple[Any, Config]]:
 
     if not runs_by_label:
-        raise ValueError("no runs to compare: pass {label: run directory}")
+        raise ConfigError("no runs to compare: pass {label: run directory}")
     return {label: load_run_model(d, student=True) for label, d in runs_by_label.items()}
 
 

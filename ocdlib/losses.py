@@ -65,6 +65,7 @@ import torch.nn.functional as F
 
 from . import codecs
 from .configs import Config, LossConfig
+from .errors import ConfigError, UnknownNameError
 from .metainfo import DatasetInfo
 
 REG_LOSSES = ("smooth_l1", "l1", "rle")
@@ -189,7 +190,7 @@ def build_reg_loss(name: str) -> nn.Module:
         return L1Loss()
     if name == "rle":
         return RLELoss()
-    raise ValueError(f"loss.reg_loss={name!r} is unknown; choose one of {list(REG_LOSSES)}")
+    raise ConfigError(f"loss.reg_loss={name!r} is unknown; choose one of {list(REG_LOSSES)}")
 
 
 def heatmap_confidence(heatmaps: torch.Tensor) -> torch.Tensor:
@@ -401,7 +402,7 @@ class Objective(nn.Module):
 
     def _gt_heatmaps(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         if "hm_target" not in batch:
-            raise KeyError(
+            raise UnknownNameError(
                 "the batch has no 'hm_target' but a heatmap term is on (loss.hm_weight or "
                 "loss.small_hm_weight); build the dataset with heatmap targets (with_heatmaps=True)"
             )
@@ -433,21 +434,21 @@ def build_objective(
     heads = set(model.heads)
     for name, head in model.heads.items():
         if getattr(head, "num_keypoints", info.num_keypoints) != info.num_keypoints:
-            raise ValueError(
+            raise ConfigError(
                 f"the model's {name!r} head predicts {head.num_keypoints} keypoints, but "
                 f"data.dataset={info.name!r} has {info.num_keypoints}; build the model with "
                 "info.num_keypoints"
             )
     if L.reg_loss not in REG_LOSSES:
-        raise ValueError(
+        raise ConfigError(
             f"loss.reg_loss={L.reg_loss!r} is unknown; choose one of {list(REG_LOSSES)}"
         )
     if L.distill_decode not in DECODERS:
-        raise ValueError(
+        raise ConfigError(
             f"loss.distill_decode={L.distill_decode!r} is unknown; choose one of {list(DECODERS)}"
         )
     if L.teacher_source not in TEACHER_SOURCES:
-        raise ValueError(
+        raise ConfigError(
             f"loss.teacher_source={L.teacher_source!r} is unknown; "
             f"choose one of {list(TEACHER_SOURCES)}"
         )
@@ -456,13 +457,13 @@ def build_objective(
     }
     for name, value in weights.items():
         if value < 0:
-            raise ValueError(f"loss.{name}={value} is negative; weights must be >= 0")
+            raise ConfigError(f"loss.{name}={value} is negative; weights must be >= 0")
     if not any(v > 0 for v in weights.values()):
-        raise ValueError(f"every loss weight is 0 ({weights}); set at least loss.reg_weight > 0")
+        raise ConfigError(f"every loss weight is 0 ({weights}); set at least loss.reg_weight > 0")
 
     def need(head: str, because: str) -> None:
         if head not in heads:
-            raise ValueError(
+            raise ConfigError(
                 f"{because} needs the {head!r} head, but model.heads={sorted(heads)}; add "
                 f"{head!r} to model.heads or set that weight to 0"
             )
@@ -481,13 +482,13 @@ def build_objective(
             need("hm", f"loss.{name}")
 
     if L.teacher_run and teacher is None:
-        raise ValueError(
+        raise ConfigError(
             f"loss.teacher_run={L.teacher_run!r} is set but no teacher model was passed to "
             "build_objective; load it first (ocdlib.engine.trainer.load_teacher)"
         )
     if teacher is None:
         if L.cross_head_weight > 0:
-            raise ValueError(
+            raise ConfigError(
                 "loss.cross_head_weight > 0 needs a heatmap teacher; set loss.teacher_run to a "
                 "finished heatmap run or set loss.cross_head_weight=0"
             )
@@ -496,19 +497,19 @@ def build_objective(
     else:
         teacher = getattr(teacher, "module", teacher)
         if "hm" not in getattr(teacher, "heads", {}):
-            raise ValueError(
+            raise ConfigError(
                 f"loss.teacher_run={L.teacher_run!r}: the teacher has no 'hm' head; TCD needs a "
                 "heatmap teacher"
             )
         if tuple(teacher.input_size) != tuple(cfg.data.input_size):
-            raise ValueError(
+            raise ConfigError(
                 f"loss.teacher_run={L.teacher_run!r}: the teacher's input size "
                 f"{teacher.input_size} differs from data.input_size={cfg.data.input_size}; "
                 "train the teacher at the student's input size"
             )
         teacher_k = teacher.heads["hm"].num_keypoints
         if teacher_k != info.num_keypoints:
-            raise ValueError(
+            raise ConfigError(
                 f"loss.teacher_run={L.teacher_run!r}: the teacher predicts {teacher_k} "
                 f"keypoints, data.dataset={cfg.data.dataset!r} has {info.num_keypoints}"
             )

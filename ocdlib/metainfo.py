@@ -14,6 +14,8 @@ from functools import cached_property
 
 import numpy as np
 
+from .errors import ConfigError, UnknownNameError
+
 BODY_NAMES = (
     "nose",
     "left_eye",
@@ -133,10 +135,10 @@ class DatasetInfo:
     def __post_init__(self):
         k = len(self.keypoint_names)
         if len(self.sigmas) != k:
-            raise ValueError(f"{self.name}: {len(self.sigmas)} sigmas for {k} keypoints")
+            raise ConfigError(f"{self.name}: {len(self.sigmas)} sigmas for {k} keypoints")
         for a, b in self.flip_pairs + self.skeleton:
             if not (0 <= a < k and 0 <= b < k):
-                raise ValueError(f"{self.name}: link ({a}, {b}) outside 0..{k - 1}")
+                raise ConfigError(f"{self.name}: link ({a}, {b}) outside 0..{k - 1}")
 
     @property
     def num_keypoints(self) -> int:
@@ -158,7 +160,9 @@ class DatasetInfo:
         for name, start, stop in self.parts:
             if name == part:
                 return slice(start, stop)
-        raise KeyError(f"{self.name} has no part {part!r}; parts: {[p[0] for p in self.parts]}")
+        raise UnknownNameError(
+            f"{self.name} has no part {part!r}; parts: {[p[0] for p in self.parts]}"
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -304,7 +308,7 @@ def get_dataset_info(name: str) -> DatasetInfo:
     try:
         return DATASETS[name]
     except KeyError:
-        raise KeyError(
+        raise UnknownNameError(
             f"unknown dataset {name!r}; known: {sorted(DATASETS)}, or {FROM_FILE!r} to read "
             "the layout from the annotation file"
         ) from None
@@ -339,11 +343,11 @@ def index_pairs(pairs, names) -> tuple[tuple[int, int], ...]:
         try:
             a, b = (names.index(v) if isinstance(v, str) else int(v) for v in pair)
         except ValueError:
-            raise ValueError(
+            raise ConfigError(
                 f"config field data.flip_pairs: {list(pair)} names a keypoint not in {names}"
             ) from None
         if not (0 <= a < k and 0 <= b < k):
-            raise ValueError(f"config field data.flip_pairs: {list(pair)} is outside 0..{k - 1}")
+            raise ConfigError(f"config field data.flip_pairs: {list(pair)} is outside 0..{k - 1}")
         out.append((a, b))
     return tuple(out)
 
@@ -359,7 +363,7 @@ def layout_from_category(
     """
     names = category.get("keypoints")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise ValueError(
+        raise ConfigError(
             f"{where}.keypoints must be the list of keypoint names (as in COCO's person "
             f"category), got {names!r}"
         )
@@ -368,16 +372,16 @@ def layout_from_category(
     for link in category.get("skeleton") or []:
         pair = isinstance(link, list) and len(link) == 2
         if not (pair and all(isinstance(v, int) for v in link)):
-            raise ValueError(f"{where}.skeleton: link {link!r} is not a pair of keypoint numbers")
+            raise ConfigError(f"{where}.skeleton: link {link!r} is not a pair of keypoint numbers")
         a, b = link[0] - 1, link[1] - 1  # COCO's skeleton counts from 1
         if not (0 <= a < k and 0 <= b < k):
-            raise ValueError(
+            raise ConfigError(
                 f"{where}.skeleton: link {link} is outside 1..{k} (COCO skeletons count from 1)"
             )
         skeleton.append((a, b))
     flip = index_pairs(flip_pairs, names) if flip_pairs else flip_pairs_from_names(names)
     if len(sigmas) != k:
-        raise ValueError(
+        raise ConfigError(
             f"data.sigmas has {len(sigmas)} values, {where}.keypoints names {k} keypoints; "
             "give one OKS sigma per keypoint"
         )

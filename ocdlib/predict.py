@@ -20,7 +20,7 @@ from .data.transforms import (
     warp_image,
 )
 from .engine.runs import load_run_model
-from .errors import AnnotationError
+from .errors import AnnotationError, ConfigError
 
 # mmpose's top-down demo keeps detections with score > bbox_thr = 0.3.
 DEFAULT_DET_THR = 0.3
@@ -45,7 +45,7 @@ def parse_boxes(
     if Path(boxes).is_file():
         image_id = image_id_of(image_path)
         if image_id is None:
-            raise ValueError(
+            raise ConfigError(
                 f"cannot match {image_path.name} to an image_id in {boxes}: the file name holds "
                 "no number; pass --boxes x,y,w,h instead"
             )
@@ -57,7 +57,7 @@ def parse_boxes(
             )
         dets = [d for d in all_dets if isinstance(d, dict) and d.get("image_id") == image_id]
         if not dets:
-            raise ValueError(f"{boxes} has no detection for image_id {image_id}")
+            raise ConfigError(f"{boxes} has no detection for image_id {image_id}")
         rows = []
         for d in dets:
             row = [*d.get("bbox", ()), d.get("score", 1.0)]
@@ -69,7 +69,7 @@ def parse_boxes(
             rows.append(row)
         kept = [r for r in rows if r[4] >= det_thr]
         if not kept:
-            raise ValueError(
+            raise ConfigError(
                 f"{boxes}: none of the {len(rows)} detection(s) of image_id {image_id} has "
                 f"score >= --det-thr {det_thr} (best {max(r[4] for r in rows):.3f}); lower "
                 "--det-thr"
@@ -80,7 +80,7 @@ def parse_boxes(
     except ValueError:
         rows = []
     if not rows or any(len(r) != 4 for r in rows):
-        raise ValueError(
+        raise ConfigError(
             f"--boxes {boxes!r}: give a COCO detection JSON file or x,y,w,h boxes separated by ;"
         )
     return np.array([[*r, 1.0] for r in rows], dtype=np.float64)
@@ -103,7 +103,7 @@ def predict_image(
     from .viz import draw_pose, save_figure
 
     if not 0.0 <= det_thr <= 1.0:
-        raise ValueError(f"--det-thr {det_thr}: a detection score threshold is in [0, 1]")
+        raise ConfigError(f"--det-thr {det_thr}: a detection score threshold is in [0, 1]")
     model, cfg = load_run_model(run, student=True)
     info = load_layout(run, cfg.data)
     pil = open_image(image)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import ConfigError
+
 
 @dataclass(frozen=True)
 class NotebookProfile:
@@ -62,7 +64,7 @@ def notebook_profile(name: str | NotebookProfile) -> NotebookProfile:
     try:
         return NOTEBOOK_PROFILES[name]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"unknown profile {name!r}; choose from {list(NOTEBOOK_PROFILES)} "
             "(python -m ocdlib presets lists them)"
         ) from None

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .errors import ConfigError
 from .paths import REPO_ROOT
 
 BEGIN = "<!-- results:begin (written by `python -m ocdlib readme` from reports/; do not edit) -->"
@@ -79,7 +80,7 @@ def rewrite(readme: Path, reports: Path) -> bool:
     """Put the block into `readme` between the markers; True when the file changed."""
     text = readme.read_text()
     if BEGIN not in text or END not in text:
-        raise ValueError(f"{readme} has no results block: add the lines {BEGIN} and {END}")
+        raise ConfigError(f"{readme} has no results block: add the lines {BEGIN} and {END}")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     new = head + results_block(reports) + tail

@@ -26,6 +26,7 @@ from .configs import Config
 from .data.prepare import resolve_data
 from .engine.cores import cpu_model, usable_cores
 from .engine.runs import command_line, git_commit, load_run_config, read_result
+from .errors import ConfigError
 from .experiments import Experiment, grid_configs, notebook_left_out
 from .paths import REPO_ROOT, report_dir, runs_home
 from .profiles import NotebookProfile, notebook_profile
@@ -41,7 +42,7 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     if only:
         books = [b for b in books if any(b.name.startswith(p) for p in only)]
         if not books:
-            raise ValueError(f"--only {only}: no notebook in {NOTEBOOK_DIR} starts with that")
+            raise ConfigError(f"--only {only}: no notebook in {NOTEBOOK_DIR} starts with that")
     return books
 
 
@@ -58,13 +59,13 @@ def reproduce(
     `train_missing` False nothing is trained: the notebooks report on the finished runs
     and name the missing ones (OCDLIB_TRAIN_MISSING=0 in their environment)."""
     record = notebook_profile(profile)  # an unknown profile stops here, with the choices
+    books = notebooks(only)  # and so does an --only that names no notebook
     out_dir = report_dir(profile)
     executed = out_dir / "notebooks"
     # papermill writes a notebook as it runs; it lands in reports/ only once it has
     # finished, so an interrupted or failed notebook never passes for a result.
     running = executed / ".running"
     running.mkdir(parents=True, exist_ok=True)
-    books = notebooks(only)
     # A notebook none of whose own rows runs on this profile (04 on cpu: its rows are in
     # the full grid) is skipped, and its outputs from an earlier reproduction removed.
     left_out = {b.name: why for b in books if (why := notebook_left_out(b.name[:2], record))}

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .configs import Config
-from .errors import KitError
+from .errors import KitError, MissingFileError
 from .paths import REPO_ROOT, reports_home
 
 RECORD_FILES = ("config.json", "result.json", "evals.json")
@@ -41,7 +41,7 @@ def write_record(run_dir: Path, dest_root: Path) -> Path:
     """Copy a finished run's record into `dest_root`/<run folder name>/ and return it."""
     run_dir = Path(run_dir)
     if not (run_dir / "result.json").is_file():
-        raise FileNotFoundError(f"{run_dir} has no result.json: only a finished run has a record")
+        raise MissingFileError(f"{run_dir} has no result.json: only a finished run has a record")
     dest = Path(dest_root) / run_dir.name
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

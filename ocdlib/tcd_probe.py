@@ -35,6 +35,7 @@ from .engine.evaluate import predict_dataset
 from .engine.precision import Precision, resolve_precision
 from .engine.runs import read_result, run_lock
 from .engine.trainer import load_teacher, train
+from .errors import ConfigError
 from .evaluation import Prediction, evaluate_coco
 from .experiments import OCD_DEEPPOSE, TCD_DEEPPOSE, config_for, train_missing_default
 from .losses import Objective, build_objective, heatmap_confidence
@@ -128,7 +129,7 @@ def teacher_path_scores(cfg: Config, out_dir: Path) -> pd.DataFrame:
     the decode of terms b and c) in fp32 and in the precision this machine trains in.
     Without flip test, the own head and the TCD path in fp32 must agree."""
     if not cfg.loss.teacher_run:
-        raise ValueError(f"{cfg.name}: loss.teacher_run is empty; pass a TCD run's config")
+        raise ConfigError(f"{cfg.name}: loss.teacher_run is empty; pass a TCD run's config")
     s = _setup(cfg)
     out_dir = Path(out_dir)
     record = read_result(Path(cfg.loss.teacher_run)) or {}
@@ -241,7 +242,7 @@ def source_probe(
     (`loss.teacher_run`): the OCD run is measured against the TCD run's teacher too."""
     teachers = {cfg.loss.teacher_run for cfg, _ in runs.values()} - {""}
     if len(teachers) != 1:
-        raise ValueError(f"source_probe needs one teacher among the runs, got {teachers}")
+        raise ConfigError(f"source_probe needs one teacher among the runs, got {teachers}")
     teacher_run = teachers.pop()
     rows = []
     for label, (cfg, run_dir) in runs.items():

@@ -48,7 +48,7 @@ def test_eval_on_the_real_coco_sample_with_detections(smoke_run, coco_sample_dir
     assert all(len(p["keypoints"]) == 17 * 3 for p in preds)
 
 
-def test_eval_scores_the_auxiliary_heatmap_head(smoke_run, coco_sample_dir, tmp_path):
+def test_eval_scores_the_auxiliary_heatmap_head(smoke_run, coco_sample_dir, tmp_path, capsys):
     sample = ["--ann", str(coco_sample_dir / "test_coco.json"), "--images", str(coco_sample_dir)]
     for head in ("reg", "hm"):
         out = tmp_path / head
@@ -62,8 +62,10 @@ def test_eval_scores_the_auxiliary_heatmap_head(smoke_run, coco_sample_dir, tmp_
     # The regression head has no confidence (score 1 for every keypoint); the heatmap
     # head's scores are its peak values, so they differ: the head asked for was scored.
     assert scores["reg"] and scores["hm"] and scores["reg"] != scores["hm"]
-    with pytest.raises(SystemExit, match="has the heads"):
-        main(["eval", "--run", str(smoke_run), *sample, "--head", "small_hm"])
+    capsys.readouterr()
+    assert main(["eval", "--run", str(smoke_run), *sample, "--head", "small_hm"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "has the heads" in err and "Traceback" not in err
 
 
 def test_eval_of_another_head_never_writes_over_the_deployed_heads_scores(
@@ -182,3 +184,20 @@ def test_provenance_sums_the_grids_training_time(tmp_path, monkeypatch):
     run.mkdir(parents=True)
     (run / "result.json").write_text(json.dumps({"train_time_s": 600.0}))
     assert f": 10 min for 1 of the {n} runs of the grid" in grid_training_time("smoke")
+
+
+def test_a_bug_in_the_kit_keeps_its_traceback(monkeypatch):
+    """Only the kit's own errors become one line: a KeyError from a bug is not swallowed."""
+
+    def bug(*args, **kwargs):
+        return {}["missing"]
+
+    monkeypatch.setattr("ocdlib.configs.build_config", bug)
+    with pytest.raises(KeyError):
+        main(["train", "--config", "smoke_deeppose", "--out", "/tmp/never"])
+
+
+def test_an_unknown_profile_or_notebook_is_one_line(capsys):
+    assert main(["reproduce", "--profile", "cpu", "--only", "99"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "99" in err and len(err.strip().splitlines()) == 1

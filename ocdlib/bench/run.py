@@ -25,6 +25,7 @@ from ..engine.checkpoint import atomic_write_text
 from ..engine.cores import cpu_model, usable_cores
 from ..engine.precision import cpu_has_fast_bf16
 from ..engine.runs import git_commit
+from ..errors import ConfigError
 from . import data_pipeline, eval_cost, model_cost, training_cost
 from .timing import SEED
 
@@ -141,7 +142,7 @@ def run_bench(
     """Measure `sections` under `plan` and write out/perf.json and out/perf.md."""
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is visible to torch; use --device cpu")
+        raise ConfigError("--device cuda: no CUDA device is visible to torch; use --device cpu")
     t0 = time.perf_counter()
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -182,7 +183,7 @@ def run_bench(
         elif name == "eval":
             result = eval_cost.measure(p.eval_instances, p.eval_rounds)
         else:
-            raise ValueError(f"unknown bench section {name!r}; choose from {list(SECTIONS)}")
+            raise ConfigError(f"unknown bench section {name!r}; choose from {list(SECTIONS)}")
         result["wall_s"] = round(time.perf_counter() - s, 1)
         # CPU seconds of this process's threads (not of DataLoader workers): beside wall_s,
         # it shows whether other load on the machine stretched the section.

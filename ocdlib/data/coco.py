@@ -22,6 +22,8 @@ from PIL import Image, UnidentifiedImageError
 from ocdlib.errors import AnnotationError, ImageMissingError, ImageReadError
 from ocdlib.metainfo import DatasetInfo
 
+from ..errors import MissingFileError
+
 log = logging.getLogger(__name__)
 
 __all__ = ["AnnotationError", "ImageMissingError", "ImageReadError", "Instance"]
@@ -55,7 +57,7 @@ def read_json(path: Path, what: str):
     """Parse a JSON file; a missing or malformed file raises an error naming it and the fix."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{what} file not found: {path}; check the path (data.root and the *_ann fields "
             f"of the config, or --set eval.det_file=...)"
         )

@@ -47,6 +47,8 @@ from ocdlib.data.transforms import (
 )
 from ocdlib.metainfo import DatasetInfo
 
+from ..errors import ConfigError
+
 if TYPE_CHECKING:  # configs imports the data package (SynthPose): types only here
     from ocdlib.configs import Config, DataConfig
     from ocdlib.data.prepare import DataPaths
@@ -88,7 +90,7 @@ class TopDownPoseDataset(torch.utils.data.Dataset):
         seed: int = 0,
     ):
         if not instances:
-            raise ValueError("TopDownPoseDataset needs at least one instance")
+            raise ConfigError("TopDownPoseDataset needs at least one instance")
         self.instances = instances
         self.info = info
         self.cfg = cfg

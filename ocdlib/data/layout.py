@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import AnnotationError, ConfigError
+from ..errors import AnnotationError, ConfigError, MissingFileError
 from ..metainfo import (
     FROM_FILE,
     DatasetInfo,
@@ -81,7 +81,7 @@ def load_layout(run_dir, data: DataConfig) -> DatasetInfo:
     if path.is_file():
         return DatasetInfo.from_dict(json.loads(path.read_text()))
     if data.dataset == FROM_FILE:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{path} not found: the run used data.dataset=from_file and its layout is kept "
             "there; copy the whole run directory"
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..configs import DataConfig, SynthConfig
 from ..engine.cores import usable_cores
+from ..errors import MissingFileError
 from ..paths import data_home
 
 GENERATION_POOL_MIN_IMAGES = 512
@@ -74,7 +75,7 @@ def resolve_data(cfg: DataConfig, progress: bool = True) -> DataPaths:
     if cfg.root:
         root = Path(cfg.root).expanduser()
         if not root.is_dir():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"data.root {root} does not exist; for COCO point it at the folder holding "
                 "annotations/ and the image folders (--set data.root=/path/to/coco)"
             )
@@ -90,7 +91,7 @@ def resolve_data(cfg: DataConfig, progress: bool = True) -> DataPaths:
     for field in ("train_ann", "val_ann"):
         p = getattr(paths, field)
         if not p.is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"annotation file {p} not found (data.{field}={getattr(cfg, field)!r} under "
                 f"data.root={str(root)!r}); fix the path with --set data.{field}=..."
             )

@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..errors import ConfigError, ExistingRunError
 from ..metainfo import BODY_NAMES, BODY_SKELETON, COCO_WHOLEBODY
 from .synth_textures import (
     HAIR_COLOURS,
@@ -123,7 +124,7 @@ class SynthPoseSpec:
 
     def __post_init__(self):
         def bad(name, why, fix):
-            raise ValueError(f"SynthPoseSpec.{name}={getattr(self, name)!r}: {why}; {fix}")
+            raise ConfigError(f"SynthPoseSpec.{name}={getattr(self, name)!r}: {why}; {fix}")
 
         for name in (
             "people_per_image",
@@ -159,7 +160,7 @@ class SynthPoseSpec:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown SynthPoseSpec field(s) {unknown}; known: {sorted(known)}")
+            raise ConfigError(f"unknown SynthPoseSpec field(s) {unknown}; known: {sorted(known)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
@@ -926,7 +927,7 @@ def render_synthpose_image(
 ) -> SynthSample:
     """Render image `index` of `split`; a pure function of its arguments."""
     if split not in SPLITS:
-        raise ValueError(f"split {split!r}: expected one of {SPLITS}")
+        raise ConfigError(f"split {split!r}: expected one of {SPLITS}")
     height, width = (int(v) for v in image_size)
     rng = np.random.default_rng([int(seed), SPLITS.index(split), int(index)])
 
@@ -1155,12 +1156,12 @@ def generate_synthpose(
     out = Path(out_dir)
     height, width = (int(v) for v in image_size)
     if height < 32 or width < 32:
-        raise ValueError(f"image_size={image_size}: SynthPose needs at least 32x32 pixels")
+        raise ConfigError(f"image_size={image_size}: SynthPose needs at least 32x32 pixels")
     if n_train < 0 or n_val < 0:
-        raise ValueError(f"n_train={n_train}, n_val={n_val}: image counts must be >= 0")
+        raise ConfigError(f"n_train={n_train}, n_val={n_val}: image counts must be >= 0")
     if out.exists() and any(out.iterdir()):
         if not (out / "synthpose.json").is_file():
-            raise FileExistsError(
+            raise ExistingRunError(
                 f"{out} is not empty and holds no synthpose.json; give an empty or new folder"
             )
         for sub in ("images", "annotations"):  # a previous SynthPose copy: replace it
@@ -1294,11 +1295,11 @@ def _spec_from_overrides(items: list[str]) -> SynthPoseSpec:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or key not in d:
-            raise ValueError(f"--spec {item!r}: expected KNOB=VALUE with KNOB one of {sorted(d)}")
+            raise ConfigError(f"--spec {item!r}: expected KNOB=VALUE with KNOB one of {sorted(d)}")
         try:
             d[key] = json.loads(value)
         except json.JSONDecodeError:
-            raise ValueError(f"--spec {item!r}: value is not JSON (e.g. 0.3 or [1, 4])") from None
+            raise ConfigError(f"--spec {item!r}: value is not JSON (e.g. 0.3 or [1, 4])") from None
     return SynthPoseSpec.from_dict(d)
 
 

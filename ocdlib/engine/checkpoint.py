@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DiskFullError
+from ..errors import ConfigError, DiskFullError, MissingFileError
 
 # Below this many free bytes after a failed write, the disk is taken to be full
 # (torch.save reports a full disk only as "basic_ios::clear: iostream error").
@@ -100,7 +100,7 @@ def load_checkpoint(path: Path, config_hash: str | None = None) -> dict:
     """Load a checkpoint; refuse one written by a different config."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no checkpoint at {path}; train first (python -m ocdlib train ...) "
             "or point --run at a finished run directory"
         )
@@ -109,7 +109,7 @@ def load_checkpoint(path: Path, config_hash: str | None = None) -> dict:
     except Exception as e:  # a truncated or foreign file
         raise RuntimeError(f"cannot read checkpoint {path}: {e}; delete it to start over") from e
     if config_hash is not None and ckpt.get("config_hash") != config_hash:
-        raise ValueError(
+        raise ConfigError(
             f"checkpoint {path} was written by config {ckpt.get('config_hash')}, "
             f"this run's config is {config_hash}; use a new --out directory, or drop the "
             "--set overrides that changed the config"

@@ -18,6 +18,7 @@ from ..data.dataset import SkippedImages, build_datasets
 from ..data.layout import load_layout
 from ..data.prepare import DataPaths, resolve_data
 from ..data.transforms import normalized_to_image
+from ..errors import ConfigError, MissingFileError
 from ..evaluation import Prediction, evaluate_coco
 from ..metainfo import DatasetInfo
 from .distributed import DistInfo, all_gather_objects
@@ -144,7 +145,7 @@ def evaluate_run(
     process is writing is refused (RunLockedError), else waited for.
     """
     if (ann is None) != (images is None):
-        raise ValueError("--ann and --images go together (an annotation file and its images)")
+        raise ConfigError("--ann and --images go together (an annotation file and its images)")
     run_dir = Path(run_dir)
     model, cfg = load_run_model(run_dir)
     paths = resolve_data(cfg.data, progress=False)
@@ -154,7 +155,7 @@ def evaluate_run(
         cfg = replace(cfg, eval=replace(cfg.eval, det_file=str(boxes)))
     head = head or cfg.model.deploy_head
     if head not in model.heads:
-        raise ValueError(f"head {head!r}: {run_dir} has the heads {list(model.heads)}")
+        raise ConfigError(f"head {head!r}: {run_dir} has the heads {list(model.heads)}")
     info = load_layout(run_dir, cfg.data)
     _, val_ds = build_datasets(cfg, paths, info)
     check_images(val_ds.instances, "--images" if images is not None else "data.val_images")
@@ -178,7 +179,7 @@ def head_metrics(run_dir, head: str) -> dict:
     stamp = run_dir / f"eval_{head}" / "checkpoint_mtime"
     ckpt = run_dir / "checkpoint.pt"
     if not ckpt.is_file():
-        raise FileNotFoundError(f"{ckpt} not found: is {run_dir} a finished run directory?")
+        raise MissingFileError(f"{ckpt} not found: is {run_dir} a finished run directory?")
     mtime = str(ckpt.stat().st_mtime_ns)
     if cached.is_file() and stamp.is_file() and stamp.read_text() == mtime:
         return json.loads(cached.read_text())

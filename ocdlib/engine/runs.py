@@ -25,7 +25,7 @@ import torch
 
 from ..configs import Config
 from ..data.layout import load_layout
-from ..errors import RunLockedError
+from ..errors import MissingFileError, RunLockedError
 from ..models import build_model, export_student
 from ..models.complexity import measure_latency_ms
 from ..paths import REPO_ROOT
@@ -159,7 +159,7 @@ def load_run_config(directory: Path) -> Config:
     directory = Path(directory)
     path = directory / "config.json"
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{directory} is not a run directory (no config.json); pass the folder that "
             "'python -m ocdlib train' wrote (runs/<name>-<hash>-s<seed>)"
         )

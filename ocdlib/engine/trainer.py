@@ -34,6 +34,7 @@ from ..data.coco import check_images
 from ..data.dataset import SkippedImages, build_datasets
 from ..data.layout import resolve_layout, save_layout
 from ..data.prepare import resolve_data
+from ..errors import ConfigError, ExistingRunError
 from ..losses import build_objective
 from ..models import build_model, export_student
 from ..models.complexity import count_macs, count_params
@@ -298,14 +299,14 @@ def load_teacher(cfg: Config, device) -> nn.Module | None:
         return teacher.requires_grad_(False).to(device)
     teacher, tcfg = load_run_model(cfg.loss.teacher_run)
     if "hm" not in tcfg.model.heads:
-        raise ValueError(
+        raise ConfigError(
             f"teacher run {cfg.loss.teacher_run} has heads {tcfg.model.heads}; TCD needs a "
             "heatmap teacher (a run with the 'hm' head, e.g. a simplebaseline preset)"
         )
     if tuple(tcfg.data.heatmap_size) != tuple(cfg.data.heatmap_size) or tuple(
         tcfg.data.input_size
     ) != tuple(cfg.data.input_size):
-        raise ValueError(
+        raise ConfigError(
             f"teacher run {cfg.loss.teacher_run} uses input {tcfg.data.input_size} / heatmaps "
             f"{tcfg.data.heatmap_size}, the student {cfg.data.input_size} / "
             f"{cfg.data.heatmap_size}; train the teacher at the student's sizes"
@@ -355,7 +356,7 @@ def _train(
         remove_stale_temporaries(out_dir)  # of a process killed while it wrote (SIGKILL)
         if ckpt_path.is_file():
             if not resume:
-                raise FileExistsError(
+                raise ExistingRunError(
                     f"{out_dir} already holds a run; pass --resume to continue it or choose "
                     "another --out"
                 )
@@ -391,14 +392,14 @@ def _train(
 
     per_rank_batch = cfg.train.batch_size // dist.world_size
     if per_rank_batch * dist.world_size != cfg.train.batch_size:
-        raise ValueError(
+        raise ConfigError(
             f"train.batch_size={cfg.train.batch_size} is not divisible by the "
             f"{dist.world_size} processes; choose a multiple"
         )
     loader = make_loader(train_ds, per_rank_batch, True, dist, cfg.train.seed, cfg.data.num_workers)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
-        raise ValueError(
+        raise ConfigError(
             f"the training set has {len(train_ds)} instances, fewer than one batch of "
             f"{cfg.train.batch_size}; lower train.batch_size or add data"
         )

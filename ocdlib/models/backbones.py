@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 import torchvision
 
+from ..errors import ConfigError, MissingFileError
+
 # name -> (torchvision builder, its ImageNet weights enum value, feature channels)
 # IMAGENET1K_V1 are the classic torchvision weights that mmpose's `torchvision://`
 # checkpoints point to.
@@ -135,7 +137,7 @@ def build_backbone(name: str, pretrained: str = "none") -> nn.Module:
     """
     if name in _NARROW:
         if pretrained not in ("", "none"):
-            raise ValueError(
+            raise ConfigError(
                 f"model.backbone={name!r} has no pretrained weights; use "
                 "--set model.pretrained=none or a standard backbone such as resnet18"
             )
@@ -151,11 +153,11 @@ def build_backbone(name: str, pretrained: str = "none") -> nn.Module:
     if pretrained == "imagenet":
         path = imagenet_weights_file(name)
         if not path.is_file():
-            raise FileNotFoundError(missing_imagenet_message(name, path))
+            raise MissingFileError(missing_imagenet_message(name, path))
     else:
         path = Path(pretrained).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"model.pretrained={pretrained!r}: no such file. Give the path of a "
                 f"torchvision {name} state_dict (.pth), 'imagenet' (torch hub cache) or 'none'"
             )
@@ -173,14 +175,14 @@ def load_backbone_weights(backbone: nn.Module, path: Path, name: str) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a corrupt or non-PyTorch file
-        raise ValueError(
+        raise ConfigError(
             f"model.pretrained={str(path)!r}: cannot read it as a PyTorch state_dict ({err})"
         ) from err
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
-        raise ValueError(f"model.pretrained={str(path)!r}: expected a state_dict (a dict)")
+        raise ConfigError(f"model.pretrained={str(path)!r}: expected a state_dict (a dict)")
     for prefix in ("module.", "backbone."):
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}
@@ -192,12 +194,12 @@ def load_backbone_weights(backbone: nn.Module, path: Path, name: str) -> None:
     try:
         result = backbone.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shape mismatches raise even when not strict
-        raise ValueError(
+        raise ConfigError(
             f"model.pretrained={str(path)!r} does not fit backbone {name}: {err}. {fix}"
         ) from err
     missing, unexpected = result.missing_keys, result.unexpected_keys
     if missing or unexpected:
-        raise ValueError(
+        raise ConfigError(
             f"model.pretrained={str(path)!r} does not fit backbone {name}: "
             f"{len(missing)} missing key(s) {missing[:3]}, {len(unexpected)} unexpected "
             f"key(s) {unexpected[:3]}. {fix}"
@@ -208,6 +210,6 @@ def _spec(name: str) -> tuple[str, str, int]:
     try:
         return _BACKBONES[name]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"model.backbone={name!r} is unknown; choose one of {list(BACKBONE_NAMES)}"
         ) from None

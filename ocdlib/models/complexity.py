@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..errors import UnknownNameError
+
 
 def _head_path(model: nn.Module, head: str | None) -> nn.Module:
     """The part of `model` that inference with `head` runs (the whole model when None)."""
@@ -28,7 +30,7 @@ def _head_path(model: nn.Module, head: str | None) -> nn.Module:
     heads = getattr(model, "heads", None)
     if heads is None or head not in heads:
         known = list(heads) if heads is not None else []
-        raise KeyError(f"model has no head {head!r}; its heads: {known}")
+        raise UnknownNameError(f"model has no head {head!r}; its heads: {known}")
     return nn.Sequential(model.backbone, heads[head])
 
 

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import codecs
+from ..errors import ConfigError
 
 
 def _as_index(flip_index, device) -> torch.Tensor:
@@ -143,7 +144,7 @@ class HeatmapHead(nn.Module):
         """Argmax with sub-pixel refinement; score = heatmap maximum (codecs.decode_heatmaps)."""
         size = (out.shape[-1], out.shape[-2])
         if heatmap_size is not None and tuple(heatmap_size) != size:
-            raise ValueError(f"heatmaps are {size} (W, H), expected heatmap_size {heatmap_size}")
+            raise ConfigError(f"heatmaps are {size} (W, H), expected heatmap_size {heatmap_size}")
         coords, scores = codecs.decode_heatmaps(out, refine=True)
         return codecs.heatmap_to_normalized(coords, input_size, size), scores
 

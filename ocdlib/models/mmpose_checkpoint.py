@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import KitError
+from ..errors import KitError, MissingFileError
 from .backbones import build_backbone
 from .heads import HeatmapHead
 from .pose_model import PoseModel
@@ -61,7 +61,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The state_dict of an mmpose checkpoint (`state_dict` inside, or the bare dict)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"loss.teacher_run={str(path)!r}: no such file. {FIX}")
+        raise MissingFileError(f"loss.teacher_run={str(path)!r}: no such file. {FIX}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated download, or not a PyTorch file

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from ..configs import ModelConfig
+from ..errors import ConfigError, UnknownNameError
 from .backbones import build_backbone
 from .heads import HeatmapHead, RegressionHead, RLEHead
 
@@ -68,7 +69,7 @@ class PoseModel(nn.Module):
         the plain one before decoding. Call `model.eval()` first.
         """
         if head not in self.heads:
-            raise KeyError(f"model has no head {head!r}; its heads: {list(self.heads)}")
+            raise UnknownNameError(f"model has no head {head!r}; its heads: {list(self.heads)}")
         module = self.heads[head]
         out = module(self.backbone(images))
         if flip_index is not None:
@@ -94,7 +95,7 @@ def build_head(name: str, cfg: ModelConfig, in_channels: int, num_keypoints: int
             cfg.small_deconv_channels,
             heatmap_size,
         )
-    raise ValueError(f"model.heads: unknown head {name!r}; choose from {list(HEAD_NAMES)}")
+    raise ConfigError(f"model.heads: unknown head {name!r}; choose from {list(HEAD_NAMES)}")
 
 
 def build_model(
@@ -106,16 +107,16 @@ def build_model(
     """The `PoseModel` a `ModelConfig` describes (backbone weights per `model_cfg.pretrained`)."""
     heads = tuple(model_cfg.heads)
     if not heads:
-        raise ValueError(f"model.heads is empty; choose one or more of {list(HEAD_NAMES)}")
+        raise ConfigError(f"model.heads is empty; choose one or more of {list(HEAD_NAMES)}")
     unknown = [h for h in heads if h not in HEAD_NAMES]
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"model.heads: unknown head {unknown[0]!r}; choose from {list(HEAD_NAMES)}"
         )
     if len(set(heads)) != len(heads):
-        raise ValueError(f"model.heads={list(heads)} names a head twice")
+        raise ConfigError(f"model.heads={list(heads)} names a head twice")
     if model_cfg.deploy_head not in heads:
-        raise ValueError(
+        raise ConfigError(
             f"model.deploy_head={model_cfg.deploy_head!r} is not in model.heads={list(heads)}; "
             "set model.deploy_head to the head to keep after training"
         )
@@ -140,7 +141,7 @@ def export_student(model: nn.Module, head: str) -> PoseModel:
     """
     model = getattr(model, "module", model)  # DistributedDataParallel
     if head not in model.heads:
-        raise KeyError(
+        raise UnknownNameError(
             f"model.deploy_head={head!r}: the model has heads {list(model.heads)}; "
             "choose one of them"
         )
