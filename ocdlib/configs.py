@@ -17,7 +17,7 @@ from math import inf
 from pathlib import Path
 from typing import Any
 
-from ocdlib.data.synthpose import SynthPoseSpec
+from ocdlib.data.synthpose.spec import SynthPoseSpec
 from ocdlib.errors import ConfigError, UnknownNameError
 from ocdlib.metainfo import DATASETS, FROM_FILE
 

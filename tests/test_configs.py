@@ -113,3 +113,17 @@ def test_a_tcd_run_hash_names_its_teacher_by_run_folder_not_by_location():
     b = build_config("cpu_tcd", ["loss.teacher_run=runs/cpu_sb-0123456789-s0"])
     c = build_config("cpu_tcd", ["loss.teacher_run=runs/cpu_sb-9876543210-s0"])
     assert a.hash == b.hash != c.hash
+
+
+def test_importing_the_configs_loads_neither_torch_nor_the_renderer():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ocdlib.configs\n"
+        "heavy = [m for m in ('torch', 'PIL', 'ocdlib.data.synthpose.image',"
+        " 'ocdlib.data.dataset') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

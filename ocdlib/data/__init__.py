@@ -1,22 +1,33 @@
 """Data layer: COCO-format loading, top-down transforms and the pose dataset.
 
-Only the COCO path is imported here; the SynthPose generator lives in
-`ocdlib.data.synthpose` and is imported where it is used.
+Every name is loaded on first use; the SynthPose generator lives in
+`ocdlib.data.synthpose`.
 """
 
-from ocdlib.data.coco import (
-    AnnotationError,
-    ImageMissingError,
-    ImageReadError,
-    Instance,
-    check_images,
-    load_coco_keypoints,
-    load_detections,
-    read_image,
-)
-from ocdlib.data.dataset import TopDownPoseDataset
+import importlib
 
-__all__ = [
+# Loaded on first use: importing a submodule (ocdlib.data.synthpose.spec, which
+# ocdlib.configs needs) must not import the dataset, and with it torch.
+_HOMES = {
+    "AnnotationError": "coco",
+    "ImageMissingError": "coco",
+    "ImageReadError": "coco",
+    "Instance": "coco",
+    "check_images": "coco",
+    "load_coco_keypoints": "coco",
+    "load_detections": "coco",
+    "read_image": "coco",
+    "TopDownPoseDataset": "dataset",
+}
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [  # noqa: F822 (each name is loaded by __getattr__)
     "AnnotationError",
     "ImageMissingError",
     "ImageReadError",
