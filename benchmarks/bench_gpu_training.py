@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from ocdlib.bench.timing import Spread, interleaved, ratio_to, synchronizer
-from ocdlib.bench.training_cost import _batch
+from ocdlib.bench.training_cost import step_batch
 from ocdlib.configs import build_config
 from ocdlib.data.dataset import build_datasets
 from ocdlib.data.layout import resolve_layout
@@ -77,7 +77,7 @@ def build_step(method: str, batch: int, device, compiled: bool):
     params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.train.lr)
     # The CPU benchmark's random batch, moved once: the ceiling leaves host copies out.
-    data = {key: v.to(device) for key, v in _batch(cfg, k, batch).items()}
+    data = {key: v.to(device) for key, v in step_batch(cfg, k, batch).items()}
 
     def step(data=data):
         total, _ = forward_loss(runner, objective, data, 1_000_000, precision, device)

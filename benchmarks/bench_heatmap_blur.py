@@ -23,7 +23,7 @@ import torch.nn.functional as F
 import ocdlib.codecs as codecs
 from ocdlib.bench.run import machine
 from ocdlib.bench.timing import SEED, Spread, interleaved, ratio_to
-from ocdlib.bench.training_cost import _setup
+from ocdlib.bench.training_cost import step_setup
 
 BLUR_SHAPES = {
     "cpu body, batch 32 x 17 x 32x24": (32, 17, 32, 24),
@@ -93,7 +93,7 @@ def main() -> None:
     print("\n| OCD-DeepPose training step, batch 32 | previous ms | now ms | speed-up |")
     print("|---|---|---|---|")
     for title, profile in STEP_PROFILES.items():
-        step = _setup(profile, "ocd", {}, 32, torch.device("cpu"), {})[0]
+        step = step_setup(profile, "ocd", {}, 32, torch.device("cpu"), {})[0]
         variants = {"previous": with_blur(previous_blur, step), "now": with_blur(NOW, step)}
         report(title, interleaved(variants, args.rounds, repeat=1, warmup=1))
 

@@ -48,7 +48,7 @@ def cmd_data_coco(args) -> int:
 
 
 def cmd_presets(args) -> int:
-    from .configs import METHODS, PROFILES
+    from .configs import BASES, METHODS
 
     print("notebook profiles (reproduce --profile NAME; the notebooks' `profile` parameter):")
     for p in NOTEBOOK_PROFILES.values():
@@ -56,8 +56,8 @@ def cmd_presets(args) -> int:
         print(
             f"  {'':<10} body rows on {p.body}, whole-body rows on {p.wholebody}; seeds {p.seeds}"
         )
-    print("config presets (train --config PRESET) are <config profile>_<method>:")
-    print("  config profiles:", " ".join(PROFILES))
+    print("config presets (train --config PRESET) are <config base>_<method>:")
+    print("  config bases:", " ".join(BASES))
     print("  methods:        ", " ".join(METHODS))
     if args.show:
         from .configs import get_preset

@@ -400,12 +400,12 @@ def validate(cfg: Config) -> Config:
 
 
 # ---------------------------------------------------------------------------
-# Presets: a profile (data, backbone, schedule) combined with a method (heads
-# and loss terms). Preset names are "<profile>_<method>", e.g. "cpu_ocd" or
-# "coco_r50_deeppose"; a bare profile name means its DeepPose baseline.
+# Presets: a config base (data, backbone, schedule) combined with a method (heads
+# and loss terms). Preset names are "<base>_<method>", e.g. "cpu_ocd" or
+# "coco_r50_deeppose"; a bare base name means its DeepPose baseline.
 
 
-def _profile_smoke() -> Config:
+def _base_smoke() -> Config:
     """Seconds on a CPU: for tests and nbval. Numbers from it mean nothing."""
     return Config(
         data=DataConfig(
@@ -448,7 +448,7 @@ CPU_SYNTH_SPEC = SynthPoseSpec(
 CPU_EPOCHS = 16  # x 4000 crops
 
 
-def _profile_cpu() -> Config:
+def _base_cpu() -> Config:
     """The default SynthPose reproduction on a 2-core CPU (narrow ResNet-18 from scratch, 128x96).
 
     Calibrated on the DeepPose and SimpleBaseline learning curves (docs/CALIBRATION.md):
@@ -484,12 +484,12 @@ def _profile_cpu() -> Config:
     )
 
 
-def _profile_cpu_wholebody() -> Config:
+def _base_cpu_wholebody() -> Config:
     """The cpu profile on SynthPose-WholeBody (133 keypoints) at a higher resolution.
 
     Faces and hands are a few pixels wide at 128x96 and their OKS sigmas are a fraction
     of the body's, so the whole-body runs get 192x192 images and 160x120 crops."""
-    cfg = _profile_cpu()
+    cfg = _base_cpu()
     data = replace(
         cfg.data,
         dataset="coco_wholebody",
@@ -501,7 +501,7 @@ def _profile_cpu_wholebody() -> Config:
     return replace(cfg, data=data)
 
 
-def _profile_gpu_synth() -> Config:
+def _base_gpu_synth() -> Config:
     """SynthPose at the COCO crop size with ResNet-50 from scratch: about an hour on one GPU."""
     return Config(
         data=DataConfig(
@@ -543,7 +543,7 @@ def _coco_data(dataset: str = "coco") -> DataConfig:
     )
 
 
-def _profile_coco(backbone: str, dataset: str = "coco") -> Callable[[], Config]:
+def _base_coco(backbone: str, dataset: str = "coco") -> Callable[[], Config]:
     """mmpose's COCO recipe: Adam 5e-4 at batch 512, 500-iteration warm-up, 210 epochs."""
 
     def make() -> Config:
@@ -568,12 +568,15 @@ def _profile_coco(backbone: str, dataset: str = "coco") -> Callable[[], Config]:
     return make
 
 
-PROFILES: dict[str, Callable[[], Config]] = {
-    "smoke": _profile_smoke,
-    "cpu": _profile_cpu,
-    "gpu_synth": _profile_gpu_synth,
-    **{f"coco_{b}": _profile_coco(f"resnet{b[1:]}") for b in ("r50", "r101", "r152")},
-    "coco_wholebody_r50": _profile_coco("resnet50", "coco_wholebody"),
+# The config bases: the data, model and schedule a preset builds on (a preset is
+# `<base>_<method>`). A notebook profile (ocdlib/profiles.py) is another thing: what
+# `reproduce --profile` runs, built on one base for body rows and one for whole-body.
+BASES: dict[str, Callable[[], Config]] = {
+    "smoke": _base_smoke,
+    "cpu": _base_cpu,
+    "gpu_synth": _base_gpu_synth,
+    **{f"coco_{b}": _base_coco(f"resnet{b[1:]}") for b in ("r50", "r101", "r152")},
+    "coco_wholebody_r50": _base_coco("resnet50", "coco_wholebody"),
 }
 
 
@@ -585,12 +588,12 @@ def _wholebody(cfg: Config) -> Config:
 
 
 for _p in ("smoke", "gpu_synth"):
-    PROFILES[f"{_p}_wholebody"] = (lambda p: lambda: _wholebody(PROFILES[p]()))(_p)
-PROFILES["cpu_wholebody"] = _profile_cpu_wholebody
+    BASES[f"{_p}_wholebody"] = (lambda p: lambda: _wholebody(BASES[p]()))(_p)
+BASES["cpu_wholebody"] = _base_cpu_wholebody
 
 
 def _method(cfg: Config, heads, deploy, **loss) -> Config:
-    """The method's heads and loss terms; the regression task loss is the profile's unless
+    """The method's heads and loss terms; the regression task loss is the base's unless
     the method names its own (RLE)."""
     model = replace(cfg.model, heads=tuple(heads), deploy_head=deploy)
     base = LossConfig(reg_loss=cfg.loss.reg_loss)
@@ -643,20 +646,20 @@ METHODS: dict[str, Callable[[Config], Config]] = {
 
 
 def preset_names() -> list[str]:
-    return [f"{p}_{m}" for p in PROFILES for m in METHODS]
+    return [f"{p}_{m}" for p in BASES for m in METHODS]
 
 
 def get_preset(name: str) -> Config:
-    """Resolve "<profile>_<method>" (or a bare profile, meaning DeepPose) to a Config."""
-    if name in PROFILES:
+    """Resolve "<base>_<method>" (or a bare base, meaning DeepPose) to a Config."""
+    if name in BASES:
         name = f"{name}_deeppose"
     for method in sorted(METHODS, key=len, reverse=True):
-        profile = name[: -len(method) - 1]
-        if name.endswith("_" + method) and profile in PROFILES:
-            return replace(METHODS[method](PROFILES[profile]()), name=name)
+        base = name[: -len(method) - 1]
+        if name.endswith("_" + method) and base in BASES:
+            return replace(METHODS[method](BASES[base]()), name=name)
     raise UnknownNameError(
-        f"unknown preset {name!r}; presets are <profile>_<method> with profile in "
-        f"{sorted(PROFILES)} and method in {sorted(METHODS)} (python -m ocdlib presets)"
+        f"unknown preset {name!r}; presets are <base>_<method> with base in "
+        f"{sorted(BASES)} and method in {sorted(METHODS)} (python -m ocdlib presets)"
     )
 
 

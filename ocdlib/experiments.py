@@ -509,7 +509,7 @@ def run_dirs(exp: Experiment, profile: str | NotebookProfile) -> list[Path]:
 def config_for(exp: Experiment, profile: str | NotebookProfile, seed: int) -> Config:
     """The Config of one experiment row at one seed (TCD teachers resolved to their runs)."""
     profile = notebook_profile(profile)
-    base = profile.config_profile(exp.wholebody)
+    base = profile.config_base(exp.wholebody)
     preset = f"{base}_{exp.method}"
     sets: dict[str, Any] = {"train.seed": seed}
     for key, value in exp.overrides:

@@ -1,7 +1,7 @@
 """The notebook profiles: what `reproduce --profile` and the notebooks run.
 
-A notebook profile names the two config profiles its rows are built on (one for
-body rows, one for whole-body rows; see `ocdlib.configs.PROFILES`), the seeds of
+A notebook profile names the two config bases its rows are built on (one for
+body rows, one for whole-body rows; see `ocdlib.configs.BASES`), the seeds of
 its key rows and the folder under reports/ that its tables go to. It is the one
 definition: `reproduce`, the notebooks, the experiment grid, the CLI help and
 `python -m ocdlib presets` all read it from here.
@@ -17,13 +17,13 @@ from .errors import ConfigError
 @dataclass(frozen=True)
 class NotebookProfile:
     name: str
-    body: str  # config profile of the body rows (ocdlib.configs.PROFILES)
-    wholebody: str  # config profile of the whole-body rows
+    body: str  # config base of the body rows (ocdlib.configs.BASES)
+    wholebody: str  # config base of the whole-body rows
     seeds: tuple[int, ...]  # key rows run on all of them, the others on the first
     report_folder: str  # under reports/; "" is reports/ itself
     about: str  # one line for the CLI help
 
-    def config_profile(self, wholebody: bool) -> str:
+    def config_base(self, wholebody: bool) -> str:
         return self.wholebody if wholebody else self.body
 
 

@@ -49,12 +49,12 @@ from .configs import Config
 from .engine.evaluate import head_metrics
 from .engine.runs import git_commit, load_run_config, read_result, student_latency_ms
 from .experiments import TARGET, Experiment, comparisons_among, floors_among
+from .models.pose_model import HEAD_NAMES
 from .paths import REPO_ROOT, report_dir
 from .viz import save_figure
 
 METRICS = ("AP", "AP50", "AP75", "AR")
 PART_METRICS = ("body/AP", "foot/AP", "face/AP", "hand/AP", "wholebody/AP")
-HEAD_NAMES = {"reg": "regression", "rle": "RLE", "hm": "heatmap", "hm_small": "heatmap (reduced)"}
 # Decimal places of the markdown tables, per column; other floats get DEFAULT_DIGITS.
 DIGITS = {"GMACs": 3, "train_time_min": 2, "latency_ms": 2, "images_per_s": 1}
 DEFAULT_DIGITS = 1

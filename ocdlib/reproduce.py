@@ -304,7 +304,7 @@ class RunWatcher:
     ):
         self.runs_dir = Path(runs_dir)
         self.profile = profile
-        # Runs are named after their config profile (cpu_full trains cpu_* configs).
+        # Runs are named after their config base (cpu_full trains cpu_* configs).
         prof = notebook_profile(profile)
         self._prefixes = (f"{prof.body}_", f"{prof.wholebody}_")
         self.interval = interval

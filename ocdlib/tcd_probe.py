@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import run_cache
+from .coco_eval import Prediction, evaluate_coco
 from .configs import Config
 from .data.dataset import build_datasets
 from .data.layout import resolve_layout
@@ -36,7 +37,6 @@ from .engine.precision import Precision, resolve_precision
 from .engine.runs import read_result, run_lock
 from .engine.trainer import load_teacher, train
 from .errors import ConfigError
-from .evaluation import Prediction, evaluate_coco
 from .experiments import OCD_DEEPPOSE, TCD_DEEPPOSE, config_for, train_missing_default
 from .losses import Objective, build_objective, heatmap_confidence
 from .models import build_model

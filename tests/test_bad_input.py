@@ -388,8 +388,8 @@ def test_a_full_disk_while_writing_a_table(tmp_path, monkeypatch):
 def test_a_duplicate_id_is_an_error_naming_the_file_the_id_and_the_entries(
     coco_sample_dir, key, index, copy_of
 ):
+    from ocdlib.coco_eval import load_ground_truth
     from ocdlib.data.coco import AnnotationError
-    from ocdlib.evaluation import load_ground_truth
     from ocdlib.metainfo import COCO_BODY
 
     ann = coco_sample_dir / "test_coco.json"

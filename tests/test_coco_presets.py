@@ -18,7 +18,7 @@ import torch
 import torchvision
 
 from ocdlib.configs import METHODS, ModelConfig, build_config, validate
-from ocdlib.data.coco_root import COCO_PROFILES, coco_layout, preset_overrides
+from ocdlib.data.coco_root import COCO_BASES, coco_layout, preset_overrides
 from ocdlib.data.dataset import build_datasets
 from ocdlib.data.layout import resolve_layout
 from ocdlib.data.prepare import resolve_data
@@ -101,7 +101,7 @@ def test_tcd_preset_takes_an_mmpose_model_zoo_teacher(shared_coco_root, imagenet
     assert result["student_params"] == 23_508_032 + 2048 * 34 + 34  # ResNet-50 and one FC
 
 
-@pytest.mark.parametrize("profile", COCO_PROFILES)
+@pytest.mark.parametrize("profile", COCO_BASES)
 def test_every_coco_preset_resolves_on_the_layout(profile, shared_coco_root):
     """Every method of the profile: config ranges, files, layout and one crop of each set."""
     layout = coco_layout()

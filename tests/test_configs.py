@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ocdlib.configs import (
+    BASES,
     METHODS,
-    PROFILES,
     Config,
     build_config,
     get_preset,
@@ -58,7 +58,7 @@ def test_bad_override_says_what_to_do(item, fragment):
 
 
 def test_unknown_preset_lists_the_choices():
-    with pytest.raises(KeyError, match="profile in"):
+    with pytest.raises(KeyError, match="base in"):
         get_preset("cpu_magic")
 
 
@@ -76,7 +76,7 @@ def test_coco_presets_follow_the_mmpose_recipe():
         assert cfg.data.input_size == (192, 256) and cfg.data.heatmap_size == (48, 64)
         assert cfg.eval.flip_test and cfg.eval.det_file.endswith("AP_H_56_person.json")
     assert set(METHODS) >= {"deeppose", "rle", "simplebaseline", "ocd", "tcd", "reduced"}
-    assert "coco_wholebody_r50" in PROFILES
+    assert "coco_wholebody_r50" in BASES
 
 
 def test_synthpose_knobs_are_config_fields():

@@ -359,9 +359,9 @@ def test_smoke_runs_deployed_sizes_and_pictures(tmp_path, monkeypatch, coco_samp
     # Keep the smoke profile (data, model, code path) but stop after a few steps.
     from ocdlib import configs
 
-    smoke = configs.PROFILES["smoke"]
+    smoke = configs.BASES["smoke"]
     monkeypatch.setitem(
-        configs.PROFILES,
+        configs.BASES,
         "smoke",
         lambda: dataclasses.replace(
             smoke(), train=dataclasses.replace(smoke().train, epochs=1, max_steps=2)

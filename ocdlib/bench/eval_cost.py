@@ -15,7 +15,7 @@ import io
 import numpy as np
 from pycocotools.coco import COCO
 
-from ..evaluation import PERSON_CATEGORY_ID, run_cocoeval
+from ..coco_eval import PERSON_CATEGORY_ID, run_cocoeval
 from ..metainfo import COCO_BODY
 from .timing import SEED, Spread
 

@@ -37,7 +37,9 @@ METHODS = (
 )
 
 
-def _batch(cfg, k: int, batch: int) -> dict:
+def step_batch(cfg, k: int, batch: int) -> dict:
+    """A fixed synthetic batch of `batch` crops with `k` keypoints at `cfg`'s sizes (the
+    training-step benchmarks here and in benchmarks/ time the step, not the data)."""
     w, h = cfg.data.input_size
     hw, hh = cfg.data.heatmap_size
     g = torch.Generator().manual_seed(SEED)
@@ -50,7 +52,9 @@ def _batch(cfg, k: int, batch: int) -> dict:
     }
 
 
-def _setup(profile: str, method: str, overrides: dict, batch: int, device, extra: dict):
+def step_setup(profile: str, method: str, overrides: dict, batch: int, device, extra: dict):
+    """One training step of the preset `<profile>_<method>` ready to time: (step, model,
+    objective, precision, data, cfg), built through the trainer's own functions."""
     sets = {**overrides, "model.pretrained": "none", "train.batch_size": batch, **extra}
     cfg = build_config(f"{profile}_{method}", sets)
     info = get_dataset_info(cfg.data.dataset)
@@ -68,7 +72,7 @@ def _setup(profile: str, method: str, overrides: dict, batch: int, device, extra
     params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.train.lr)
     model.train()
-    data = _batch(cfg, k, batch)
+    data = step_batch(cfg, k, batch)
 
     def step():
         total, _ = forward_loss(model, objective, data, STEP_INDEX, precision, device)
@@ -108,7 +112,7 @@ def measure_group(profile: str, batch: int, rounds: int, device, extra: dict | N
     sync = synchronizer(device)
     steps, parts, precision_name, size = {}, {}, "", ""
     for label, method, overrides in METHODS:
-        step, model, objective, precision, data, cfg = _setup(
+        step, model, objective, precision, data, cfg = step_setup(
             profile, method, overrides, batch, device, extra
         )
         steps[label] = step

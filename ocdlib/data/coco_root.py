@@ -1,7 +1,7 @@
 """The COCO root that the `coco_*` presets read, where each of its files comes from, and its check.
 
 The layout is not written down a second time here: the annotation files, image
-folders and the detection file are read off the presets (`PROFILES` in
+folders and the detection file are read off the presets (`BASES` in
 ocdlib/configs.py), relative to their `data.root`. `check_root` verifies a
 root (`python -m ocdlib data check --root DIR`); `ocdlib.data.download` fills
 it (`python -m ocdlib data coco --root DIR`). Two files have no stable direct
@@ -14,13 +14,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..configs import PROFILES, Config
+from ..configs import BASES, Config
 from ..errors import KitError
 from ..models.backbones import imagenet_weights_file, missing_imagenet_message
 from .coco import open_image
 
-# The config profiles that read a COCO root: every profile whose name starts with "coco".
-COCO_PROFILES = tuple(name for name in PROFILES if name.startswith("coco"))
+# The config bases that read a COCO root: every profile whose name starts with "coco".
+COCO_BASES = tuple(name for name in BASES if name.startswith("coco"))
 
 # Files with no stable direct URL: where they come from, keyed by file name.
 MANUAL_STEPS = {
@@ -53,7 +53,7 @@ class CocoSplit:
 
     ann: str  # relative to the root
     images: str  # relative to the root
-    profiles: tuple[str, ...]  # the config profiles that read it
+    profiles: tuple[str, ...]  # the config bases that read it
     wholebody: bool
 
 
@@ -74,13 +74,13 @@ def _relative(path: str, root: str, what: str) -> str:
     except ValueError:
         raise AssertionError(
             f"{what}={path!r} of a coco preset is not under its data.root={root!r}; keep the "
-            "coco presets' files under one root (ocdlib/configs.py, _profile_coco)"
+            "coco presets' files under one root (ocdlib/configs.py, _base_coco)"
         ) from None
 
 
 def coco_layout(configs: dict[str, Config] | None = None) -> CocoLayout:
     """The layout, read off the coco_* profiles' configs (`configs` maps profile -> Config)."""
-    configs = configs or {name: PROFILES[name]() for name in COCO_PROFILES}
+    configs = configs or {name: BASES[name]() for name in COCO_BASES}
     splits: dict[tuple[str, str], list[str]] = {}
     wholebody: dict[tuple[str, str], bool] = {}
     det_files, det_keys = set(), set()

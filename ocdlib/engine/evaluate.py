@@ -1,4 +1,5 @@
-"""Predict on a top-down dataset, map crops back to image pixels, and score with COCOeval."""
+"""Run a model over a top-down dataset, map its crops back to image pixels, and score the
+predictions with the COCO metric (ocdlib/coco_eval.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..coco_eval import Prediction, evaluate_coco
 from ..configs import Config
 from ..data.coco import check_images
 from ..data.dataset import SkippedImages, build_datasets
@@ -19,7 +21,6 @@ from ..data.layout import load_layout
 from ..data.prepare import DataPaths, resolve_data
 from ..data.transforms import normalized_to_image
 from ..errors import ConfigError, MissingFileError
-from ..evaluation import Prediction, evaluate_coco
 from ..metainfo import DatasetInfo
 from .distributed import DistInfo, all_gather_objects
 from .runs import load_run_model, run_lock

@@ -19,7 +19,8 @@ from ..errors import ConfigError, UnknownNameError
 from .backbones import build_backbone
 from .heads import HeatmapHead, RegressionHead, RLEHead
 
-HEAD_NAMES = ("reg", "rle", "hm", "hm_small")
+# Every head a model can have, with the name tables give it.
+HEAD_NAMES = {"reg": "regression", "rle": "RLE", "hm": "heatmap", "hm_small": "heatmap (reduced)"}
 
 
 class PoseModel(nn.Module):

@@ -1,4 +1,7 @@
-"""COCO keypoint evaluation: instance rescoring, OKS-NMS and COCOeval, per body part.
+"""The COCO keypoint metric: instance rescoring, OKS-NMS and COCOeval, per body part.
+
+It scores predictions already in image pixels; running a model over a validation set
+to get them is the engine's (ocdlib/engine/evaluate.py).
 
 The protocol is mmpose's `CocoMetric` / `CocoWholeBodyMetric` (docs/METHOD.md, section
 'Conventions'):

@@ -13,7 +13,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from ocdlib.evaluation import (
+from ocdlib.coco_eval import (
     STAT_NAMES,
     Prediction,
     evaluate_coco,
