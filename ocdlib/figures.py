@@ -25,7 +25,7 @@ from .data.dataset import TopDownPoseDataset
 from .data.prepare import resolve_data
 from .data.transforms import denormalize_image
 from .engine.evaluate import predict_dataset
-from .engine.runs import load_run_config, load_run_model
+from .engine.runs import has_weights, load_run_config, load_run_model
 from .errors import ConfigError, MissingFileError
 from .metainfo import get_dataset_info
 from .paths import COCO_SAMPLE_DIR
@@ -405,10 +405,18 @@ def _comparison_grid(
 
 
 def _load_students(runs_by_label: Mapping[str, str | Path]) -> dict[str, tuple[Any, Config]]:
-
+    """The deployed students of the runs that have their weights (a run record has none:
+    it is named and left out of the picture)."""
     if not runs_by_label:
         raise ConfigError("no runs to compare: pass {label: run directory}")
-    return {label: load_run_model(d, student=True) for label, d in runs_by_label.items()}
+    without = [label for label, d in runs_by_label.items() if not has_weights(d)]
+    if without:
+        print(f"note: no weights for {without} (run records): left out of the picture")
+    return {
+        label: load_run_model(d, student=True)
+        for label, d in runs_by_label.items()
+        if label not in without
+    }
 
 
 def keypoint_comparison(
@@ -416,15 +424,16 @@ def keypoint_comparison(
     image_ids: Sequence[int] | None = None,
     n_images: int = 3,
     score_thr: float = 0.2,
-) -> Figure:
+) -> Figure | None:
     """The same SynthPose validation images: ground truth, then each run's deployed student.
 
     Each person is cropped from its ground-truth box (as in evaluation) and
     predicted with flip test; predicted keypoints with score <= `score_thr`
-    are not drawn (DeepPose's scores are always 1).
+    are not drawn (DeepPose's scores are always 1). None when no run has its weights.
     """
-
     models = _load_students(runs_by_label)
+    if not models:
+        return None
     cfg = next(iter(models.values()))[1]
     paths = resolve_data(cfg.data, progress=False)
     name = "SynthPose-WholeBody" if cfg.data.dataset == "coco_wholebody" else "SynthPose"
@@ -447,10 +456,13 @@ def coco_sample_comparison(
 
     The models learned on SynthPose only, so they are not expected to work well
     on real photos: the figure shows how far the synthetic benchmark transfers.
-    Returns None (with a printed note) when the sample folder is absent.
+    Returns None (with a printed note) when the sample folder is absent or no run has
+    its weights.
     """
     coco_dir = Path(coco_dir) if coco_dir else COCO_SAMPLE_DIR
     models = _load_students(runs_by_label)
+    if not models:
+        return None
     cfg = next(iter(models.values()))[1]
     ann = coco_dir / (
         "test_coco_wholebody.json" if cfg.data.dataset == "coco_wholebody" else "test_coco.json"

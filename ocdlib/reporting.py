@@ -47,7 +47,13 @@ from .comparisons import (
 )
 from .configs import Config
 from .engine.evaluate import head_metrics
-from .engine.runs import git_commit, load_run_config, read_result, student_latency_ms
+from .engine.runs import (
+    git_commit,
+    has_weights,
+    load_run_config,
+    read_result,
+    student_latency_ms,
+)
 from .experiments import TARGET, Experiment, comparisons_among, floors_among
 from .models.pose_model import HEAD_NAMES
 from .paths import REPO_ROOT, report_dir
@@ -431,10 +437,12 @@ def learning_curve_frame(summary: pd.DataFrame, rows: Sequence[Row] | None = Non
 
 
 def add_latency(summary: pd.DataFrame, repeats: int = 20, threads: int = 1) -> pd.DataFrame:
-    """`summary` with a `latency_ms` column (first seed's student of each row)."""
+    """`summary` with a `latency_ms` column (first seed's student of each row; empty for a
+    row read from a run record, which has no weights)."""
     out = summary.copy()
     out["latency_ms"] = [
-        student_latency_ms(dirs[0], repeats, threads=threads) for dirs in out["run_dirs"]
+        student_latency_ms(dirs[0], repeats, threads=threads) if has_weights(dirs[0]) else math.nan
+        for dirs in out["run_dirs"]
     ]
     return out
 

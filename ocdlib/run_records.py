@@ -1,12 +1,13 @@
 """Run records: what a finished run leaves for the reports, without its weights.
 
-A record is a copy of a run folder's config.json, result.json and evals.json, with its
-log.csv gzipped: a few hundred kB where the run folder holds megabytes of checkpoints.
+A record is a copy of a run folder's config.json, result.json and evals.json, the
+scores of its other heads (eval_<head>/metrics.json), and its log.csv gzipped: a few
+hundred kB where the run folder holds megabytes of checkpoints.
 Records are committed under reports/<profile>/runs/<run folder name>/, so that the
 results of runs trained elsewhere (a lent GPU, an earlier machine) outlive their run
 cache: with `reproduce --no-train` the notebooks read a run from its record where the
 run cache lacks it. Tables, claims and learning curves need nothing more; pictures of
-a model's keypoints need its weights, and say so.
+a model's keypoints and its latency need its weights, and are left out without them.
 
 A record must be of the config that asks for it: its folder is named after the config
 hash, and a record whose config.json hashes otherwise is refused, naming both hashes.
@@ -49,6 +50,9 @@ def write_record(run_dir: Path, dest_root: Path) -> Path:
     for name in RECORD_FILES:
         if (run_dir / name).is_file():
             shutil.copyfile(run_dir / name, tmp / name)
+    for scores in sorted(run_dir.glob("eval_*/metrics.json")):  # other heads' scores
+        (tmp / scores.parent.name).mkdir()
+        shutil.copyfile(scores, tmp / scores.parent.name / scores.name)
     if (run_dir / LOG).is_file():
         with open(run_dir / LOG, "rb") as src, gzip.open(tmp / f"{LOG}.gz", "wb", 6) as out:
             shutil.copyfileobj(src, out)

@@ -64,3 +64,22 @@ def test_a_stale_record_is_refused_naming_both_hashes(finished):
 def test_only_a_finished_run_has_a_record(tmp_path):
     with pytest.raises(FileNotFoundError, match="only a finished run"):
         run_records.write_record(tmp_path, tmp_path / "out")
+
+
+def test_a_notebook_rebuilds_its_reports_from_records_alone(tmp_path, monkeypatch):
+    """What the GPU path relies on: runs trained elsewhere, only their records here."""
+    from ocdlib.reproduce import reproduce
+
+    for name in ("DATA", "RUNS", "REPORTS"):
+        monkeypatch.setenv(f"OCDLIB_{name}", str(tmp_path / name.lower()))
+    assert reproduce("smoke", ["01"], jobs=2) == 0
+    tables = tmp_path / "reports" / "smoke" / "tables"
+    trained = (tables / "01_baselines.csv").read_text()
+    write_profile_records("smoke", out=lambda *a: None)
+    shutil.rmtree(tmp_path / "runs")
+    shutil.rmtree(tables)
+    assert reproduce("smoke", ["01"], train_missing=False) == 0
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").glob("smoke_*"))
+    rebuilt = (tables / "01_baselines.csv").read_text()
+    assert rebuilt.splitlines()[0] == trained.splitlines()[0]
+    assert len(rebuilt.splitlines()) == len(trained.splitlines())

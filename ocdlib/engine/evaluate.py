@@ -179,6 +179,8 @@ def head_metrics(run_dir, head: str) -> dict:
     cached = run_dir / f"eval_{head}" / "metrics.json"
     stamp = run_dir / f"eval_{head}" / "checkpoint_mtime"
     ckpt = run_dir / "checkpoint.pt"
+    if not ckpt.is_file() and cached.is_file():  # a run record: the scores it kept
+        return json.loads(cached.read_text())
     if not ckpt.is_file():
         raise MissingFileError(f"{ckpt} not found: is {run_dir} a finished run directory?")
     mtime = str(ckpt.stat().st_mtime_ns)

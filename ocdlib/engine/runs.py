@@ -70,6 +70,11 @@ def run_metadata(cfg: Config) -> dict:
     }
 
 
+def has_weights(directory: Path) -> bool:
+    """Whether a finished run's folder holds its weights (a run record does not)."""
+    return (Path(directory) / "student.pt").is_file()
+
+
 def read_result(directory: Path) -> dict | None:
     path = Path(directory) / "result.json"
     if not path.is_file():
