@@ -138,6 +138,7 @@ def reproduce(
                 bool(only),
                 pending,
                 extra=[cache_state, f"training runs side by side: {jobs} (--jobs)", *extra_lines],
+                name=provenance_name(only),
             )
     total = time.perf_counter() - t_all
     print(f"all done in {total / 60:.1f} min; reports in {out_dir}")
@@ -409,8 +410,21 @@ def _last_logged_epoch(log: Path) -> tuple[int | None, float | None]:
     return current, None
 
 
+def provenance_name(only: list[str] | None) -> str:
+    """PROVENANCE.md for a whole reproduction; a partial one (--only) writes its own file
+    beside it, so that the record of the whole one stays."""
+    return f"PROVENANCE-only-{'-'.join(only)}.md" if only else "PROVENANCE.md"
+
+
 def write_provenance(
-    out_dir: Path, profile: str, timings, total: float, partial: bool, pending=(), extra=()
+    out_dir: Path,
+    profile: str,
+    timings,
+    total: float,
+    partial: bool,
+    pending=(),
+    extra=(),
+    name: str = "PROVENANCE.md",
 ) -> None:
     try:
         import torch
@@ -440,7 +454,7 @@ def write_provenance(
         *[f"| {name} | {dt / 60:.1f} |" for name, dt in timings],
         "",
     ]
-    (out_dir / "PROVENANCE.md").write_text("\n".join(lines))
+    (out_dir / name).write_text("\n".join(lines))
 
 
 def grid_training_time(profile: str) -> str:
