@@ -491,7 +491,7 @@ class NotebookReport:
         )
         _show_frame(format_frame(df, digits))
         self.written += [md, csv]
-        print(f"written: {md} (+ .csv, .meta.json)")
+        print(f"written: {self._shown(md)} (+ .csv, .meta.json)")
 
     def figure(self, fig: Figure | None, name: str, dpi: int = 110) -> None:
         if fig is None:
@@ -504,7 +504,12 @@ class NotebookReport:
             display(Image(filename=str(path)))
         except ImportError:
             pass
-        print(f"written: {path}")
+        print(f"written: {self._shown(path)}")
+
+    def _shown(self, path: Path) -> str:
+        """`path` as the reports folder's own path (reproduce stages a notebook's files
+        before they replace its earlier ones, so the folder written to is not where they end)."""
+        return f"<reports>/{path.relative_to(self.root).as_posix()}"
 
 
 def _show_frame(df: pd.DataFrame) -> None:

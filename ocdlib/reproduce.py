@@ -32,7 +32,7 @@ from .paths import REPO_ROOT, report_dir, runs_home
 from .profiles import NotebookProfile, notebook_profile
 from .reporting import clear_notebook_outputs
 from .run_cache import finished_result, get_run, is_finished, run_dir
-from .run_records import records_home, write_record
+from .run_records import find_record, records_home, write_record
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -103,28 +103,33 @@ def reproduce(
                 (f"training {trained} runs, {jobs} side by side", time.perf_counter() - t0)
             )
             print(f"trained {trained} runs in {timings[-1][1] / 60:.1f} min", flush=True)
+        not_rebuilt: list[str] = []
         for i, nb in enumerate(books, 1):
             print(f"[{i}/{len(books)}] {nb.name} (profile {profile}) ...", flush=True)
             t0 = time.perf_counter()
-            partial = running / nb.name
-            clear_notebook_outputs(out_dir, nb.name)
+            missing = [] if train_missing else _unavailable(record, nb.name)
+            n_runs = len(grid_configs(record, [nb.name[:2]]))
+            if missing and len(missing) == n_runs:
+                why = f"none of its {n_runs} runs is trained; its reports stay as they were"
+                not_rebuilt.append(f"{nb.name}: not rebuilt ({why})")
+                print(not_rebuilt[-1], flush=True)
+                continue
             try:
-                papermill.execute_notebook(
-                    str(nb),
-                    str(partial),
-                    parameters={"profile": profile, "reports_dir": str(out_dir)},
-                    cwd=str(NOTEBOOK_DIR),
-                    kernel_name="python3",
-                    progress_bar=False,
-                    log_output=False,
-                    # The kernel's own start-up notices (it listens on localhost TCP) are
-                    # noise here; errors in cells still stop the notebook and are raised.
-                    extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                _execute(nb, running, out_dir, profile)
+            except Exception as err:
+                if not missing:
+                    print(f"{nb.name} did not finish; its partial output is {running / nb.name}")
+                    raise
+                # A notebook built for its whole grid may not rebuild from part of it; the
+                # reports it wrote from an earlier, fuller run are kept rather than lost.
+                why = (
+                    f"{len(missing)} of its {n_runs} runs not trained, and it stopped on "
+                    f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:160]}; "
+                    f"its reports stay as they were (partial output: {running / nb.name})"
                 )
-            except BaseException:
-                print(f"{nb.name} did not finish; its partial output is {partial}", flush=True)
-                raise
-            os.replace(partial, executed / nb.name)
+                not_rebuilt.append(f"{nb.name}: not rebuilt ({why})")
+                print(not_rebuilt[-1], flush=True)
+                continue
             dt = time.perf_counter() - t0
             timings.append((nb.name, dt))
             print(f"[{i}/{len(books)}] {nb.name} done in {dt / 60:.1f} min", flush=True)
@@ -137,12 +142,73 @@ def reproduce(
                 time.perf_counter() - t_all,
                 bool(only),
                 pending,
-                extra=[cache_state, f"training runs side by side: {jobs} (--jobs)", *extra_lines],
+                extra=[
+                    cache_state,
+                    f"training runs side by side: {jobs} (--jobs)",
+                    *extra_lines,
+                    *not_rebuilt,
+                ],
                 name=provenance_name(only),
             )
     total = time.perf_counter() - t_all
+    if not_rebuilt:  # the provenance names the notebooks left as they were
+        write_provenance(
+            out_dir,
+            profile,
+            timings,
+            total,
+            bool(only),
+            [],
+            extra=[
+                cache_state,
+                f"training runs side by side: {jobs} (--jobs)",
+                *extra_lines,
+                *not_rebuilt,
+            ],
+            name=provenance_name(only),
+        )
     print(f"all done in {total / 60:.1f} min; reports in {out_dir}")
+    for line in not_rebuilt:
+        print(line)
     return 0
+
+
+def _unavailable(record: NotebookProfile, notebook: str) -> list[str]:
+    """The runs notebook `notebook` gathers that neither the run cache nor a committed
+    record holds (what `reproduce --no-train` cannot show), as run folder names."""
+    return [
+        run_dir(cfg).name
+        for _, cfg in grid_configs(record, [notebook[:2]])
+        if not is_finished(cfg) and find_record(cfg) is None
+    ]
+
+
+def _execute(nb: Path, running: Path, out_dir: Path, profile: str) -> None:
+    """Run notebook `nb` with papermill, its tables and figures written to a staging
+    folder first: they replace the notebook's earlier reports only once it has finished,
+    so a notebook that fails leaves the reports of the last one that did."""
+    partial = running / nb.name
+    staging = running / f"{nb.stem}.reports"
+    shutil.rmtree(staging, ignore_errors=True)
+    papermill.execute_notebook(
+        str(nb),
+        str(partial),
+        parameters={"profile": profile, "reports_dir": str(staging)},
+        cwd=str(NOTEBOOK_DIR),
+        kernel_name="python3",
+        progress_bar=False,
+        log_output=False,
+        # The kernel's own start-up notices (it listens on localhost TCP) are noise
+        # here; errors in cells still stop the notebook and are raised.
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+    )
+    clear_notebook_outputs(out_dir, nb.name)
+    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+        target = out_dir / path.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+    shutil.rmtree(staging, ignore_errors=True)
+    os.replace(partial, out_dir / "notebooks" / nb.name)
 
 
 # ----------------------------------------------------------------------------- the scheduler
