@@ -7,7 +7,8 @@ Conventions (docs/ARCHITECTURE.md):
   head's decoded output);
 - heatmap pixels (UDP): u = x * (Wh-1) / (W-1), v = y * (Hh-1) / (H-1).
 
-Per-sample encoding is numpy (it runs in data-loader workers); decoding and
+Per-sample encoding is numpy (it runs in data-loader workers; `encode_batch` is the
+same for a whole batch in torch, for a pipeline on the model's device); decoding and
 rendering are batched torch (they run on the model's device). The heatmap
 Gaussian is untruncated: exp(-((u-u0)^2 + (v-v0)^2) / (2 sigma^2)) over the
 whole map, with peak 1 at the exact sub-pixel location. mmpose cuts it at 3
@@ -111,6 +112,41 @@ def encode_heatmaps(
     gy *= weights[:, None]
     heatmaps = gy[:, :, None] * gx[:, None, :]
     return heatmaps.astype(np.float32), weights.astype(np.float32)
+
+
+def encode_batch(
+    keypoints: torch.Tensor,
+    visible: torch.Tensor,
+    input_size: Sequence[int],
+    heatmap_size: Sequence[int] | None = None,
+    sigma: float = 2.0,
+) -> dict[str, torch.Tensor]:
+    """`encode_regression` and `encode_heatmaps` for a whole batch, on the keypoints'
+    device: crop-pixel keypoints (B, K, 2) and visibility (B, K) -> reg_target,
+    reg_weight and, with `heatmap_size`, hm_target (B, K, Hh, Wh) and hm_weight; the
+    same rules, the same values (to float rounding) as the per-sample encoders."""
+    keypoints = keypoints.float()
+    w, h = float(input_size[0]), float(input_size[1])
+    labels = torch.stack((keypoints[..., 0] / w, keypoints[..., 1] / h), dim=-1)
+    inside = ((labels >= 0) & (labels <= 1)).all(dim=-1)
+    ok = (visible > 0) & inside
+    out = {"reg_target": labels, "reg_weight": ok.float()}
+    if heatmap_size is None:
+        return out
+    wh, hh = int(heatmap_size[0]), int(heatmap_size[1])
+    fx, fy = _udp_factor(input_size, heatmap_size)
+    mu = torch.stack((keypoints[..., 0] / fx, keypoints[..., 1] / fy), dim=-1)
+    radius = 3 * sigma
+    on_map = (
+        (mu[..., 0] + radius >= 0)
+        & (mu[..., 0] - radius <= wh - 1)
+        & (mu[..., 1] + radius >= 0)
+        & (mu[..., 1] - radius <= hh - 1)
+    )
+    weights = (ok & on_map).float()
+    out["hm_target"] = render_heatmaps(mu, heatmap_size, sigma) * weights[..., None, None]
+    out["hm_weight"] = weights
+    return out
 
 
 def render_heatmaps(

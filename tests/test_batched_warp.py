@@ -20,12 +20,13 @@ import numpy as np
 import pytest
 import torch
 
+from ocdlib.codecs import encode_batch
 from ocdlib.configs import DataConfig
 from ocdlib.data import TopDownPoseDataset, load_coco_keypoints
 from ocdlib.data.batched_warp import normalize_batch, stack_images, warp_batch
 from ocdlib.data.coco import decode_image, open_image
 from ocdlib.data.synthpose import generate_synthpose
-from ocdlib.data.transforms import normalize_image, warp_image
+from ocdlib.data.transforms import apply_affine, normalize_image, warp_image
 from ocdlib.metainfo import COCO_BODY
 
 CFG = DataConfig(input_size=(96, 128), heatmap_size=(24, 32))
@@ -119,3 +120,47 @@ def test_normalize_batch_is_normalize_image():
 def test_a_malformed_warp_is_refused():
     with pytest.raises(ValueError, match=r"\(B, 2, 3\)"):
         warp_batch(torch.zeros(1, 3, 8, 8), np.eye(3)[None], (4, 4))
+
+
+def test_batched_targets_are_the_per_sample_targets(coco_sample_dir):
+    """Keypoint targets and weights identical, heatmaps within 1e-5, flipped samples
+    included (their keypoints are swapped by the geometry both paths share)."""
+    body = load_coco_keypoints(coco_sample_dir / "test_coco.json", coco_sample_dir, COCO_BODY)
+    ds = TopDownPoseDataset(body, COCO_BODY, AUGMENTED, train=True)
+    rng = np.random.default_rng(4)
+    xy, visible, singles = [], [], []
+    for epoch in (0, 1, 2):
+        ds.set_epoch(epoch)
+        for i, inst in enumerate(ds.instances):
+            geometry = ds.crop_geometry(i, inst.width)
+            singles.append(ds.targets(geometry))
+            xy.append(apply_affine(geometry.keypoints[:, :2], geometry.warp))
+            visible.append(geometry.keypoints[:, 2])
+    # Keypoints off the crop, on its edges and beyond the 3-sigma rule, drawn on purpose.
+    w, h = CFG.input_size
+    edge = rng.choice([-30.0, -0.001, 0.0, w - 1.0, float(w), w + 0.001, w + 30.0], (5, 17, 2))
+    for k in edge:
+        singles.append(ds.targets(geometry_at(k, np.ones(17))))
+        xy.append(k.astype(np.float32))
+        visible.append(np.ones(17))
+    batch = encode_batch(
+        torch.from_numpy(np.stack(xy)),
+        torch.from_numpy(np.stack(visible)),
+        CFG.input_size,
+        CFG.heatmap_size,
+        CFG.sigma,
+    )
+    for name in ("reg_target", "reg_weight", "hm_weight"):
+        assert torch.equal(batch[name], torch.stack([s[name] for s in singles])), name
+    hm = torch.stack([s["hm_target"] for s in singles])
+    torch.testing.assert_close(batch["hm_target"], hm, rtol=0, atol=1e-5)
+    assert 0 < batch["reg_weight"].mean() < 1  # both kinds of keypoint occur
+
+
+def geometry_at(xy: np.ndarray, visible: np.ndarray):
+    """A geometry whose keypoints sit at crop pixels `xy` (identity warp)."""
+    from ocdlib.data.dataset import CropGeometry
+
+    keypoints = np.concatenate([xy, visible[:, None]], axis=1)
+    eye = np.eye(2, 3)
+    return CropGeometry(keypoints, np.zeros(2), np.ones(2), eye, eye)
