@@ -47,6 +47,7 @@ from .comparisons import (
 )
 from .configs import Config
 from .engine.evaluate import head_metrics
+from .engine.precision import tag_of_record
 from .engine.runs import (
     git_commit,
     has_weights,
@@ -122,6 +123,8 @@ def results_frame(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                 "GMACs": macs / 1e9 if macs is not None else math.nan,
                 "train_time_min": time_s / 60 if time_s is not None else math.nan,
                 "images_per_s": r.get("train_images_per_s") or math.nan,
+                # The same config trains to different numbers in bf16 and in fp32.
+                "precision": tag_of_record(r),
                 "config_hash": r.get("config_hash", cfg.hash),
                 "git_commit": r.get("git_commit", "unknown"),
                 "run_dir": str(r.get("run_dir", "")),
@@ -131,8 +134,8 @@ def results_frame(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     columns = [
         "notebook", "group", "label", "method", "dataset", "backbone", "head", "seed",
         *METRICS, *PART_METRICS,
-        "params", "GMACs", "train_time_min", "images_per_s", "config_hash", "git_commit",
-        "run_dir",
+        "params", "GMACs", "train_time_min", "images_per_s", "precision", "config_hash",
+        "git_commit", "run_dir",
     ]  # fmt: skip
     df = pd.DataFrame(rows, columns=columns)
     # Part APs exist only for whole-body rows; drop the columns when there is none.
@@ -163,6 +166,7 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
         row["GMACs"] = first["GMACs"]
         row["train_time_min"] = g["train_time_min"].mean()
         row["images_per_s"] = g["images_per_s"].mean()
+        row["precision"] = _joined(g["precision"])
         row["config_hashes"] = _joined(g["config_hash"])
         row["git_commits"] = _joined(g["git_commit"])
         row["run_dirs"] = list(g["run_dir"])
@@ -176,7 +180,8 @@ def display_frame(summary: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFr
     cols = ["label", "backbone", "head", "dataset", "seeds"]
     for m in metrics:
         cols += [m, f"{m}_std"] if summary["n_seeds"].max() > 1 else [m]
-    cols += ["params", "GMACs", *extra, "train_time_min", "config_hashes", "git_commits"]
+    cols += ["params", "GMACs", *extra, "train_time_min", "precision", "config_hashes"]
+    cols += ["git_commits"]
     return summary[[c for c in cols if c in summary.columns]]
 
 

@@ -459,3 +459,16 @@ def test_ap_per_row_figure_sorts_rows_and_marks_the_reference():
     assert [t.get_text() for t in ax.get_yticklabels()] == ["DeepPose", "OCD", "SimpleBaseline"]
     assert [round(p.get_width(), 2) for p in ax.patches] == [5.5, 12.5, 35.0]
     assert ax.lines[-1].get_xdata()[0] == 5.5  # the dashed line at DeepPose's mean
+
+
+def test_tables_say_the_precision_each_row_trained_in():
+    """The same config trains to different numbers in bf16 and fp32: a row says which."""
+    results = [
+        _result("DeepPose", 0, 0.40, precision_tag="bf16"),
+        _result("DeepPose", 1, 0.44, precision="bf16 autocast + channels_last"),  # older record
+        _result("OCD-DeepPose", 0, 0.50, precision="fp32 + channels_last"),
+    ]
+    runs = reporting.results_frame(results)
+    assert list(runs["precision"]) == ["bf16", "bf16", "fp32"]
+    shown = reporting.display_frame(reporting.summary_frame(runs))
+    assert list(shown["precision"]) == ["bf16", "fp32"]
