@@ -84,6 +84,12 @@ class DataConfig:
     # (transforms.jpeg_draft): less decoding for people much larger than the crop, at the
     # price of slightly smoother crops (what `python -m ocdlib bench` measures).
     jpeg_draft: bool = field(default=False, metadata=HASH_NEUTRAL_DEFAULT)
+    # Where the pixel work runs: "cpu" warps each crop with PIL in the loader and
+    # encodes its targets there; "device" has the loader decode only, then cuts every
+    # crop of a batch in one grid_sample and encodes the targets in batch on the
+    # training device (data/device_pipeline.py). The crops differ slightly (PIL
+    # truncates to integers; tests/test_batched_warp.py), so it is part of the hash.
+    pipeline: str = field(default="cpu", metadata=HASH_NEUTRAL_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -300,6 +306,7 @@ def _coerce(current: Any, value: Any, key: str) -> Any:
 BAD_IMAGE_MODES = ("error", "skip")
 CHOICES = {
     "data.bad_images": BAD_IMAGE_MODES,
+    "data.pipeline": ("cpu", "device"),
     "loss.reg_loss": ("smooth_l1", "l1", "rle"),
     "loss.distill_decode": ("argmax", "soft_argmax"),
     "loss.teacher_source": ("teacher", "online", "both"),

@@ -27,6 +27,7 @@ from . import run_cache
 from .coco_eval import Prediction, evaluate_coco
 from .configs import Config
 from .data.dataset import build_datasets
+from .data.device_pipeline import collate_of, finish_batch
 from .data.layout import resolve_layout
 from .data.prepare import resolve_data
 from .data.transforms import normalized_to_image
@@ -99,9 +100,11 @@ def _coco_ap(preds, s: _Setup, out: Path) -> float:
 @torch.no_grad()
 def _tcd_path_predictions(objective: Objective, s: _Setup, precision: Precision) -> list:
     """The teacher's keypoints as terms b and c see them, mapped back to image pixels."""
-    loader = DataLoader(s.val_ds, batch_size=s.cfg.eval.batch_size, shuffle=False)
+    loader = DataLoader(
+        s.val_ds, batch_size=s.cfg.eval.batch_size, shuffle=False, collate_fn=collate_of(s.val_ds)
+    )
     out = []
-    for batch in loader:
+    for batch in map(finish_batch, loader):
         images = precision.images(batch["image"].to(s.device))
         with precision.context(s.device):
             _, heatmaps = objective._teacher_forward(images)
@@ -156,9 +159,15 @@ def probe_batches(s: _Setup, n_batches: int, batch_size: int = 32) -> list[dict]
     """A fixed set of augmented training crops (the same at every stop and for every run)."""
     s.train_ds.set_epoch(0)
     generator = torch.Generator().manual_seed(1234)
-    loader = DataLoader(s.train_ds, batch_size=batch_size, shuffle=True, generator=generator)
+    loader = DataLoader(
+        s.train_ds,
+        batch_size=batch_size,
+        shuffle=True,
+        generator=generator,
+        collate_fn=collate_of(s.train_ds),
+    )
     batches = []
-    for batch in loader:
+    for batch in map(finish_batch, loader):
         batches.append(batch)
         if len(batches) == n_batches:
             break

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, invert_affine
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, compose_affine, invert_affine
 
 
 def stack_images(images: Sequence[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:
@@ -54,23 +54,24 @@ def sampling_grid(
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """The (B, h, w, 2) grid_sample grid of the 2x3 maps `warps` (B, 2, 3), image ->
-    crop, for images of `image_size` (W, H) and crops of `output_size` (W, H)."""
+    crop, for images of `image_size` (W, H) and crops of `output_size` (W, H).
+
+    Only the B small 2x3 matrices are computed on the host (in float64); the grid
+    itself is made on `device` by `affine_grid`."""
     warps = np.asarray(warps.cpu() if isinstance(warps, torch.Tensor) else warps, np.float64)
     if warps.ndim != 3 or warps.shape[1:] != (2, 3):
         raise ValueError(f"warps: expected (B, 2, 3) affine maps, got shape {warps.shape}")
-    inverse = np.stack([invert_affine(m) for m in warps])  # crop -> image, per sample
     W, H = (int(s) for s in image_size)
-    # Then image pixels -> grid_sample's [-1, 1] (align_corners=True: centre to centre).
-    to_unit = np.array([[2.0 / max(W - 1, 1), 0.0, -1.0], [0.0, 2.0 / max(H - 1, 1), -1.0]])
-    theta = np.einsum("ij,bjk->bik", to_unit[:, :2], inverse)
-    theta[:, :, 2] += to_unit[:, 2]
     w, h = (int(s) for s in output_size)
-    ys, xs = torch.meshgrid(
-        torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
+    # grid_sample's unit square, align_corners=True: -1 and +1 on the first and last
+    # pixel centres. Crop unit -> crop pixels -> (inverse warp) image pixels -> image unit.
+    from_unit = np.array([[(w - 1) / 2, 0.0, (w - 1) / 2], [0.0, (h - 1) / 2, (h - 1) / 2]])
+    to_unit = np.array([[2.0 / max(W - 1, 1), 0.0, -1.0], [0.0, 2.0 / max(H - 1, 1), -1.0]])
+    theta = np.stack(
+        [compose_affine(to_unit, compose_affine(invert_affine(m), from_unit)) for m in warps]
     )
-    q = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1)  # crop pixel centres (h, w, 3)
-    grid = torch.einsum("hwk,bik->bhwi", q, torch.from_numpy(theta))
-    return grid.to(device=device, dtype=torch.float32)
+    theta_t = torch.from_numpy(theta).to(device=device, dtype=torch.float32)
+    return F.affine_grid(theta_t, [len(warps), 3, h, w], align_corners=True)
 
 
 def warp_batch(

@@ -103,6 +103,14 @@ class TopDownPoseDataset(torch.utils.data.Dataset):
         self.aspect_ratio = self.input_size[0] / self.input_size[1]
         self._flip_index = info.flip_index
         self._no_keypoints = np.zeros((info.num_keypoints, 3), dtype=np.float32)
+        # data.pipeline "device": samples carry the decoded image and the crop's map;
+        # the loader stacks them and the training device cuts and encodes (device_pipeline).
+        self.collate_fn = None
+        if cfg.pipeline == "device":
+            from .device_pipeline import Collate, CropSpec
+
+            hm = self.heatmap_size if with_heatmaps else None
+            self.collate_fn = Collate(CropSpec(self.input_size, hm, float(cfg.sigma)))
 
     @classmethod
     def from_coco(
@@ -262,11 +270,30 @@ class TopDownPoseDataset(torch.utils.data.Dataset):
         # warp is known, so that data.jpeg_draft can decode a JPEG at a reduced scale.
         image = self._image(inst, decode=False)
         geometry = self.crop_geometry(index, image.width)
+        if self.cfg.pipeline == "device":
+            return self._device_sample(inst, image, geometry)
         image_warp = geometry.image_warp
         if self.cfg.jpeg_draft:
             image_warp = jpeg_draft(image, image_warp)
         crop = warp_image(self._decode(image, inst), image_warp, self.input_size)
         sample = {"image": normalize_image(crop), **self.targets(geometry)}
+        return self._identity(sample, inst, geometry)
+
+    def _device_sample(self, inst: Instance, image, geometry: CropGeometry) -> dict:
+        """The decoded image whole, the map to its crop and the keypoints in crop pixels:
+        the crop and its targets are made in batch on the training device."""
+        pixels = np.array(self._decode(image, inst))  # (H, W, 3) uint8, writable
+        kpts = geometry.keypoints
+        sample = {
+            "pixels": torch.from_numpy(pixels),
+            "image_warp": torch.from_numpy(np.asarray(geometry.image_warp, dtype=np.float64)),
+            "crop_keypoints": torch.from_numpy(apply_affine(kpts[:, :2], geometry.warp)),
+            "visible": torch.from_numpy(np.asarray(kpts[:, 2], dtype=np.float32)),
+        }
+        return self._identity(sample, inst, geometry)
+
+    def _identity(self, sample: dict, inst: Instance, geometry: CropGeometry) -> dict:
+        """`sample` with what evaluation needs to place its predictions back."""
         sample["center"] = torch.from_numpy(np.asarray(geometry.center, dtype=np.float32))
         sample["scale"] = torch.from_numpy(np.asarray(geometry.scale, dtype=np.float32))
         sample["image_id"] = int(inst.image_id)

@@ -17,6 +17,7 @@ from ..coco_eval import Prediction, evaluate_coco
 from ..configs import Config
 from ..data.coco import check_images
 from ..data.dataset import SkippedImages, build_datasets
+from ..data.device_pipeline import batch_size_of, collate_of, finish_batch
 from ..data.layout import load_layout
 from ..data.prepare import DataPaths, resolve_data
 from ..data.transforms import normalized_to_image
@@ -27,6 +28,14 @@ from .runs import load_run_model, run_lock
 
 
 @torch.no_grad()
+def _images(batch: dict, device: torch.device) -> torch.Tensor:
+    """The batch's model input on `device` (data.pipeline "device": cut there first)."""
+    if "pixels" not in batch:
+        return batch["image"].to(device)
+    moved = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    return finish_batch(moved)["image"]
+
+
 def predict_dataset(
     model,
     dataset,
@@ -53,14 +62,15 @@ def predict_dataset(
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
+        collate_fn=collate_of(dataset),
     )
     use_amp = device.type == "cuda"
     out: list[Prediction] = []
     for batch in tqdm(loader, desc="predict", disable=not progress, leave=False):
-        keep = [not entry for entry in batch.get("bad_images", [""] * len(batch["image"]))]
+        keep = [not entry for entry in batch.get("bad_images", [""] * batch_size_of(batch))]
         if skipped is not None:
             skipped.add(batch, "eval")
-        images = batch["image"].to(device)
+        images = _images(batch, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             coords, scores = model.predict(images, head=head, flip_index=flip_index)
         coords_img = normalized_to_image(

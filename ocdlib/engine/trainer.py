@@ -32,6 +32,7 @@ from tqdm import tqdm
 from ..configs import Config, validate
 from ..data.coco import check_images
 from ..data.dataset import SkippedImages, build_datasets
+from ..data.device_pipeline import collate_of, finish_batch
 from ..data.layout import resolve_layout, save_layout
 from ..data.prepare import resolve_data
 from ..errors import ConfigError, ExistingRunError
@@ -98,6 +99,7 @@ def make_loader(ds, batch_size: int, shuffle: bool, dist: DistInfo, seed: int, w
         num_workers=workers,
         pin_memory=dist.device.type == "cuda",
         drop_last=shuffle,
+        collate_fn=collate_of(ds),
         persistent_workers=False,  # workers must see set_epoch (augmentation seeds)
     )
 
@@ -199,6 +201,7 @@ def _skipping(loader: DataLoader, batches: int) -> DataLoader:
         num_workers=loader.num_workers,
         pin_memory=loader.pin_memory,
         drop_last=loader.drop_last,
+        collate_fn=loader.collate_fn,
     )
 
 
@@ -219,6 +222,7 @@ def forward_loss(model, objective, batch: dict, step: int, precision: Precision,
     batch = {
         k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
     }
+    batch = finish_batch(batch)  # data.pipeline "device": crops and targets made here
     batch["image"] = precision.images(batch["image"])
     with precision.context(device):
         return objective(model, batch, step)

@@ -1,0 +1,75 @@
+"""`data.pipeline = "device"`: the loader decodes, the training device cuts and encodes.
+
+With the "cpu" pipeline each loader sample is a finished crop with its targets. With
+"device", a sample is its decoded image (uint8, whole), the 2x3 map from the image
+to its crop (`CropGeometry.image_warp`, flips included) and its keypoints in crop
+pixels: the geometry stays per sample and in numpy, as before. `collate` stacks the
+images (padded to the batch's largest), and `finish_batch`, on the device the batch
+was moved to, cuts every crop in one `grid_sample` (batched_warp.py), normalises
+them and encodes the targets in batch (`codecs.encode_batch`). The result has the
+same keys as a "cpu" batch, so the objective and the evaluation read it unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch.utils.data import Subset, default_collate
+
+from ..codecs import encode_batch
+from .batched_warp import normalize_batch, stack_images, warp_batch
+
+DEVICE_KEYS = ("pixels", "image_warp", "crop_keypoints", "visible", "crop_spec")
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """What `finish_batch` needs to cut and encode: sizes (W, H) and the Gaussian's
+    sigma; `heatmap_size` None when the run needs no heatmap targets."""
+
+    input_size: tuple[int, int]
+    heatmap_size: tuple[int, int] | None
+    sigma: float
+
+
+class Collate:
+    """The loader's collate function for the device pipeline (picklable for workers)."""
+
+    def __init__(self, spec: CropSpec):
+        self.spec = spec
+
+    def __call__(self, samples: list[dict]) -> dict:
+        pixels = stack_images([s.pop("pixels").numpy() for s in samples])
+        batch = default_collate(samples)
+        batch["pixels"] = pixels
+        batch["crop_spec"] = self.spec
+        return batch
+
+
+def collate_of(dataset) -> Collate | None:
+    """The collate function `dataset` asks for (None: torch's default)."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return getattr(dataset, "collate_fn", None)
+
+
+def finish_batch(batch: dict) -> dict:
+    """A device-pipeline batch (already on its device) -> the model's batch: "image"
+    and the targets, as the cpu pipeline's loader would have made them. Other batches
+    pass through unchanged."""
+    if "pixels" not in batch:
+        return batch
+    spec: CropSpec = batch["crop_spec"]
+    out = {k: v for k, v in batch.items() if k not in DEVICE_KEYS}
+    crops = warp_batch(batch["pixels"], batch["image_warp"], spec.input_size)
+    out["image"] = normalize_batch(crops)
+    targets = encode_batch(
+        batch["crop_keypoints"], batch["visible"], spec.input_size, spec.heatmap_size, spec.sigma
+    )
+    out.update(targets)
+    return out
+
+
+def batch_size_of(batch: dict) -> int:
+    """How many samples `batch` holds, whichever pipeline made it."""
+    return len(batch["center"])
