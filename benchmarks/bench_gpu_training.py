@@ -14,7 +14,9 @@ passes (2 FLOPs a multiply-accumulate) against the GPU's dense bf16 peak.
 Part 2, the pipeline: the trainer's DataLoader on SynthPose at the gpu_synth
 profile's image size (320x320, 256x192 crops, heatmap targets), alone and feeding
 the eager training step, for each worker count; each as images/s and as a
-fraction of the Part 1 ceiling.
+fraction of the Part 1 ceiling. Both data pipelines (`--pipelines cpu device`):
+"cpu" crops and encodes in the loader's workers (`--workers`), "device" only
+decodes there (`--device-workers`) and cuts and encodes on the GPU.
 
 Writes throughput.md and throughput.json into --out after each part, so a run cut
 short keeps what it measured. Needs a CUDA GPU.
@@ -36,6 +38,7 @@ from ocdlib.bench.timing import Spread, interleaved, ratio_to, synchronizer
 from ocdlib.bench.training_cost import step_batch
 from ocdlib.configs import build_config
 from ocdlib.data.dataset import build_datasets
+from ocdlib.data.device_pipeline import batch_size_of, finish_batch
 from ocdlib.data.layout import resolve_layout
 from ocdlib.data.prepare import resolve_data
 from ocdlib.engine.distributed import DistInfo
@@ -137,50 +140,67 @@ def host_times(steps: dict, rounds: int, sync) -> dict[str, list[float]]:
 
 
 def part_pipeline(args, device, report: dict, steps_of: dict) -> None:
-    batch = args.batch
     sets = {"data.synth.train": report["pipeline"]["n_train"], "data.synth.val": 64}
-    cfg = build_config("gpu_synth_ocd", sets)
-    t0 = time.perf_counter()
-    paths = resolve_data(cfg.data, progress=False)
-    report["pipeline"]["synthpose_generation_s"] = round(time.perf_counter() - t0, 1)
-    info = resolve_layout(cfg.data, paths.train_ann)
-    train_ds, _ = build_datasets(cfg, paths, info)
     dist = DistInfo(device=device)
     sync = synchronizer(device)
-    for workers in args.workers:
-        for what in ("loader alone", "DeepPose-R50", "OCD-R50"):
-            if what != "loader alone":
-                runner, objective, optimizer, precision, rcfg = steps_of[(what, False)]
-            loader = make_loader(train_ds, batch, True, dist, 0, workers)
-            it = iter(loader)
-            for _ in range(3):  # workers started, first batches out
-                b = next(it)
-            sync()
-            t = time.perf_counter()
-            n = 0
-            for _ in range(args.pipeline_batches):
-                b = next(it)
+    for pipeline in args.pipelines:
+        cfg = build_config("gpu_synth_ocd", {**sets, "data.pipeline": pipeline})
+        t0 = time.perf_counter()
+        paths = resolve_data(cfg.data, progress=False)
+        report["pipeline"].setdefault("synthpose_generation_s", round(time.perf_counter() - t0, 1))
+        info = resolve_layout(cfg.data, paths.train_ann)
+        train_ds, _ = build_datasets(cfg, paths, info)
+        workers_list = args.workers if pipeline == "cpu" else args.device_workers
+        for workers in workers_list:
+            for what in ("loader alone", "DeepPose-R50", "OCD-R50"):
+                rate = _pipeline_rate(args, train_ds, what, workers, steps_of, dist, sync, device)
+                ceiling = None
                 if what != "loader alone":
-                    total, _ = forward_loss(runner, objective, b, 1_000_000, precision, device)
-                    backward_step(total, objective, optimizer, rcfg.train.grad_clip, None)
-                n += b["image"].shape[0]
-            sync()
-            rate = n / (time.perf_counter() - t)
-            del it, loader
-            ceiling = None
-            if what != "loader alone":
-                eager = {r["method"]: r for r in report["ceiling"]["eager"]["rows"]}
-                ceiling = round(rate / eager[what]["images_per_s"], 3)
-            report["pipeline"]["rows"].append(
-                {
-                    "workers": workers,
-                    "what": what,
-                    "images_per_s": round(rate, 1),
-                    "fraction_of_ceiling": ceiling,
-                }
-            )
-            print(f"part 2: {what}, {workers} workers: {rate:.0f} images/s")
-            write(report, args.out)
+                    eager = {r["method"]: r for r in report["ceiling"]["eager"]["rows"]}
+                    ceiling = round(rate / eager[what]["images_per_s"], 3)
+                report["pipeline"]["rows"].append(
+                    {
+                        "pipeline": pipeline,
+                        "workers": workers,
+                        "what": what,
+                        "images_per_s": round(rate, 1),
+                        "fraction_of_ceiling": ceiling,
+                    }
+                )
+                print(
+                    f"part 2: {pipeline} pipeline, {what}, {workers} workers: {rate:.0f} images/s"
+                )
+                write(report, args.out)
+
+
+def _pipeline_rate(args, train_ds, what, workers, steps_of, dist, sync, device) -> float:
+    """Images/s of the loader alone (for the device pipeline: with its batch finished on
+    the GPU) or feeding one method's eager training step."""
+    if what != "loader alone":
+        runner, objective, optimizer, precision, rcfg = steps_of[(what, False)]
+    loader = make_loader(train_ds, args.batch, True, dist, 0, workers)
+    it = iter(loader)
+    for _ in range(3):  # workers started, first batches out
+        next(it)
+    sync()
+    t = time.perf_counter()
+    n = 0
+    for _ in range(args.pipeline_batches):
+        b = next(it)
+        if what != "loader alone":
+            total, _ = forward_loss(runner, objective, b, 1_000_000, precision, device)
+            backward_step(total, objective, optimizer, rcfg.train.grad_clip, None)
+        elif "pixels" in b:
+            moved = {
+                k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                for k, v in b.items()
+            }
+            finish_batch(moved)
+        n += batch_size_of(b)
+    sync()
+    rate = n / (time.perf_counter() - t)
+    del it, loader
+    return rate
 
 
 def write(report: dict, out: Path) -> None:
@@ -240,13 +260,14 @@ def markdown(r: dict) -> str:
             f"SynthPose generation of {p['n_train']} images: {p.get('synthpose_generation_s')} s "
             f"on {m['cores']} cores.",
             "",
-            "| loader workers | what | images/s | share of the step's ceiling |",
-            "|---|---|---|---|",
+            "| pipeline | loader workers | what | images/s | share of the step's ceiling |",
+            "|---|---|---|---|---|",
         ]
         for row in p["rows"]:
             f = row["fraction_of_ceiling"]
             lines.append(
-                f"| {row['workers']} | {row['what']} | {row['images_per_s']:.0f} | "
+                f"| {row.get('pipeline', 'cpu')} | {row['workers']} | {row['what']} | "
+                f"{row['images_per_s']:.0f} | "
                 f"{'-' if f is None else f'{100 * f:.0f}%'} |"
             )
         best = max(
@@ -268,6 +289,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--workers", type=int, nargs="+", default=[8, 12, 16])
     ap.add_argument("--pipeline-batches", type=int, default=30)
+    ap.add_argument("--pipelines", nargs="+", default=["cpu", "device"], choices=["cpu", "device"])
+    ap.add_argument("--device-workers", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--skip-pipeline", action="store_true")
     ap.add_argument("--commit", default=None, help="commit to record (default: git's HEAD)")
