@@ -54,7 +54,11 @@ def write_record(run_dir: Path, dest_root: Path) -> Path:
         (tmp / scores.parent.name).mkdir()
         shutil.copyfile(scores, tmp / scores.parent.name / scores.name)
     if (run_dir / LOG).is_file():
-        with open(run_dir / LOG, "rb") as src, gzip.open(tmp / f"{LOG}.gz", "wb", 6) as out:
+        # mtime 0: the same log packs to the same bytes, so rewriting a record changes nothing.
+        with (
+            open(run_dir / LOG, "rb") as src,
+            gzip.GzipFile(tmp / f"{LOG}.gz", "wb", 6, mtime=0) as out,
+        ):
             shutil.copyfileobj(src, out)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.replace(dest)
