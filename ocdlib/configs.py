@@ -90,6 +90,10 @@ class DataConfig:
     # training device (data/device_pipeline.py). The crops differ slightly (PIL
     # truncates to integers; tests/test_batched_warp.py), so it is part of the hash.
     pipeline: str = field(default="cpu", metadata=HASH_NEUTRAL_DEFAULT)
+    # With pipeline "device": decode the training images once and hold them on the
+    # device ("auto": where they take at most a quarter of its free memory; "on", "off").
+    # The same pixels as the workers' decode, so not part of the hash (data/image_bank.py).
+    hold_images: str = field(default="auto", metadata=EXECUTION)
 
 
 @dataclass(frozen=True)
@@ -307,6 +311,7 @@ BAD_IMAGE_MODES = ("error", "skip")
 CHOICES = {
     "data.bad_images": BAD_IMAGE_MODES,
     "data.pipeline": ("cpu", "device"),
+    "data.hold_images": ("auto", "on", "off"),
     "loss.reg_loss": ("smooth_l1", "l1", "rle"),
     "loss.distill_decode": ("argmax", "soft_argmax"),
     "loss.teacher_source": ("teacher", "online", "both"),

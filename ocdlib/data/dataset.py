@@ -111,6 +111,16 @@ class TopDownPoseDataset(torch.utils.data.Dataset):
 
             hm = self.heatmap_size if with_heatmaps else None
             self.collate_fn = Collate(CropSpec(self.input_size, hm, float(cfg.sigma)))
+        # Set by `image_bank.hold_images`: every image decoded once and held on the
+        # device; a sample then names its image's row in the bank instead of carrying it.
+        self._bank_rows: np.ndarray | None = None
+        self._bank_sizes: np.ndarray | None = None
+        self._bank_bad: dict[int, str] = {}
+
+    def attach_bank(self, rows: np.ndarray, sizes: np.ndarray, bad: dict[int, str]) -> None:
+        """Samples refer to images held in a bank: instance i's image is row `rows[i]`,
+        of size `sizes[row]` (W, H); `bad` maps unreadable rows to why (bad_images=skip)."""
+        self._bank_rows, self._bank_sizes, self._bank_bad = rows, sizes, dict(bad)
 
     @classmethod
     def from_coco(
@@ -266,6 +276,8 @@ class TopDownPoseDataset(torch.utils.data.Dataset):
 
     def _sample(self, index: int) -> dict:
         inst = self.instances[index]
+        if self._bank_rows is not None:
+            return self._held_sample(index, inst)
         # The header gives the size the geometry needs; pixels are decoded after the
         # warp is known, so that data.jpeg_draft can decode a JPEG at a reduced scale.
         image = self._image(inst, decode=False)
@@ -286,6 +298,22 @@ class TopDownPoseDataset(torch.utils.data.Dataset):
         kpts = geometry.keypoints
         sample = {
             "pixels": torch.from_numpy(pixels),
+            "image_warp": torch.from_numpy(np.asarray(geometry.image_warp, dtype=np.float64)),
+            "crop_keypoints": torch.from_numpy(apply_affine(kpts[:, :2], geometry.warp)),
+            "visible": torch.from_numpy(np.asarray(kpts[:, 2], dtype=np.float32)),
+        }
+        return self._identity(sample, inst, geometry)
+
+    def _held_sample(self, index: int, inst: Instance) -> dict:
+        """A device-pipeline sample whose image is held in a bank: geometry only, and
+        the image's row there (no file is read)."""
+        row = int(self._bank_rows[index])
+        if row in self._bank_bad:
+            raise ImageReadError(self._bank_bad[row].split("\t", 1)[1])
+        geometry = self.crop_geometry(index, int(self._bank_sizes[row][0]))
+        kpts = geometry.keypoints
+        sample = {
+            "image_row": row,
             "image_warp": torch.from_numpy(np.asarray(geometry.image_warp, dtype=np.float64)),
             "crop_keypoints": torch.from_numpy(apply_affine(kpts[:, :2], geometry.warp)),
             "visible": torch.from_numpy(np.asarray(kpts[:, 2], dtype=np.float32)),

@@ -18,8 +18,9 @@ from torch.utils.data import Subset, default_collate
 
 from ..codecs import encode_batch
 from .batched_warp import normalize_batch, stack_images, warp_batch
+from .image_bank import ImageBank
 
-DEVICE_KEYS = ("pixels", "image_warp", "crop_keypoints", "visible", "crop_spec")
+DEVICE_KEYS = ("pixels", "image_row", "image_warp", "crop_keypoints", "visible", "crop_spec")
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,11 @@ class Collate:
         self.spec = spec
 
     def __call__(self, samples: list[dict]) -> dict:
-        pixels = stack_images([s.pop("pixels").numpy() for s in samples])
+        held = "image_row" in samples[0]  # images held on the device (image_bank.py)
+        pixels = None if held else stack_images([s.pop("pixels").numpy() for s in samples])
         batch = default_collate(samples)
-        batch["pixels"] = pixels
+        if pixels is not None:
+            batch["pixels"] = pixels
         batch["crop_spec"] = self.spec
         return batch
 
@@ -53,15 +56,26 @@ def collate_of(dataset) -> Collate | None:
     return getattr(dataset, "collate_fn", None)
 
 
-def finish_batch(batch: dict) -> dict:
+def is_device_batch(batch: dict) -> bool:
+    """Whether `batch` still needs `finish_batch` (a device-pipeline batch)."""
+    return "crop_spec" in batch
+
+
+def finish_batch(batch: dict, bank: ImageBank | None = None) -> dict:
     """A device-pipeline batch (already on its device) -> the model's batch: "image"
-    and the targets, as the cpu pipeline's loader would have made them. Other batches
-    pass through unchanged."""
-    if "pixels" not in batch:
+    and the targets, as the cpu pipeline's loader would have made them. A batch whose
+    images are held in `bank` names their rows; other batches pass through unchanged."""
+    if not is_device_batch(batch):
         return batch
     spec: CropSpec = batch["crop_spec"]
     out = {k: v for k, v in batch.items() if k not in DEVICE_KEYS}
-    crops = warp_batch(batch["pixels"], batch["image_warp"], spec.input_size)
+    if "image_row" in batch:
+        if bank is None:
+            raise ValueError("this batch's images are held in an image bank: pass it (bank=)")
+        pixels = bank.images(batch["image_row"])
+    else:
+        pixels = batch["pixels"]
+    crops = warp_batch(pixels, batch["image_warp"], spec.input_size)
     out["image"] = normalize_batch(crops)
     targets = encode_batch(
         batch["crop_keypoints"], batch["visible"], spec.input_size, spec.heatmap_size, spec.sigma

@@ -33,6 +33,7 @@ from ..configs import Config, validate
 from ..data.coco import check_images
 from ..data.dataset import SkippedImages, build_datasets
 from ..data.device_pipeline import collate_of, finish_batch
+from ..data.image_bank import ImageBank, hold_images
 from ..data.layout import resolve_layout, save_layout
 from ..data.prepare import resolve_data
 from ..errors import ConfigError, ExistingRunError
@@ -128,6 +129,7 @@ class Loop:
     stop: StopRequest | None = None  # SIGTERM / SIGINT: stop at the next step, saved
     batches_done: int = 0  # batches of the current epoch trained (a mid-epoch resume)
     interrupted: bool = False  # the last epoch stopped early on a stop request
+    bank: ImageBank | None = None  # data.hold_images: the training images on the device
 
 
 def train_one_epoch(loop: Loop, epoch: int, step: int, log_rows: list[dict]) -> int:
@@ -153,7 +155,9 @@ def train_one_epoch(loop: Loop, epoch: int, step: int, log_rows: list[dict]) -> 
     for batch in bar:
         if loop.skipped is not None:
             loop.skipped.add(batch, f"epoch {epoch + 1}")
-        total, terms = forward_loss(model, objective, batch, step, precision, dist.device)
+        total, terms = forward_loss(
+            model, objective, batch, step, precision, dist.device, loop.bank
+        )
         check_finite(total, terms, step, epoch, loop.ckpt_path)
         backward_step(total, objective, optimizer, cfg.train.grad_clip, dist)
         loop.scheduler.step()
@@ -217,12 +221,13 @@ def _stop_requested(loop: Loop, step: int) -> bool:
     return bool(flag.item())
 
 
-def forward_loss(model, objective, batch: dict, step: int, precision: Precision, device):
-    """The batch on `device`, then the objective's total and terms (under autocast)."""
+def forward_loss(model, objective, batch: dict, step: int, precision: Precision, device, bank=None):
+    """The batch on `device`, then the objective's total and terms (under autocast).
+    `bank`: the training images held on the device, if they are (data/image_bank.py)."""
     batch = {
         k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
     }
-    batch = finish_batch(batch)  # data.pipeline "device": crops and targets made here
+    batch = finish_batch(batch, bank)  # data.pipeline "device": crops and targets made here
     batch["image"] = precision.images(batch["image"])
     with precision.context(device):
         return objective(model, batch, step)
@@ -379,6 +384,13 @@ def _train(
     check_images(val_ds.instances, "data.val_images")
     if dist.is_main:
         save_layout(info, out_dir)
+    bank = hold_images(
+        train_ds,
+        dist.device,
+        cfg.data.hold_images,
+        workers=cfg.data.num_workers,
+        say=(lambda line: print(line, file=sys.stderr, flush=True)) if dist.is_main else None,
+    )
 
     model = build_model(cfg.model, info.num_keypoints, cfg.data.input_size, cfg.data.heatmap_size)
     if cfg.train.sync_bn and dist.enabled and dist.device.type == "cuda":
@@ -433,6 +445,7 @@ def _train(
         progress,
         skipped,
         stop,
+        bank=bank,
     )
     start_epoch, step, train_time, finished = 0, 0, 0.0, False
     if resume and ckpt_path.is_file():

@@ -1,0 +1,157 @@
+"""AP parity and whole-run time of the two data pipelines, on a notebook profile's runs.
+
+For each row (DeepPose and SimpleBaseline by default) and seed: the profile's own run,
+through `data.pipeline=cpu` (from the run cache, or trained now), and the same config
+through `data.pipeline=device`. Runs train two at a time, one thread each, as
+`reproduce` trains them. The seeds of `--paired` are trained in both pipelines at the
+same moment, side by side, so that their training times compare (same machine, same
+share of it, same neighbour); the other seeds' times are not compared, and runs that
+were already cached keep the times they were trained with.
+
+The parity verdict is the margin rule of the claims: the pipelines differ when
+|mean AP device - mean AP cpu| > 2x the larger seed spread.
+
+Writes OUT/parity.md (every run, the means and spreads, the verdict, the paired times,
+the command and commit) and the device runs' records under OUT/runs/.
+
+    python benchmarks/pipeline_parity.py --seeds 0 1 2 --paired 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+from ocdlib import experiments as E
+from ocdlib.reporting import git_state
+from ocdlib.reproduce import with_share_of_cores
+from ocdlib.run_cache import get_run, is_finished, run_dir
+from ocdlib.run_records import write_record
+
+PIPELINES = ("cpu", "device")
+
+
+def with_pipeline(cfg, pipeline: str):
+    return replace(cfg, data=replace(cfg.data, pipeline=pipeline))
+
+
+def _train(cfg) -> dict:
+    return get_run(cfg, progress=False)
+
+
+def train_together(cfgs: list, jobs: int) -> list[dict]:
+    """Train (or read) `cfgs` at the same time, one process each."""
+    missing = [c for c in cfgs if not is_finished(c)]
+    if missing:
+        names = ", ".join(f"{run_dir(c).name} ({c.data.pipeline})" for c in missing)
+        print(f"training side by side: {names}", flush=True)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(cfgs), mp_context=ctx) as pool:
+        return list(pool.map(_train, [with_share_of_cores(c, jobs) for c in cfgs]))
+
+
+def _ap(result: dict) -> float:
+    return 100.0 * float(result["metrics"]["AP"])
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return statistics.fmean(values), sd
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--rows", nargs="+", default=["DeepPose", "SimpleBaseline (heatmap)"])
+    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    p.add_argument("--paired", nargs="*", type=int, default=[3], help="seeds timed side by side")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--out", type=Path, default=Path("reports/device_pipeline"))
+    args = p.parse_args(argv)
+
+    rows: dict[str, dict[str, dict[int, dict]]] = {}
+    paired: list[tuple[str, int, dict, dict]] = []
+    for label in args.rows:
+        exp = E.by_label(label)
+        base = {s: E.config_for(exp, args.profile, s) for s in args.seeds + args.paired}
+        got = rows.setdefault(label, {pl: {} for pl in PIPELINES})
+        for seed in args.paired:
+            fresh = not any(is_finished(with_pipeline(base[seed], pl)) for pl in PIPELINES)
+            cpu, dev = train_together(
+                [with_pipeline(base[seed], pl) for pl in PIPELINES], args.jobs
+            )
+            got["cpu"][seed], got["device"][seed] = cpu, dev
+            if fresh:  # both trained just now, side by side
+                paired.append((label, seed, cpu, dev))
+        todo = [with_pipeline(base[s], pl) for pl in PIPELINES for s in args.seeds]
+        for i in range(0, len(todo), args.jobs):
+            chunk = todo[i : i + args.jobs]
+            for cfg, result in zip(chunk, train_together(chunk, args.jobs), strict=True):
+                got[cfg.data.pipeline][cfg.train.seed] = result
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    for got in rows.values():
+        for result in got["device"].values():
+            write_record(Path(result["run_dir"]), args.out / "runs")
+    text = report(rows, paired, args)
+    (args.out / "parity.md").write_text(text)
+    print(text)
+    return 0
+
+
+def report(rows: dict, paired: list, args) -> str:
+    lines = [
+        "# The device data pipeline against the cpu pipeline: AP and whole-run time",
+        "",
+        f"Profile `{args.profile}`, each run one thread, two runs at a time "
+        f"(`data.pipeline=cpu` is the profile's own run). Written by "
+        f"`python benchmarks/pipeline_parity.py {' '.join(sys.argv[1:])}` at {git_state()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "| row | pipeline | AP per seed | mean | sd | precision |",
+        "|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for label, got in rows.items():
+        stats = {}
+        for pl in PIPELINES:
+            seeds = sorted(got[pl])
+            aps = [_ap(got[pl][s]) for s in seeds]
+            stats[pl] = _mean_sd(aps)
+            per_seed = ", ".join(f"s{s} {a:.1f}" for s, a in zip(seeds, aps, strict=True))
+            tags = sorted({got[pl][s].get("precision_tag", "?") for s in seeds})
+            mean, sd = stats[pl]
+            cells = [label, pl, per_seed, f"{mean:.1f}", f"{sd:.1f}", "/".join(tags)]
+            lines.append("| " + " | ".join(cells) + " |")
+        delta = stats["device"][0] - stats["cpu"][0]
+        spread = max(stats["device"][1], stats["cpu"][1])
+        differ = abs(delta) > 2 * spread
+        verdicts.append(
+            f"- {label}: device - cpu = {delta:+.1f} AP, spread {spread:.1f}: "
+            + ("the pipelines differ (margin > 2x spread)" if differ else "within the margin")
+        )
+    lines += ["", "Parity by the margin rule (|delta| > 2x the larger seed spread):", "", *verdicts]
+    lines += ["", "## Training time of runs trained side by side (same seed, same moment)", ""]
+    if not paired:
+        lines.append("No pair was trained by this invocation (all were cached).")
+    else:
+        lines += ["| row | seed | cpu s | device s | cpu / device |", "|---|---|---|---|---|"]
+        for label, seed, cpu, dev in paired:
+            tc, td = float(cpu["train_time_s"]), float(dev["train_time_s"])
+            lines.append(f"| {label} | {seed} | {tc:.0f} | {td:.0f} | {tc / td:.2f}x |")
+        lines += [
+            "",
+            "Each pair ran at the same time on the same machine, one thread each, so the "
+            "ratio is a measurement; one pair per row.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
