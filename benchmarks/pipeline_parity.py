@@ -77,23 +77,29 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: dict[str, dict[str, dict[int, dict]]] = {}
     paired: list[tuple[str, int, dict, dict]] = []
+    base = {
+        label: {
+            s: E.config_for(E.by_label(label), args.profile, s) for s in args.seeds + args.paired
+        }
+        for label in args.rows
+    }
     for label in args.rows:
-        exp = E.by_label(label)
-        base = {s: E.config_for(exp, args.profile, s) for s in args.seeds + args.paired}
-        got = rows.setdefault(label, {pl: {} for pl in PIPELINES})
+        rows[label] = {pl: {} for pl in PIPELINES}
+    # The timed pairs first, every row's, while nothing else of this command runs.
+    for label in args.rows:
         for seed in args.paired:
-            fresh = not any(is_finished(with_pipeline(base[seed], pl)) for pl in PIPELINES)
-            cpu, dev = train_together(
-                [with_pipeline(base[seed], pl) for pl in PIPELINES], args.jobs
-            )
-            got["cpu"][seed], got["device"][seed] = cpu, dev
+            cfgs = [with_pipeline(base[label][seed], pl) for pl in PIPELINES]
+            fresh = not any(is_finished(c) for c in cfgs)
+            cpu, dev = train_together(cfgs, args.jobs)
+            rows[label]["cpu"][seed], rows[label]["device"][seed] = cpu, dev
             if fresh:  # both trained just now, side by side
                 paired.append((label, seed, cpu, dev))
-        todo = [with_pipeline(base[s], pl) for pl in PIPELINES for s in args.seeds]
+    for label in args.rows:
+        todo = [with_pipeline(base[label][s], pl) for pl in PIPELINES for s in args.seeds]
         for i in range(0, len(todo), args.jobs):
             chunk = todo[i : i + args.jobs]
             for cfg, result in zip(chunk, train_together(chunk, args.jobs), strict=True):
-                got[cfg.data.pipeline][cfg.train.seed] = result
+                rows[label][cfg.data.pipeline][cfg.train.seed] = result
 
     args.out.mkdir(parents=True, exist_ok=True)
     for got in rows.values():
