@@ -14,9 +14,12 @@ passes (2 FLOPs a multiply-accumulate) against the GPU's dense bf16 peak.
 Part 2, the pipeline: the trainer's DataLoader on SynthPose at the gpu_synth
 profile's image size (320x320, 256x192 crops, heatmap targets), alone and feeding
 the eager training step, for each worker count; each as images/s and as a
-fraction of the Part 1 ceiling. Both data pipelines (`--pipelines cpu device`):
-"cpu" crops and encodes in the loader's workers (`--workers`), "device" only
-decodes there (`--device-workers`) and cuts and encodes on the GPU.
+fraction of the Part 1 ceiling. The data pipelines (`--pipelines`): "cpu" crops
+and encodes in the loader's workers (`--workers`); the device pipeline cuts and
+encodes on the GPU (`--device-workers`), its workers decoding each image
+("device"), or the training set decoded once and held on the GPU ("device-held",
+`data.hold_images`), or the workers reading JPEG bytes that the GPU decodes
+("device-decode", `data.decode_on_device`).
 
 Writes throughput.md and throughput.json into --out after each part, so a run cut
 short keeps what it measured. Needs a CUDA GPU.
@@ -38,7 +41,9 @@ from ocdlib.bench.timing import Spread, interleaved, ratio_to, synchronizer
 from ocdlib.bench.training_cost import step_batch
 from ocdlib.configs import build_config
 from ocdlib.data.dataset import build_datasets
-from ocdlib.data.device_pipeline import batch_size_of, finish_batch
+from ocdlib.data.device_decode import decodes_on_device
+from ocdlib.data.device_pipeline import batch_size_of, finish_batch, is_device_batch
+from ocdlib.data.image_bank import hold_images
 from ocdlib.data.layout import resolve_layout
 from ocdlib.data.prepare import resolve_data
 from ocdlib.engine.distributed import DistInfo
@@ -59,6 +64,16 @@ METHODS = (
 BF16_PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}
 OCD_STEP_TARGET = 1.45  # OCD step / DeepPose step
 OCD_IMAGES_TARGET = 2000  # OCD images/s end to end
+
+
+# Part 2's data pipelines: the config fields each sets.
+_DEVICE = {"data.pipeline": "device", "data.hold_images": "off", "data.decode_on_device": "off"}
+PIPELINES = {
+    "cpu": {"data.pipeline": "cpu"},
+    "device": _DEVICE,
+    "device-held": {**_DEVICE, "data.hold_images": "on"},
+    "device-decode": {**_DEVICE, "data.decode_on_device": "on"},
+}
 
 
 def bf16_peak(name: str) -> float | None:
@@ -144,16 +159,23 @@ def part_pipeline(args, device, report: dict, steps_of: dict) -> None:
     dist = DistInfo(device=device)
     sync = synchronizer(device)
     for pipeline in args.pipelines:
-        cfg = build_config("gpu_synth_ocd", {**sets, "data.pipeline": pipeline})
+        cfg = build_config("gpu_synth_ocd", {**sets, **PIPELINES[pipeline]})
         t0 = time.perf_counter()
         paths = resolve_data(cfg.data, progress=False)
         report["pipeline"].setdefault("synthpose_generation_s", round(time.perf_counter() - t0, 1))
         info = resolve_layout(cfg.data, paths.train_ann)
         train_ds, _ = build_datasets(cfg, paths, info)
+        t0 = time.perf_counter()
+        bank = hold_images(train_ds, device, cfg.data.hold_images, max(args.device_workers))
+        if bank is not None:
+            report["pipeline"]["hold_images_s"] = round(time.perf_counter() - t0, 1)
+        decodes_on_device(train_ds, device, cfg.data.decode_on_device)
         workers_list = args.workers if pipeline == "cpu" else args.device_workers
         for workers in workers_list:
             for what in ("loader alone", "DeepPose-R50", "OCD-R50"):
-                rate = _pipeline_rate(args, train_ds, what, workers, steps_of, dist, sync, device)
+                rate = _pipeline_rate(
+                    args, train_ds, what, workers, steps_of, dist, sync, device, bank
+                )
                 ceiling = None
                 if what != "loader alone":
                     eager = {r["method"]: r for r in report["ceiling"]["eager"]["rows"]}
@@ -173,7 +195,7 @@ def part_pipeline(args, device, report: dict, steps_of: dict) -> None:
                 write(report, args.out)
 
 
-def _pipeline_rate(args, train_ds, what, workers, steps_of, dist, sync, device) -> float:
+def _pipeline_rate(args, train_ds, what, workers, steps_of, dist, sync, device, bank) -> float:
     """Images/s of the loader alone (for the device pipeline: with its batch finished on
     the GPU) or feeding one method's eager training step."""
     if what != "loader alone":
@@ -188,14 +210,14 @@ def _pipeline_rate(args, train_ds, what, workers, steps_of, dist, sync, device) 
     for _ in range(args.pipeline_batches):
         b = next(it)
         if what != "loader alone":
-            total, _ = forward_loss(runner, objective, b, 1_000_000, precision, device)
+            total, _ = forward_loss(runner, objective, b, 1_000_000, precision, device, bank)
             backward_step(total, objective, optimizer, rcfg.train.grad_clip, None)
-        elif "pixels" in b:
+        elif is_device_batch(b):
             moved = {
                 k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
                 for k, v in b.items()
             }
-            finish_batch(moved)
+            finish_batch(moved, bank)
         n += batch_size_of(b)
     sync()
     rate = n / (time.perf_counter() - t)
@@ -289,7 +311,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--workers", type=int, nargs="+", default=[8, 12, 16])
     ap.add_argument("--pipeline-batches", type=int, default=30)
-    ap.add_argument("--pipelines", nargs="+", default=["cpu", "device"], choices=["cpu", "device"])
+    ap.add_argument("--pipelines", nargs="+", default=list(PIPELINES), choices=list(PIPELINES))
     ap.add_argument("--device-workers", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--skip-pipeline", action="store_true")

@@ -94,6 +94,11 @@ class DataConfig:
     # device ("auto": where they take at most a quarter of its free memory; "on", "off").
     # The same pixels as the workers' decode, so not part of the hash (data/image_bank.py).
     hold_images: str = field(default="auto", metadata=EXECUTION)
+    # With pipeline "device" and images not held: the workers read JPEG bytes and the
+    # device decodes them ("auto": on a CUDA device, every image a JPEG, bad_images
+    # "error"; "on": on the CPU too; "off"). Another decoder, not in the hash
+    # (data/device_decode.py).
+    decode_on_device: str = field(default="auto", metadata=EXECUTION)
 
 
 @dataclass(frozen=True)
@@ -312,6 +317,7 @@ CHOICES = {
     "data.bad_images": BAD_IMAGE_MODES,
     "data.pipeline": ("cpu", "device"),
     "data.hold_images": ("auto", "on", "off"),
+    "data.decode_on_device": ("auto", "on", "off"),
     "loss.reg_loss": ("smooth_l1", "l1", "rle"),
     "loss.distill_decode": ("argmax", "soft_argmax"),
     "loss.teacher_source": ("teacher", "online", "both"),

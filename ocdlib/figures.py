@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from .configs import Config
 from .data.coco import load_coco_keypoints, open_image
 from .data.dataset import TopDownPoseDataset
+from .data.device_pipeline import finished_sample
 from .data.prepare import resolve_data
 from .data.transforms import denormalize_image
 from .engine.evaluate import predict_dataset
@@ -258,7 +259,7 @@ def augmented_crops_figure(cfg: Config, n: int = 6, epochs: Sequence[int] = (0, 
         if row != "eval":
             ds.set_epoch(int(row))
         for i in range(n):
-            s = ds[i]
+            s = finished_sample(ds, i)
             pairs.append((denormalize_image(s["image"]), _crop_keypoints(s, cfg.data.input_size)))
             titles.append(f"#{i} " + ("plain crop" if row == "eval" else f"epoch {row}"))
     fig = pose_grid(pairs, info, ncols=n, titles=titles, panel_size=2.0, kind="gt")
@@ -277,7 +278,7 @@ def targets_figure(cfg: Config, index: int = 0, keypoints: Sequence[str] = ()) -
 
     instances, info = _train_instances(cfg)
     ds = TopDownPoseDataset(instances, info, cfg.data, train=True, seed=cfg.train.seed)
-    s = ds[index]
+    s = finished_sample(ds, index)
     crop = denormalize_image(s["image"])
     kps = _crop_keypoints(s, cfg.data.input_size)
     hm = s["hm_target"].numpy()

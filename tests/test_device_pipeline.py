@@ -10,9 +10,10 @@ from torch.utils.data import DataLoader
 
 from ocdlib.configs import DataConfig, build_config
 from ocdlib.data import TopDownPoseDataset, load_coco_keypoints
-from ocdlib.data.device_pipeline import collate_of, finish_batch
+from ocdlib.data.device_pipeline import collate_of, finish_batch, finished_sample
 from ocdlib.data.transforms import IMAGENET_STD
 from ocdlib.engine.trainer import train
+from ocdlib.figures import _train_instances, augmented_crops_figure, targets_figure
 from ocdlib.metainfo import COCO_BODY
 
 CFG = DataConfig(input_size=(96, 128), heatmap_size=(24, 32), flip_prob=0.5, rotate_prob=0.8)
@@ -49,3 +50,20 @@ def test_a_run_trains_and_evaluates_through_the_device_pipeline(tmp_path, monkey
     sets = {"data.pipeline": "device", "train.epochs": 1, "train.max_steps": 0}
     result = train(build_config("smoke_ocd", sets), tmp_path / "run", progress=False)
     assert 0.0 <= result["metrics"]["AP"] <= 1.0
+
+
+def test_pictures_of_the_crops_draw_what_a_device_run_trains_on(tmp_path, monkeypatch):
+    monkeypatch.setenv("OCDLIB_DATA", str(tmp_path / "data"))
+    cfgs = {p: build_config("smoke_deeppose", {"data.pipeline": p}) for p in ("cpu", "device")}
+    samples = {}
+    for pipeline, cfg in cfgs.items():
+        instances, info = _train_instances(cfg)
+        ds = TopDownPoseDataset(instances, info, cfg.data, train=True, seed=cfg.train.seed)
+        samples[pipeline] = finished_sample(ds, 0)
+        assert augmented_crops_figure(cfg, n=2, epochs=(0,)) is not None
+        assert targets_figure(cfg) is not None
+    cpu, device = samples["cpu"], samples["device"]
+    assert device["image"].shape == cpu["image"].shape
+    assert torch.equal(device["reg_target"], cpu["reg_target"])
+    gray = (device["image"] - cpu["image"]).abs() * 255 * max(IMAGENET_STD)
+    assert gray.mean() < 1.0, float(gray.mean())

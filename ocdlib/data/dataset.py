@@ -31,6 +31,7 @@ from ocdlib.data.coco import (
     load_detections,
     open_image,
 )
+from ocdlib.data.device_decode import read_encoded
 from ocdlib.data.transforms import (
     apply_affine,
     bbox_xywh_to_center_scale,
@@ -116,6 +117,8 @@ class TopDownPoseDataset(torch.utils.data.Dataset):
         self._bank_rows: np.ndarray | None = None
         self._bank_sizes: np.ndarray | None = None
         self._bank_bad: dict[int, str] = {}
+        # Set by `device_decode.decodes_on_device`: samples carry their JPEG's bytes.
+        self.ship_encoded = False
 
     def attach_bank(self, rows: np.ndarray, sizes: np.ndarray, bad: dict[int, str]) -> None:
         """Samples refer to images held in a bank: instance i's image is row `rows[i]`,
@@ -294,10 +297,15 @@ class TopDownPoseDataset(torch.utils.data.Dataset):
     def _device_sample(self, inst: Instance, image, geometry: CropGeometry) -> dict:
         """The decoded image whole, the map to its crop and the keypoints in crop pixels:
         the crop and its targets are made in batch on the training device."""
-        pixels = np.array(self._decode(image, inst))  # (H, W, 3) uint8, writable
+        if self.ship_encoded:  # decoded on the device (device_decode.py)
+            image.close()
+            source = {"encoded": read_encoded(inst.image_path), "path": str(inst.image_path)}
+        else:
+            pixels = np.array(self._decode(image, inst))  # (H, W, 3) uint8, writable
+            source = {"pixels": torch.from_numpy(pixels)}
         kpts = geometry.keypoints
         sample = {
-            "pixels": torch.from_numpy(pixels),
+            **source,
             "image_warp": torch.from_numpy(np.asarray(geometry.image_warp, dtype=np.float64)),
             "crop_keypoints": torch.from_numpy(apply_affine(kpts[:, :2], geometry.warp)),
             "visible": torch.from_numpy(np.asarray(kpts[:, 2], dtype=np.float32)),

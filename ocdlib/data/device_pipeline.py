@@ -14,13 +14,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch.utils.data import Subset, default_collate
 
 from ..codecs import encode_batch
 from .batched_warp import normalize_batch, stack_images, warp_batch
+from .device_decode import decode_batch, pad_stack
 from .image_bank import ImageBank
 
-DEVICE_KEYS = ("pixels", "image_row", "image_warp", "crop_keypoints", "visible", "crop_spec")
+DEVICE_KEYS = (
+    "pixels", "image_row", "encoded", "path", "image_warp", "crop_keypoints", "visible",
+    "crop_spec",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -40,11 +45,18 @@ class Collate:
         self.spec = spec
 
     def __call__(self, samples: list[dict]) -> dict:
-        held = "image_row" in samples[0]  # images held on the device (image_bank.py)
-        pixels = None if held else stack_images([s.pop("pixels").numpy() for s in samples])
+        first = samples[0]
+        pixels = encoded = None
+        if "pixels" in first:
+            pixels = stack_images([s.pop("pixels").numpy() for s in samples])
+        elif "encoded" in first:  # JPEG bytes, decoded on the device (device_decode.py)
+            encoded = [s.pop("encoded") for s in samples]
+        # (otherwise the images are held on the device: "image_row", image_bank.py)
         batch = default_collate(samples)
         if pixels is not None:
             batch["pixels"] = pixels
+        if encoded is not None:
+            batch["encoded"] = encoded
         batch["crop_spec"] = self.spec
         return batch
 
@@ -73,6 +85,9 @@ def finish_batch(batch: dict, bank: ImageBank | None = None) -> dict:
         if bank is None:
             raise ValueError("this batch's images are held in an image bank: pass it (bank=)")
         pixels = bank.images(batch["image_row"])
+    elif "encoded" in batch:
+        device = batch["image_warp"].device
+        pixels = pad_stack(decode_batch(batch["encoded"], batch["path"], device))
     else:
         pixels = batch["pixels"]
     crops = warp_batch(pixels, batch["image_warp"], spec.input_size)
@@ -87,3 +102,14 @@ def finish_batch(batch: dict, bank: ImageBank | None = None) -> dict:
 def batch_size_of(batch: dict) -> int:
     """How many samples `batch` holds, whichever pipeline made it."""
     return len(batch["center"])
+
+
+def finished_sample(dataset, index: int) -> dict:
+    """Sample `index` as the model sees it, whichever pipeline `dataset` uses (a device
+    sample is cut and encoded here, on the CPU): what pictures of the crops draw."""
+    sample = dataset[index]
+    collate = collate_of(dataset)
+    if collate is None:
+        return sample
+    batch = finish_batch(collate([sample]))
+    return {k: v[0] if torch.is_tensor(v) or isinstance(v, list) else v for k, v in batch.items()}

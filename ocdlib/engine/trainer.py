@@ -32,6 +32,7 @@ from tqdm import tqdm
 from ..configs import Config, validate
 from ..data.coco import check_images
 from ..data.dataset import SkippedImages, build_datasets
+from ..data.device_decode import decodes_on_device
 from ..data.device_pipeline import collate_of, finish_batch
 from ..data.image_bank import ImageBank, hold_images
 from ..data.layout import resolve_layout, save_layout
@@ -384,13 +385,10 @@ def _train(
     check_images(val_ds.instances, "data.val_images")
     if dist.is_main:
         save_layout(info, out_dir)
-    bank = hold_images(
-        train_ds,
-        dist.device,
-        cfg.data.hold_images,
-        workers=cfg.data.num_workers,
-        say=(lambda line: print(line, file=sys.stderr, flush=True)) if dist.is_main else None,
-    )
+    say = (lambda line: print(line, file=sys.stderr, flush=True)) if dist.is_main else None
+    # data.pipeline "device": the training images held there, or their JPEGs decoded there.
+    bank = hold_images(train_ds, dist.device, cfg.data.hold_images, cfg.data.num_workers, say)
+    decodes_on_device(train_ds, dist.device, cfg.data.decode_on_device, say)
 
     model = build_model(cfg.model, info.num_keypoints, cfg.data.input_size, cfg.data.heatmap_size)
     if cfg.train.sync_bn and dist.enabled and dist.device.type == "cuda":
