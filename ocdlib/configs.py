@@ -167,6 +167,10 @@ class TrainConfig:
     sync_bn: bool = False  # SyncBatchNorm under multi-GPU DDP (CUDA only)
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
     num_threads: int = field(default=0, metadata=EXECUTION)  # torch CPU threads (0: default)
+    # Train through torch.compile (the training forward only): on a GPU the host then
+    # issues far fewer kernels per step (benchmarks/bench_gpu_training.py measures it);
+    # the first steps pay the compilation. Same maths, other kernels: not in the hash.
+    compile: bool = field(default=False, metadata=EXECUTION)
 
 
 @dataclass(frozen=True)

@@ -217,3 +217,32 @@ def test_run_lock_makes_a_second_caller_wait(tmp_path):
         assert not got.wait(0.3)  # blocked while the first holder keeps the lock
     t.join(5)
     assert got.is_set()
+
+
+def test_a_compiled_run_trains_as_the_eager_one_and_saves_plain_weights(
+    homes, tmp_path, monkeypatch
+):
+    import pandas as pd
+
+    from ocdlib.engine import trainer
+
+    compiled = []
+    real = torch.compile
+
+    def compile_eagerly(model, **kw):  # dynamo's tracing without inductor's C++ build
+        compiled.append(model)
+        return real(model, backend="eager")
+
+    monkeypatch.setattr(trainer.torch, "compile", compile_eagerly)
+    totals = {}
+    for on in (False, True):
+        cfg = smoke(**{"train.epochs": 1, "train.max_steps": 3, "train.compile": on})
+        train(cfg, tmp_path / str(on), progress=False)
+        totals[on] = pd.read_csv(tmp_path / str(on) / "log.csv")["total"].tolist()
+        state = torch.load(tmp_path / str(on) / "checkpoint.pt", weights_only=False)["model"]
+        assert not any(k.startswith(("_orig_mod.", "module.")) for k in state)
+    assert (
+        len(compiled) == 1 and cfg.hash == smoke(**{"train.epochs": 1, "train.max_steps": 3}).hash
+    )
+    assert totals[True] == pytest.approx(totals[False], rel=1e-5)
+    assert trainer.unwrapped(real(compiled[0])) is trainer.unwrapped(compiled[0])

@@ -57,6 +57,7 @@ from .precision import Precision, resolve_precision
 from .runs import load_run_model, run_lock, run_metadata
 
 LOG_FLUSH_STEPS = 50
+SETTLE_STEPS = 25  # steps whose losses are read from the device at once
 
 
 class NonFiniteLossError(RuntimeError):
@@ -116,7 +117,7 @@ def set_norm_eval(model: nn.Module) -> None:
 class Loop:
     """What every training step needs and an epoch does not change."""
 
-    model: nn.Module  # DDP-wrapped under torchrun
+    model: nn.Module  # DDP-wrapped under torchrun, compiled with train.compile
     objective: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -153,23 +154,42 @@ def train_one_epoch(loop: Loop, epoch: int, step: int, log_rows: list[dict]) -> 
         dynamic_ncols=True,
     )
     t0 = time.perf_counter()
+    # Each step's loss values stay on the device until SETTLE_STEPS steps have queued
+    # (or the epoch ends): reading them is a host-device sync, and one per step would
+    # stop the host from queueing the next step while the GPU runs this one.
+    pending: list[tuple[dict, tuple[str, ...], torch.Tensor, float]] = []
+
+    def settle() -> None:
+        """Read the pending steps' losses (one sync); stop at the first non-finite one."""
+        if not pending:
+            return
+        values = torch.stack([v for _, _, v, _ in pending]).cpu()
+        for (row, names, _, seconds), vals in zip(pending, values, strict=True):
+            total, *rest = vals.tolist()
+            named = dict(zip(names, rest, strict=True))
+            if not math.isfinite(total):
+                raise non_finite_error(named, total, row["step"] - 1, row["epoch"] - 1, loop)
+            if dist.is_main:
+                log_rows.append({**row, **named, "time": seconds})
+        if dist.is_main:
+            bar.set_postfix({k: f"{v:.4g}" for k, v in named.items()})
+        pending.clear()
+
     for batch in bar:
         if loop.skipped is not None:
             loop.skipped.add(batch, f"epoch {epoch + 1}")
         total, terms = forward_loss(
             model, objective, batch, step, precision, dist.device, loop.bank
         )
-        check_finite(total, terms, step, epoch, loop.ckpt_path)
         backward_step(total, objective, optimizer, cfg.train.grad_clip, dist)
         loop.scheduler.step()
         step += 1
-        if dist.is_main:
-            row = {"step": step, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-            row.update({k: float(v) for k, v in terms.items()})
-            row["time"] = time.perf_counter() - t0
-            log_rows.append(row)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in terms})
-            if len(log_rows) >= LOG_FLUSH_STEPS:  # long epochs: keep log.csv current
+        lr = optimizer.param_groups[0]["lr"]
+        row = {"step": step, "epoch": epoch + 1, "lr": lr}
+        pending.append((row, tuple(terms), loss_values(total, terms), time.perf_counter() - t0))
+        if len(pending) >= SETTLE_STEPS:
+            settle()
+            if dist.is_main and len(log_rows) >= LOG_FLUSH_STEPS:  # keep log.csv current
                 write_log(log_rows, loop.ckpt_path.parent / "log.csv", append=True)
                 log_rows.clear()
         done_in_epoch += 1
@@ -178,6 +198,7 @@ def train_one_epoch(loop: Loop, epoch: int, step: int, log_rows: list[dict]) -> 
             break
         if cfg.train.max_steps and step >= cfg.train.max_steps:
             break
+    settle()  # before anything of this epoch is saved
     loop.batches_done = done_in_epoch if loop.interrupted else 0
     return step
 
@@ -255,12 +276,17 @@ def average_gradients(module: nn.Module, dist: DistInfo) -> None:
             p.grad.div_(dist.world_size)
 
 
-def check_finite(total, terms, step, epoch, ckpt_path) -> None:
-    if torch.isfinite(total):
-        return
-    bad = [k for k, v in terms.items() if not torch.isfinite(torch.as_tensor(v))] or ["total"]
-    raise NonFiniteLossError(
-        f"loss term {bad[0]!r} is {float(terms.get(bad[0], total))} at step {step} "
+def loss_values(total, terms: dict) -> torch.Tensor:
+    """The step's total and terms as one float32 vector, still on the device."""
+    values = [total, *terms.values()]
+    return torch.stack([torch.as_tensor(v, device=total.device).detach().float() for v in values])
+
+
+def non_finite_error(terms: dict, total: float, step: int, epoch: int, loop: Loop):
+    bad = [k for k, v in terms.items() if not math.isfinite(v)] or ["total"]
+    ckpt_path = loop.ckpt_path
+    return NonFiniteLossError(
+        f"loss term {bad[0]!r} is {terms.get(bad[0], total)} at step {step} "
         f"(epoch {epoch + 1}); the run stopped, nothing written so far was lost. The last "
         f"good checkpoint is {ckpt_path if ckpt_path.is_file() else '(none yet)'}; lower "
         "train.lr or set train.grad_clip, then rerun with --resume"
@@ -429,6 +455,8 @@ def _train(
             find_unused_parameters=True,
         )
 
+    if cfg.train.compile:  # the training forward; evaluation and checkpoints use `model`
+        ddp_model = torch.compile(ddp_model)
     skipped = SkippedImages() if cfg.data.bad_images == "skip" else None
     loop = Loop(
         ddp_model,
@@ -583,7 +611,7 @@ def _save_interrupted(
         write_log(rows, out_dir / "log.csv", append=True)
         atomic_write_text(json.dumps(evals, indent=1), out_dir / "evals.json")
         state = _checkpoint(
-            loop.model, loop.objective, loop.cfg, loop.skipped, epoch, step, train_time
+            unwrapped(loop.model), loop.objective, loop.cfg, loop.skipped, epoch, step, train_time
         )
         state.update(
             epoch_batches=loop.batches_done,
@@ -618,6 +646,18 @@ def _heatmap_head_along(model, cfg: Config, info, val_ds, paths, out_dir, dist, 
         return {}
     out = out_dir / "eval_along_hm"
     return {"hm": evaluate_model(model, cfg, info, val_ds, paths, out, dist, skipped, head="hm")}
+
+
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The model itself, out of DistributedDataParallel and torch.compile's wrappers (whose
+    state_dict keys carry "module." and "_orig_mod." prefixes)."""
+    while True:
+        if isinstance(model, DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):  # torch.compile's OptimizedModule
+            model = model._orig_mod
+        else:
+            return model
 
 
 def _checkpoint(model, objective, cfg: Config, skipped, epoch: int, step: int, train_time: float):
