@@ -531,10 +531,12 @@ def _base_gpu_synth() -> Config:
             input_size=(192, 256),
             heatmap_size=(48, 64),
             sigma=2.0,
-            # On an H100 with 16 cores, 12 loader processes fed OCD-R50 2,400 images/s
-            # and 16 only 1,547: the training process needs cores of its own
-            # (reports/gpu_synth/throughput.md).
-            num_workers=12,
+            # The cpu pipeline's 12 loader processes fed OCD-R50 2,400 images/s on an
+            # H100 with 16 cores, below the model's 2,891 (reports/gpu_synth/throughput.md).
+            # The device pipeline cuts and encodes on the GPU from images decoded once
+            # and held there (data.hold_images), so the workers only draw the geometry.
+            pipeline="device",
+            num_workers=4,
         ),
         model=ModelConfig(backbone="resnet50"),
         train=TrainConfig(
