@@ -5,8 +5,8 @@ through `data.pipeline=cpu` (from the run cache, or trained now), and the same c
 through `data.pipeline=device`. Runs train two at a time, one thread each, as
 `reproduce` trains them. The seeds of `--paired` are trained in both pipelines at the
 same moment, side by side, so that their training times compare (same machine, same
-share of it, same neighbour); the other seeds' times are not compared, and runs that
-were already cached keep the times they were trained with.
+share of it, same neighbour), and OUT/paired.json keeps those pairs for later
+invocations; the other seeds' times are not compared.
 
 The parity verdict is the margin rule of the claims: the pipelines differ when
 |mean AP device - mean AP cpu| > 2x the larger seed spread.
@@ -20,6 +20,7 @@ the command and commit) and the device runs' records under OUT/runs/.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import statistics
 import sys
@@ -29,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ocdlib import experiments as E
+from ocdlib.engine.precision import tag_of_record
 from ocdlib.reporting import git_state
 from ocdlib.reproduce import with_share_of_cores
 from ocdlib.run_cache import get_run, is_finished, run_dir
@@ -56,6 +58,18 @@ def train_together(cfgs: list, jobs: int) -> list[dict]:
         return list(pool.map(_train, [with_share_of_cores(c, jobs) for c in cfgs]))
 
 
+def _pair(label: str, seed: int, cpu: dict, dev: dict) -> dict:
+    """What paired.json keeps of two runs trained side by side."""
+    return {
+        "row": label,
+        "seed": seed,
+        **{f"{pl}_run": Path(r["run_dir"]).name for pl, r in (("cpu", cpu), ("device", dev))},
+        **{f"{pl}_s": float(r["train_time_s"]) for pl, r in (("cpu", cpu), ("device", dev))},
+        "finished_at": [cpu.get("finished_at"), dev.get("finished_at")],
+        "commit": dev.get("git_commit"),
+    }
+
+
 def _ap(result: dict) -> float:
     return 100.0 * float(result["metrics"]["AP"])
 
@@ -76,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     rows: dict[str, dict[str, dict[int, dict]]] = {}
-    paired: list[tuple[str, int, dict, dict]] = []
+    pairs_file = args.out / "paired.json"
+    paired: list[dict] = json.loads(pairs_file.read_text()) if pairs_file.is_file() else []
     base = {
         label: {
             s: E.config_for(E.by_label(label), args.profile, s) for s in args.seeds + args.paired
@@ -92,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             fresh = not any(is_finished(c) for c in cfgs)
             cpu, dev = train_together(cfgs, args.jobs)
             rows[label]["cpu"][seed], rows[label]["device"][seed] = cpu, dev
-            if fresh:  # both trained just now, side by side
-                paired.append((label, seed, cpu, dev))
+            if fresh:  # both trained just now, side by side: kept for later invocations
+                paired.append(_pair(label, seed, cpu, dev))
     for label in args.rows:
         todo = [with_pipeline(base[label][s], pl) for pl in PIPELINES for s in args.seeds]
         for i in range(0, len(todo), args.jobs):
@@ -102,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows[label][cfg.data.pipeline][cfg.train.seed] = result
 
     args.out.mkdir(parents=True, exist_ok=True)
+    pairs_file.write_text(json.dumps(paired, indent=1) + "\n")
     for got in rows.values():
         for result in got["device"].values():
             write_record(Path(result["run_dir"]), args.out / "runs")
@@ -111,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(rows: dict, paired: list, args) -> str:
+def report(rows: dict, paired: list[dict], args) -> str:
+    pairs_file = args.out / "paired.json"
     lines = [
         "# The device data pipeline against the cpu pipeline: AP and whole-run time",
         "",
@@ -131,7 +148,7 @@ def report(rows: dict, paired: list, args) -> str:
             aps = [_ap(got[pl][s]) for s in seeds]
             stats[pl] = _mean_sd(aps)
             per_seed = ", ".join(f"s{s} {a:.1f}" for s, a in zip(seeds, aps, strict=True))
-            tags = sorted({got[pl][s].get("precision_tag", "?") for s in seeds})
+            tags = sorted({tag_of_record(got[pl][s]) for s in seeds})
             mean, sd = stats[pl]
             cells = [label, pl, per_seed, f"{mean:.1f}", f"{sd:.1f}", "/".join(tags)]
             lines.append("| " + " | ".join(cells) + " |")
@@ -145,16 +162,23 @@ def report(rows: dict, paired: list, args) -> str:
     lines += ["", "Parity by the margin rule (|delta| > 2x the larger seed spread):", "", *verdicts]
     lines += ["", "## Training time of runs trained side by side (same seed, same moment)", ""]
     if not paired:
-        lines.append("No pair was trained by this invocation (all were cached).")
+        lines.append("No pair has been trained side by side into this folder yet.")
     else:
-        lines += ["| row | seed | cpu s | device s | cpu / device |", "|---|---|---|---|---|"]
-        for label, seed, cpu, dev in paired:
-            tc, td = float(cpu["train_time_s"]), float(dev["train_time_s"])
-            lines.append(f"| {label} | {seed} | {tc:.0f} | {td:.0f} | {tc / td:.2f}x |")
+        lines += [
+            "| row | seed | cpu s | device s | cpu / device | finished (cpu, device) | commit |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for p in paired:
+            tc, td = p["cpu_s"], p["device_s"]
+            done = ", ".join(str(t) for t in p["finished_at"])
+            lines.append(
+                f"| {p['row']} | {p['seed']} | {tc:.0f} | {td:.0f} | {tc / td:.2f}x | {done} "
+                f"| {p['commit']} |"
+            )
         lines += [
             "",
-            "Each pair ran at the same time on the same machine, one thread each, so the "
-            "ratio is a measurement; one pair per row.",
+            "Each pair was trained by this script at the same time on the same machine, one "
+            f"thread each, so the ratio is a measurement (kept in `{pairs_file.name}`).",
         ]
     return "\n".join(lines) + "\n"
 

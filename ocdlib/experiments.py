@@ -353,6 +353,27 @@ TCD_LABELLED_ONLY = _e(
     group="tcd probe",
     skip=INVESTIGATION,
 )
+# Term c is what makes TCD lose (07's rows above): through the backbone, or by its size?
+TCD_C_OFF_BACKBONE = _e(
+    "07",
+    "TCD: term c off the backbone",
+    "tcd",
+    ("loss.head_distill_backbone", False),
+    teacher=SIMPLEBASELINE,
+    key=True,
+    group="tcd probe",
+    skip=INVESTIGATION,
+)
+TCD_LIGHT_HEAD_TERM = _e(
+    "07",
+    "TCD: head distillation weight 0.1",
+    "tcd",
+    ("loss.head_distill_weight", 0.1),
+    teacher=SIMPLEBASELINE,
+    key=True,
+    group="tcd probe",
+    skip=INVESTIGATION,
+)
 SIMPLEBASELINE_2X = _e(
     "07",
     "SimpleBaseline (heatmap), 2x budget",
@@ -432,8 +453,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     TCD_DEEPPOSE, TCD_AUX, TCD_CROSS_HEAD,
     REDUCED_OCD, REDUCED_N0_ALONE, REDUCED_N0_OCD,
     WB_DEEPPOSE, WB_OCD_DEEPPOSE, WB_SIMPLEBASELINE,
-    TCD_TASK_ONLY, TCD_HEAD_ONLY, TCD_WARMUP, TCD_LABELLED_ONLY, SIMPLEBASELINE_2X,
-    TCD_STRONG_TEACHER,
+    TCD_TASK_ONLY, TCD_HEAD_ONLY, TCD_WARMUP, TCD_LABELLED_ONLY, TCD_C_OFF_BACKBONE,
+    TCD_LIGHT_HEAD_TERM, SIMPLEBASELINE_2X, TCD_STRONG_TEACHER,
     DEEPPOSE_2X, OCD_WARMUP_2X, DEEPPOSE_4X, OCD_WARMUP_4X, SIMPLEBASELINE_4X,
 )  # fmt: skip
 
@@ -772,7 +793,10 @@ COMPARISONS: tuple[Comparison, ...] = (
 )
 
 # 07: which single change to TCD, if any, turns it into a gain over DeepPose.
-TCD_VARIANTS = (TCD_TASK_ONLY, TCD_HEAD_ONLY, TCD_WARMUP, TCD_LABELLED_ONLY, TCD_STRONG_TEACHER)
+TCD_VARIANTS = (
+    TCD_TASK_ONLY, TCD_HEAD_ONLY, TCD_WARMUP, TCD_LABELLED_ONLY, TCD_C_OFF_BACKBONE,
+    TCD_LIGHT_HEAD_TERM, TCD_STRONG_TEACHER,
+)  # fmt: skip
 COMPARISONS += tuple(
     Comparison(
         f"{row.label} vs DeepPose",
