@@ -73,12 +73,12 @@ def main() -> None:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     m = machine(device)
-    where = m.get("gpu") or m["cpu"]
+    where = f"{m['gpu']}; " if m.get("gpu") else ""
     lines = [
         f"# JPEG decoding of COCO photos ({len(files)} sample images, sizes "
         f"{', '.join(f'{w}x{h}' for w, h in sizes)}, repeated to {args.images})",
         "",
-        f"{where}; {m['cpu']}, {m['cores_usable']} cores; torch {torch.__version__}; "
+        f"{where}{m['cpu']}, {m['cores_usable']} cores; torch {torch.__version__}; "
         f"commit {commit}; {args.rounds} rounds, medians (IQR of the per-round ratio). "
         f"Written by `python benchmarks/bench_jpeg_decode.py --device {args.device} "
         f"--images {args.images} --batch {args.batch} --rounds {args.rounds}`.",
