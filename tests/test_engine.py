@@ -246,3 +246,18 @@ def test_a_compiled_run_trains_as_the_eager_one_and_saves_plain_weights(
     )
     assert totals[True] == pytest.approx(totals[False], rel=1e-5)
     assert trainer.unwrapped(real(compiled[0])) is trainer.unwrapped(compiled[0])
+
+
+def test_terms_that_start_mid_epoch_are_logged_from_their_first_step(homes, tmp_path):
+    # Losses are read from the device several steps at a time; distillation terms join
+    # after the warm-up, inside such a window.
+    import pandas as pd
+
+    cfg = smoke("ocd", **{"train.epochs": 1, "train.max_steps": 5, "loss.distill_warmup_steps": 2})
+    train(cfg, tmp_path / "warm", progress=False)
+    log = pd.read_csv(tmp_path / "warm" / "log.csv")
+    assert log["step"].tolist() == [1, 2, 3, 4, 5]
+    late = [c for c in log.columns if log[c].isna().any()]
+    assert late, "no term started after the warm-up"
+    for column in late:
+        assert log[column].isna().tolist() == [True, True, False, False, False], column

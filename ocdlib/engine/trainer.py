@@ -163,9 +163,13 @@ def train_one_epoch(loop: Loop, epoch: int, step: int, log_rows: list[dict]) -> 
         """Read the pending steps' losses (one sync); stop at the first non-finite one."""
         if not pending:
             return
-        values = torch.stack([v for _, _, v, _ in pending]).cpu()
-        for (row, names, _, seconds), vals in zip(pending, values, strict=True):
-            total, *rest = vals.tolist()
+        # Steps may differ in their terms (distillation starts after a warm-up): one
+        # vector of all their values, split again on the host.
+        flat = torch.cat([v for _, _, v, _ in pending]).cpu().tolist()
+        start = 0
+        for row, names, vector, seconds in pending:
+            total, *rest = flat[start : start + len(vector)]
+            start += len(vector)
             named = dict(zip(names, rest, strict=True))
             if not math.isfinite(total):
                 raise non_finite_error(named, total, row["step"] - 1, row["epoch"] - 1, loop)
