@@ -108,3 +108,40 @@ def test_the_command_line_exits_with_128_plus_the_signal(homes, tmp_path):
 def test_atomic_writes_leave_no_temporary_file(tmp_path):
     atomic_write_text("x", tmp_path / "a.json")
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_a_run_stopped_under_ddp_saves_weights_a_resume_can_load(tmp_path):
+    # The training loop holds the DDP wrapper (and with train.compile, torch.compile's);
+    # the checkpoint must hold the model's own keys, not "module."-prefixed ones.
+    import types
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from ocdlib.engine.distributed import DistInfo
+
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1
+    )
+    try:
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+        optimizer = torch.optim.Adam(model.parameters())
+        loop = types.SimpleNamespace(
+            model=DistributedDataParallel(model),
+            objective=torch.nn.Module(),
+            cfg=smoke(),
+            skipped=None,
+            dist=DistInfo(),
+            optimizer=optimizer,
+            scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0),
+            ckpt_path=tmp_path / "checkpoint.pt",
+            batches_done=3,
+            stop=types.SimpleNamespace(signum=signal.SIGTERM),
+        )
+        with pytest.raises(RunInterrupted):
+            trainer._save_interrupted(loop, [], [], tmp_path, 0, 3, 1.0, 8)
+    finally:
+        dist.destroy_process_group()
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["model"]
+    assert set(state) == set(model.state_dict())
+    model.load_state_dict(state)
