@@ -42,7 +42,7 @@ from ocdlib.bench.training_cost import step_batch
 from ocdlib.configs import build_config
 from ocdlib.data.dataset import build_datasets
 from ocdlib.data.device_decode import decodes_on_device
-from ocdlib.data.device_pipeline import batch_size_of, finish_batch, is_device_batch
+from ocdlib.data.device_pipeline import batch_size_of, finish_batch, is_device_batch, to_device
 from ocdlib.data.image_bank import hold_images
 from ocdlib.data.layout import resolve_layout
 from ocdlib.data.prepare import resolve_data
@@ -213,11 +213,7 @@ def _pipeline_rate(args, train_ds, what, workers, steps_of, dist, sync, device, 
             total, _ = forward_loss(runner, objective, b, 1_000_000, precision, device, bank)
             backward_step(total, objective, optimizer, rcfg.train.grad_clip, None)
         elif is_device_batch(b):
-            moved = {
-                k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-                for k, v in b.items()
-            }
-            finish_batch(moved, bank)
+            finish_batch(to_device(b, device, non_blocking=True), bank)
         n += batch_size_of(b)
     sync()
     rate = n / (time.perf_counter() - t)

@@ -34,16 +34,25 @@ def stack_images(images: Sequence[np.ndarray], device: torch.device | str = "cpu
     so padding changes no crop."""
     if not images:
         raise ValueError("stack_images needs at least one image")
-    h = max(int(im.shape[0]) for im in images)
-    w = max(int(im.shape[1]) for im in images)
-    out = torch.zeros((len(images), 3, h, w), dtype=torch.uint8, device=device)
+    tensors = []
     for i, im in enumerate(images):
         if im.ndim != 3 or im.shape[2] != 3:
             raise ValueError(f"image {i}: expected (H, W, 3) uint8, got shape {im.shape}")
         with warnings.catch_warnings():  # a PIL image's array is read-only; only read here
             warnings.simplefilter("ignore", UserWarning)
             t = torch.from_numpy(np.ascontiguousarray(im)).to(device, non_blocking=True)
-        out[i, :, : im.shape[0], : im.shape[1]] = t.permute(2, 0, 1)
+        tensors.append(t.permute(2, 0, 1))
+    return pad_stack(tensors)
+
+
+def pad_stack(images: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(3, H, W) uint8 images of any sizes, on one device -> (B, 3, Hmax, Wmax), padded
+    with black at the right and bottom (see `stack_images`)."""
+    h = max(int(im.shape[1]) for im in images)
+    w = max(int(im.shape[2]) for im in images)
+    out = images[0].new_zeros((len(images), 3, h, w))
+    for i, im in enumerate(images):
+        out[i, :, : im.shape[1], : im.shape[2]] = im
     return out
 
 

@@ -122,7 +122,8 @@ class TopDownPoseDataset(torch.utils.data.Dataset):
 
     def attach_bank(self, rows: np.ndarray, sizes: np.ndarray, bad: dict[int, str]) -> None:
         """Samples refer to images held in a bank: instance i's image is row `rows[i]`,
-        of size `sizes[row]` (W, H); `bad` maps unreadable rows to why (bad_images=skip)."""
+        of size `sizes[row]` (W, H); `bad` maps unreadable rows to their reading error
+        (bad_images=skip)."""
         self._bank_rows, self._bank_sizes, self._bank_bad = rows, sizes, dict(bad)
 
     @classmethod
@@ -303,30 +304,16 @@ class TopDownPoseDataset(torch.utils.data.Dataset):
         else:
             pixels = np.array(self._decode(image, inst))  # (H, W, 3) uint8, writable
             source = {"pixels": torch.from_numpy(pixels)}
-        kpts = geometry.keypoints
-        sample = {
-            **source,
-            "image_warp": torch.from_numpy(np.asarray(geometry.image_warp, dtype=np.float64)),
-            "crop_keypoints": torch.from_numpy(apply_affine(kpts[:, :2], geometry.warp)),
-            "visible": torch.from_numpy(np.asarray(kpts[:, 2], dtype=np.float32)),
-        }
-        return self._identity(sample, inst, geometry)
+        return self._identity({**source, **_crop_map(geometry)}, inst, geometry)
 
     def _held_sample(self, index: int, inst: Instance) -> dict:
         """A device-pipeline sample whose image is held in a bank: geometry only, and
         the image's row there (no file is read)."""
         row = int(self._bank_rows[index])
         if row in self._bank_bad:
-            raise ImageReadError(self._bank_bad[row].split("\t", 1)[1])
+            raise ImageReadError(self._bank_bad[row])
         geometry = self.crop_geometry(index, int(self._bank_sizes[row][0]))
-        kpts = geometry.keypoints
-        sample = {
-            "image_row": row,
-            "image_warp": torch.from_numpy(np.asarray(geometry.image_warp, dtype=np.float64)),
-            "crop_keypoints": torch.from_numpy(apply_affine(kpts[:, :2], geometry.warp)),
-            "visible": torch.from_numpy(np.asarray(kpts[:, 2], dtype=np.float32)),
-        }
-        return self._identity(sample, inst, geometry)
+        return self._identity({"image_row": row, **_crop_map(geometry)}, inst, geometry)
 
     def _identity(self, sample: dict, inst: Instance, geometry: CropGeometry) -> dict:
         """`sample` with what evaluation needs to place its predictions back."""
@@ -336,6 +323,17 @@ class TopDownPoseDataset(torch.utils.data.Dataset):
         sample["bbox_score"] = float(inst.bbox_score)
         sample["area"] = float(inst.area)
         return sample
+
+
+def _crop_map(geometry: CropGeometry) -> dict:
+    """A device-pipeline sample's geometry: the map from its image to the crop, and its
+    keypoints in crop pixels with their visibility."""
+    kpts = geometry.keypoints
+    return {
+        "image_warp": torch.from_numpy(np.asarray(geometry.image_warp, dtype=np.float64)),
+        "crop_keypoints": torch.from_numpy(apply_affine(kpts[:, :2], geometry.warp)),
+        "visible": torch.from_numpy(np.asarray(kpts[:, 2], dtype=np.float32)),
+    }
 
 
 @dataclass

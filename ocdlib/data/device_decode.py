@@ -5,7 +5,7 @@ for train2017; see image_bank.py), the workers would still decode every JPEG, ab
 half of their work per sample. With `data.decode_on_device` they read the file's
 bytes and its header (for the geometry) only, and `finish_batch` decodes the batch
 with `torchvision.io.decode_jpeg(..., device=...)` on the training device (nvJPEG
-on a GPU), then pads and stacks the images as `stack_images` would.
+on a GPU), then pads and stacks the images (`batched_warp.pad_stack`).
 
 Where that fails (a decoder torchvision was built without, a file it cannot read),
 that batch is decoded on the CPU instead, and one line says so the first time. A
@@ -51,7 +51,7 @@ def decodes_on_device(dataset, device: torch.device, mode: str, say=None) -> boo
     on = (
         mode != "off"
         and cfg.pipeline == "device"
-        and getattr(dataset, "_bank_rows", None) is None  # held images need no decoding
+        and dataset._bank_rows is None  # held images need no decoding
         and all_jpeg
         and (mode == "on" or (device.type == "cuda" and cfg.bad_images == "error"))
     )
@@ -104,14 +104,3 @@ def decode_batch(
             flush=True,
         )
     return images
-
-
-def pad_stack(images: Sequence[torch.Tensor]) -> torch.Tensor:
-    """(3, H, W) uint8 images of any sizes -> (B, 3, Hmax, Wmax), black at the right and
-    bottom (as `batched_warp.stack_images` pads)."""
-    h = max(int(im.shape[1]) for im in images)
-    w = max(int(im.shape[2]) for im in images)
-    out = images[0].new_zeros((len(images), 3, h, w))
-    for i, im in enumerate(images):
-        out[i, :, : im.shape[1], : im.shape[2]] = im
-    return out

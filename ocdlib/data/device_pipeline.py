@@ -18,8 +18,8 @@ import torch
 from torch.utils.data import Subset, default_collate
 
 from ..codecs import encode_batch
-from .batched_warp import normalize_batch, stack_images, warp_batch
-from .device_decode import decode_batch, pad_stack
+from .batched_warp import normalize_batch, pad_stack, stack_images, warp_batch
+from .device_decode import decode_batch
 from .image_bank import ImageBank
 
 DEVICE_KEYS = (
@@ -66,6 +66,14 @@ def collate_of(dataset) -> Collate | None:
     while isinstance(dataset, Subset):
         dataset = dataset.dataset
     return getattr(dataset, "collate_fn", None)
+
+
+def to_device(batch: dict, device, non_blocking: bool = False) -> dict:
+    """`batch` with its tensors on `device` (lists, strings and the crop spec stay)."""
+    return {
+        k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v
+        for k, v in batch.items()
+    }
 
 
 def is_device_batch(batch: dict) -> bool:

@@ -101,7 +101,7 @@ class _Decode(Dataset):
         except ImageReadError as e:
             if self.dataset.cfg.bad_images != "skip":
                 raise
-            return k, None, f"{inst.image_path}\t{e}"
+            return k, None, str(e)
 
 
 def hold_images(

@@ -17,7 +17,13 @@ from ..coco_eval import Prediction, evaluate_coco
 from ..configs import Config
 from ..data.coco import check_images
 from ..data.dataset import SkippedImages, build_datasets
-from ..data.device_pipeline import batch_size_of, collate_of, finish_batch, is_device_batch
+from ..data.device_pipeline import (
+    batch_size_of,
+    collate_of,
+    finish_batch,
+    is_device_batch,
+    to_device,
+)
 from ..data.layout import load_layout
 from ..data.prepare import DataPaths, resolve_data
 from ..data.transforms import normalized_to_image
@@ -32,8 +38,7 @@ def _images(batch: dict, device: torch.device) -> torch.Tensor:
     """The batch's model input on `device` (data.pipeline "device": cut there first)."""
     if not is_device_batch(batch):
         return batch["image"].to(device)
-    moved = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-    return finish_batch(moved)["image"]
+    return finish_batch(to_device(batch, device))["image"]
 
 
 def predict_dataset(

@@ -33,7 +33,7 @@ from ..configs import Config, validate
 from ..data.coco import check_images
 from ..data.dataset import SkippedImages, build_datasets
 from ..data.device_decode import decodes_on_device
-from ..data.device_pipeline import collate_of, finish_batch
+from ..data.device_pipeline import collate_of, finish_batch, to_device
 from ..data.image_bank import ImageBank, hold_images
 from ..data.layout import resolve_layout, save_layout
 from ..data.prepare import resolve_data
@@ -250,10 +250,9 @@ def _stop_requested(loop: Loop, step: int) -> bool:
 def forward_loss(model, objective, batch: dict, step: int, precision: Precision, device, bank=None):
     """The batch on `device`, then the objective's total and terms (under autocast).
     `bank`: the training images held on the device, if they are (data/image_bank.py)."""
-    batch = {
-        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
-    }
-    batch = finish_batch(batch, bank)  # data.pipeline "device": crops and targets made here
+    batch = finish_batch(
+        to_device(batch, device, non_blocking=True), bank
+    )  # data.pipeline "device": crops and targets made here
     batch["image"] = precision.images(batch["image"])
     with precision.context(device):
         return objective(model, batch, step)
