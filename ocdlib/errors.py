@@ -46,6 +46,10 @@ class ImageMissingError(ImageReadError):
     """An image file that an annotation file names and that is not there."""
 
 
+class GenerationAbandoned(KitError):
+    """Generating a dataset stopped before its end on purpose (a time box ran out)."""
+
+
 class ConfigError(KitError):
     """A config field outside its range, named as `section.field`."""
 

@@ -608,6 +608,12 @@ def gather(
     return out
 
 
+# Rows `gather` left out in this process for want of runs, {label: seeds}: the tables
+# written afterwards name them (reporting.provenance), so a report built from part of
+# its grid (a time box, --no-train) says plainly what it lacks.
+NOT_TRAINED: dict[str, list[int]] = {}
+
+
 def _finished_or_recorded(exp: Experiment, profile: NotebookProfile) -> list[dict]:
     """`exp`'s runs from the run cache, or from their committed records (run_records.py)
     where the cache lacks them; the seeds with neither are named and left out."""
@@ -629,6 +635,9 @@ def _finished_or_recorded(exp: Experiment, profile: NotebookProfile) -> list[dic
         print(f"{exp.label} (seed {seed}): AP {ap:.1f} [{how}]")
     if missing:
         print(f"{exp.label}: seeds {missing} not trained yet (not trained here)")
+        NOT_TRAINED[exp.label] = missing
+    else:
+        NOT_TRAINED.pop(exp.label, None)
     return out
 
 

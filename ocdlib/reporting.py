@@ -55,7 +55,7 @@ from .engine.runs import (
     read_result,
     student_latency_ms,
 )
-from .experiments import TARGET, Experiment, comparisons_among, floors_among
+from .experiments import NOT_TRAINED, TARGET, Experiment, comparisons_among, floors_among
 from .models.pose_model import HEAD_NAMES
 from .paths import REPO_ROOT, report_dir
 from .viz import save_figure
@@ -258,7 +258,17 @@ def provenance(profile: str, notebook: str) -> dict[str, str]:
         "git_commit": git_state(),
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "note": PROVENANCE_NOTE,
+        **({"not_trained": not_trained_line()} if NOT_TRAINED else {}),
     }
+
+
+def not_trained_line() -> str:
+    """The rows left out of this notebook's tables for want of runs, with their seeds."""
+    rows = "; ".join(
+        f"{label} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
+        for label, seeds in NOT_TRAINED.items()
+    )
+    return f"not trained yet, so left out of this notebook's tables and figures: {rows}"
 
 
 def provenance_markdown(prov: Mapping[str, str]) -> str:
@@ -269,6 +279,7 @@ def provenance_markdown(prov: Mapping[str, str]) -> str:
         f"- git commit: {prov['git_commit']}\n"
         f"- date: {prov['date']}\n"
         f"- {prov['note']}\n"
+        + (f"- **{prov['not_trained']}**\n" if prov.get("not_trained") else "")
     )
 
 
@@ -403,11 +414,15 @@ def write_results(
 
 
 def first_runs(summary: pd.DataFrame, rows: Sequence[Row] | None = None) -> dict[str, str]:
-    """{label: run directory of its first seed}, for curves and pictures (all rows by default)."""
-    indexed_rows(summary, *(rows or ()), what="the figure")
+    """{label: run directory of its first seed}, for curves and pictures (all rows by default).
+
+    Rows not trained yet (a time-boxed reproduction, `--no-train`) are left out; the
+    results table names them. A row name that is no row at all is an error."""
     by_label = dict(zip(summary["label"], summary["run_dirs"]))
     labels = [row_label(r) for r in rows] if rows else list(by_label)
-    return {label: by_label[label][0] for label in labels}
+    if not any(label in by_label for label in labels):
+        indexed_rows(summary, *(rows or ()), what="the figure")  # says which are missing
+    return {label: by_label[label][0] for label in labels if label in by_label}
 
 
 def learning_curve_frame(summary: pd.DataFrame, rows: Sequence[Row] | None = None) -> pd.DataFrame:

@@ -16,15 +16,12 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import replace
 from pathlib import Path
-
-import papermill
 
 from . import tcd_probe
 from .configs import Config
 from .data.prepare import resolve_data
-from .engine.cores import cpu_model, usable_cores
+from .engine.cores import cpu_model, default_jobs, usable_cores, with_share_of_cores
 from .engine.runs import command_line, git_commit, load_run_config, read_result
 from .errors import ConfigError
 from .experiments import Experiment, grid_configs, notebook_left_out
@@ -190,6 +187,8 @@ def _execute(nb: Path, running: Path, out_dir: Path, profile: str) -> None:
     partial = running / nb.name
     staging = running / f"{nb.stem}.reports"
     shutil.rmtree(staging, ignore_errors=True)
+    import papermill  # here, not at the top: the time-boxed path must run without it
+
     papermill.execute_notebook(
         str(nb),
         str(partial),
@@ -212,27 +211,6 @@ def _execute(nb: Path, running: Path, out_dir: Path, profile: str) -> None:
 
 
 # ----------------------------------------------------------------------------- the scheduler
-
-
-def default_jobs(cores: int | None = None) -> int:
-    """Side-by-side runs for `reproduce`: one per core, one thread each.
-
-    Small CPU models scale poorly over threads (measured in
-    benchmarks/bench_cpu_training.py), so N single-thread runs beat one N-thread run."""
-    return max(1, cores or usable_cores())
-
-
-def with_share_of_cores(cfg: Config, jobs: int, cores: int | None = None) -> Config:
-    """`cfg` set to run as one of `jobs` side-by-side runs (execution fields, not hashed)."""
-    cores = cores or usable_cores()
-    threads = max(1, cores // jobs)
-    # One job per core: the loader runs in the training process (a worker would share its core).
-    workers = 0 if jobs > 1 else cfg.data.num_workers
-    return replace(
-        cfg,
-        data=replace(cfg.data, num_workers=workers),
-        train=replace(cfg.train, num_threads=threads),
-    )
 
 
 def _train_one(cfg: Config) -> str:

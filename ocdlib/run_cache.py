@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 from pathlib import Path
 
 from .configs import Config
@@ -89,6 +90,7 @@ def get_run(
     progress: bool = True,
     out=None,
     deadline: float | None = None,
+    clock=time.time,
 ) -> dict:
     """The finished result of `cfg` in this machine's precision: read from the cache,
     resumed, or trained now.
@@ -111,5 +113,7 @@ def get_run(
                     file=out or sys.stderr,
                     flush=True,
                 )
-            result = train(cfg, directory, resume=True, progress=progress, deadline=deadline)
+            result = train(
+                cfg, directory, resume=True, progress=progress, deadline=deadline, clock=clock
+            )
     return {**result, "run_dir": str(directory)}

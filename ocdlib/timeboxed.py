@@ -26,8 +26,11 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from .configs import Config
-from .data.prepare import resolve_data
-from .engine.runs import git_commit, read_result
+from .data.prepare import is_ready, resolve_data
+from .engine.cores import with_share_of_cores
+from .engine.evaluate import head_metrics
+from .engine.runs import git_commit, load_run_config, read_result
+from .errors import GenerationAbandoned
 from .experiments import (
     DEEPPOSE,
     OCD_DEEPPOSE,
@@ -41,7 +44,7 @@ from .experiments import (
 )
 from .paths import reports_home, runs_home
 from .profiles import NotebookProfile, notebook_profile
-from .run_cache import finished_result, get_run, run_dir
+from .run_cache import finished_result, get_run, granted_precision, run_dir
 from .run_records import find_record, write_record
 
 # The rows whose claims matter most, on every seed; then the other key rows on the first.
@@ -71,14 +74,18 @@ def timeboxed_order(profile: str | NotebookProfile) -> list[tuple[Experiment, Co
 
 
 def estimate_minutes(cfg: Config, roots: list[Path]) -> float | None:
-    """Minutes `cfg` takes, from the newest record under `roots` of a run of the same config
-    name and schedule (its training time, plus a tenth for evaluation), or None."""
+    """Minutes `cfg` takes on this machine, from the newest record under `roots` of a run
+    of the same config name, schedule and precision (its training time, plus a tenth
+    for evaluation), or None."""
     best = None
+    precision = granted_precision(cfg)
     for root in roots:
         for result_file in sorted(Path(root).glob(f"{cfg.name}-*/result.json")):
             result = json.loads(result_file.read_text())
             config = json.loads((result_file.parent / "config.json").read_text())
             if config["train"]["epochs"] != cfg.train.epochs:
+                continue
+            if result.get("precision_tag", precision) != precision:
                 continue
             minutes = 1.1 * float(result.get("train_time_s", 0.0)) / 60
             best = minutes if best is None else min(best, minutes)
@@ -86,92 +93,241 @@ def estimate_minutes(cfg: Config, roots: list[Path]) -> float | None:
 
 
 def _train_until(cfg: Config, deadline: float) -> tuple[str, bool]:
+    """One run in a pool process (jobs > 1): its folder, and whether it finished."""
     result = get_run(cfg, progress=False, deadline=deadline)
     return result["run_dir"], not result.get("past_deadline", False)
 
 
+class _Box:
+    """The minutes of one time-boxed command: the clock, what is left, and why each run
+    was or was not trained."""
+
+    def __init__(self, minutes: float, clock, say):
+        self.clock, self.say = clock, say
+        self.t0 = clock()
+        self.deadline = self.t0 + 60 * minutes
+        self.finished: list[tuple[Experiment, str]] = []
+        self.stopped: list[str] = []
+        self.skipped: list[tuple[str, str]] = []
+        self.first_step_s: float | None = None  # command start -> first run's first batch
+        self.first_start: float | None = None
+        self.dropped: set[str] = set()  # runs of the plan not started or not finished
+        self.out_of_time = False
+        self.walls: dict[tuple, float] = {}  # minutes a run of this schedule took here
+        self._started_at: dict[str, float] = {}
+
+    def minutes_left(self) -> float:
+        return (self.deadline - self.clock()) / 60
+
+    def give_up(self) -> str | None:
+        """For data generation: a reason to stop, once the box has run out."""
+        return "the time box ran out" if self.clock() >= self.deadline else None
+
+    def skip(self, cfg: Config, why: str) -> None:
+        self.skipped.append((run_dir(cfg).name, why))
+        self.dropped.add(str(run_dir(cfg)))
+
+    def ready(self, exp: Experiment, cfg: Config, planned: set[str], roots) -> bool:
+        """Whether `cfg` may start now: its teacher's weights are here or trained first in
+        this command, its records say it fits, and its data is there or made in time.
+        A run that may not is noted with the reason."""
+        teacher = cfg.loss.teacher_run
+        if teacher and read_result(Path(teacher)) is None:
+            if teacher in self.dropped:
+                self.skip(cfg, "its teacher did not finish in this command")
+                return False
+            if teacher not in planned:
+                self.skip(cfg, "its teacher's weights are not on this machine (train both in one "
+                          "command: weights do not come back with the records)")  # fmt: skip
+                return False
+        left = self.minutes_left()
+        if left < MIN_MINUTES_TO_START:
+            self.skip(cfg, "no time left")
+            self.out_of_time = True
+            return False
+        estimate = self.walls.get(_schedule(cfg)) or estimate_minutes(cfg, roots)
+        if estimate is not None and estimate > left:
+            self.skip(cfg, f"needs about {estimate:.1f} min, {left:.1f} left")
+            return False
+        if not is_ready(cfg.data):  # generated for the first run that needs it, not before
+            t = self.clock()
+            try:
+                resolve_data(cfg.data, progress=False, give_up=self.give_up)
+            except GenerationAbandoned:
+                self.skip(cfg, "its data could not be generated in the time left")
+                return False
+            self.say(f"generated {cfg.data.synth.train + cfg.data.synth.val} SynthPose images "
+                     f"in {self.clock() - t:.0f} s", flush=True)  # fmt: skip
+        return True
+
+    def ended(self, exp: Experiment, cfg: Config, directory: str, complete: bool, out) -> None:
+        name = Path(directory).name
+        wall = (self.clock() - self._started_at.pop(name, self.clock())) / 60
+        self.walls[_schedule(cfg)] = max(wall, self.walls.get(_schedule(cfg), 0.0))
+        if complete:
+            if out is not None:
+                _score_other_heads(Path(directory))
+                write_record(Path(directory), out / "runs")
+            self.finished.append((exp, directory))
+            result = read_result(Path(directory)) or {}
+            if self.first_step_s is None and "seconds_to_first_step" in result:
+                self.first_step_s = self.first_start - self.t0 + result["seconds_to_first_step"]
+            self.say(f"finished {name}: {_result_line(result)}", flush=True)
+        else:
+            self.stopped.append(name)
+            self.dropped.add(str(directory))
+
+    def started(self, exp: Experiment, cfg: Config) -> None:
+        self._started_at[run_dir(cfg).name] = self.clock()
+        if self.first_start is None:
+            self.first_start = self._started_at[run_dir(cfg).name]
+        self.say(
+            f"start {run_dir(cfg).name} ({exp.label}, seed {cfg.train.seed}; "
+            f"{self.minutes_left():.1f} min left)",
+            flush=True,
+        )
+
+
+def _score_other_heads(directory: Path) -> None:
+    """Score the heatmap head that trains beside a run's deployed head (what the notebooks
+    show as "the heatmap head inside"), while the weights are here: a record has none."""
+    model = load_run_config(directory).model
+    if "hm" in model.heads and model.deploy_head != "hm":
+        head_metrics(directory, "hm")
+
+
+def _schedule(cfg: Config) -> tuple:
+    """What a run's length depends on, most of all: its data, model, schedule and batch. The
+    longest run of a schedule in this command estimates the next (the method's heads and
+    terms add a fifth at most at the profiles' sizes)."""
+    return (cfg.data.synth, cfg.data.input_size, cfg.model.backbone, cfg.train.epochs,
+            cfg.train.batch_size, cfg.train.max_steps)  # fmt: skip
+
+
+def _result_line(result: dict) -> str:
+    ap = result.get("metrics", {}).get("AP")
+    parts = [f"AP {100 * ap:.1f}" if isinstance(ap, (int, float)) else "no AP"]
+    if result.get("train_images_per_s"):
+        parts.append(f"{result['train_images_per_s']:.0f} images/s")
+    if result.get("train_time_s"):
+        parts.append(f"trained in {result['train_time_s'] / 60:.1f} min")
+    return ", ".join(parts)
+
+
 def reproduce_within(
-    profile: str,
+    profile: str | NotebookProfile,
     minutes: float,
-    out: Path,
+    out: Path | None = None,
     jobs: int = 1,
     pictures: bool = True,
     say=print,
+    clock=time.time,
 ) -> dict:
-    """Train the missing runs of `profile`'s grid that fit in `minutes`, `jobs` side by side,
-    and write their records to `out` (see the module's docstring). Returns the summary
-    that OUT/timebox.json holds."""
-    t0 = time.time()
-    deadline = t0 + 60 * minutes
+    """Train the missing runs of `profile`'s grid that fit in `minutes`, key rows first,
+    and, with `out`, write their records there (see the module's docstring). Returns the
+    summary that OUT/timebox.json holds.
+
+    With `jobs` 1 the runs train one after another in this process, so the held images,
+    the device's context and its kernels' warm-up are paid once for all of them; with
+    more, side by side in processes of their own. `clock` is the time box's clock (the
+    runs' pace reads it too when they train in this process)."""
+    box = _Box(minutes, clock, say)
     record = notebook_profile(profile)
-    out = Path(out)
-    (out / "runs").mkdir(parents=True, exist_ok=True)
     todo = [
         (e, c)
         for e, c in timeboxed_order(record)
         if finished_result(run_dir(c), c) is None and find_record(c) is None
     ]
     say(f"{len(todo)} runs of the {record.name} grid missing; {minutes:g} min from now", flush=True)
-    for data in {c.data.synth: c.data for _, c in todo if not c.data.root}.values():
-        resolve_data(data)  # generating the data counts against the minutes, before any run
-    # Earlier runs of the same config names: this allocation's, the run cache's, committed.
-    estimate_roots = [out / "runs", runs_home(), *sorted(reports_home().glob("**/runs"))]
-    finished, skipped, stopped = [], [], []
+    if out is not None:
+        out = Path(out)
+        (out / "runs").mkdir(parents=True, exist_ok=True)
+    # Earlier runs of the same config names: this command's, the run cache's, committed.
+    roots = ([out / "runs"] if out else []) + [runs_home(), *sorted(reports_home().glob("**/runs"))]
+    planned = {str(run_dir(c)) for _, c in todo}
+    if jobs == 1:
+        _one_by_one(box, todo, planned, roots, out)
+    else:
+        _side_by_side(box, todo, planned, roots, out, jobs)
+    summary = {
+        "profile": record.name,
+        "minutes": minutes,
+        "wall_min": round((clock() - box.t0) / 60, 2),
+        "jobs": jobs,
+        "git_commit": git_commit(),
+        "seconds_to_first_step": None if box.first_step_s is None else round(box.first_step_s, 1),
+        "finished": [Path(d).name for _, d in box.finished],
+        "stopped_past_the_deadline": box.stopped,
+        "not_started": [{"run": name, "why": why} for name, why in box.skipped],
+    }
+    if out is not None:
+        if pictures and box.finished:
+            _draw_keypoints(box.finished, out)
+        (out / "timebox.json").write_text(json.dumps(summary, indent=1))
+        (out / "timebox.md").write_text(_summary_markdown(summary, out / "runs"))
+        with tarfile.open(out / "records.tar.gz", "w:gz") as tar:
+            tar.add(out / "runs", arcname="runs")
+    say(
+        f"{len(box.finished)} runs finished in {summary['wall_min']} min"
+        + (f"; records in {out}" if out else "")
+        + (f"; {len(box.stopped)} stopped, resumable" if box.stopped else "")
+        + (f"; {len(box.skipped)} not started (timebox.md says why)" if box.skipped else ""),
+        flush=True,
+    )
+    return summary
+
+
+def _one_by_one(box: _Box, todo, planned: set[str], roots, out) -> None:
+    queue = list(todo)
+    while queue:
+        exp, cfg = queue.pop(0)
+        teacher = cfg.loss.teacher_run
+        waits = teacher and teacher in planned and teacher not in box.dropped
+        if waits and read_result(Path(teacher)) is None:
+            queue.append((exp, cfg))  # its teacher trains first (the order puts it first)
+            continue
+        if not box.ready(exp, cfg, planned, roots):
+            if box.out_of_time:  # the rest is not started either
+                for _, c in queue:
+                    box.skip(c, "no time left")
+                break
+            continue
+        box.started(exp, cfg)
+        try:
+            result = get_run(cfg, progress=False, deadline=box.deadline, clock=box.clock)
+        except Exception as e:  # one failed run must not cost the allocation the others
+            box.say(f"{run_dir(cfg).name} failed: {type(e).__name__}: {e}", flush=True)
+            box.skip(cfg, f"failed: {type(e).__name__}: {str(e)[:200]}")
+            continue
+        box.ended(exp, cfg, result["run_dir"], not result.get("past_deadline"), out)
+
+
+def _side_by_side(box: _Box, todo, planned: set[str], roots, out, jobs: int) -> None:
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         pending: dict = {}
         waiting = list(todo)
         while waiting or pending:
-            left = (deadline - time.time()) / 60
             for item in list(waiting):
-                if len(pending) >= jobs or left < MIN_MINUTES_TO_START:
+                if len(pending) >= jobs:
                     break
                 exp, cfg = item
                 teacher = cfg.loss.teacher_run
-                if teacher and read_result(Path(teacher)) is None:
-                    if any(str(run_dir(c)) == teacher for _, c in waiting + list(pending.values())):
-                        continue  # its teacher has not finished yet
-                    waiting.remove(item)
-                    skipped.append((run_dir(cfg).name, "its teacher did not finish"))
-                    continue
+                if teacher and teacher in {str(run_dir(c)) for _, c in pending.values()}:
+                    continue  # its teacher is training now
                 waiting.remove(item)
-                estimate = estimate_minutes(cfg, estimate_roots)
-                if estimate is not None and estimate > left:
-                    skipped.append((run_dir(cfg).name, f"needs about {estimate:.1f} min"))
+                if not box.ready(exp, cfg, planned, roots):
                     continue
-                say(f"start {run_dir(cfg).name} ({exp.label}, seed {cfg.train.seed})", flush=True)
-                pending[pool.submit(_train_until, cfg, deadline)] = item
+                box.started(exp, cfg)
+                cfg = with_share_of_cores(cfg, jobs)
+                pending[pool.submit(_train_until, cfg, box.deadline)] = item
             if not pending:
-                skipped += [(run_dir(c).name, "no time left") for _, c in waiting]
                 break
             done, _ = wait(pending, timeout=30, return_when=FIRST_COMPLETED)
             for fut in done:
                 exp, cfg = pending.pop(fut)
                 directory, complete = fut.result()
-                if complete:
-                    write_record(Path(directory), out / "runs")
-                    finished.append((exp, directory))
-                    say(f"finished {Path(directory).name}", flush=True)
-                else:
-                    stopped.append(Path(directory).name)
-    if pictures and finished:
-        _draw_keypoints(finished, out)
-    summary = {
-        "profile": record.name,
-        "minutes": minutes,
-        "wall_min": round((time.time() - t0) / 60, 2),
-        "jobs": jobs,
-        "git_commit": git_commit(),
-        "finished": [Path(d).name for _, d in finished],
-        "stopped_past_the_deadline": stopped,
-        "not_started": [{"run": name, "why": why} for name, why in skipped],
-    }
-    (out / "timebox.json").write_text(json.dumps(summary, indent=1))
-    (out / "timebox.md").write_text(_summary_markdown(summary, out / "runs"))
-    with tarfile.open(out / "records.tar.gz", "w:gz") as tar:
-        tar.add(out / "runs", arcname="runs")
-    say(f"{len(finished)} runs finished in {summary['wall_min']} min; records in {out}")
-    return summary
+                box.ended(exp, cfg, directory, complete, out)
 
 
 def _draw_keypoints(finished: list[tuple[Experiment, str]], out: Path) -> None:

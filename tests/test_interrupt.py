@@ -138,8 +138,8 @@ def test_a_run_stopped_under_ddp_saves_weights_a_resume_can_load(tmp_path):
             batches_done=3,
             stop=types.SimpleNamespace(signum=signal.SIGTERM),
         )
-        with pytest.raises(RunInterrupted):
-            trainer._save_interrupted(loop, [], [], tmp_path, 0, 3, 1.0, 8)
+        trainer._save_mid_epoch(loop, [], [], tmp_path, 0, 3, 1.0)
+        assert isinstance(trainer._interrupted(loop, tmp_path, 0, 3, 8), RunInterrupted)
     finally:
         dist.destroy_process_group()
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["model"]

@@ -1,16 +1,35 @@
-"""The time-boxed reproduction: key rows first, only runs that finish, records brought back."""
+"""The time box: key rows first, a pace measured on steady steps, minutes that hold,
+records brought back, and the whole allocation path on the CPU with a fake clock."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tarfile
-import time
+from pathlib import Path
 
 import pytest
 
 from ocdlib import run_cache
+from ocdlib.configs import build_config
+from ocdlib.engine.pace import EVAL_FIXED_S, Pace
 from ocdlib.engine.trainer import train
-from ocdlib.experiments import DEEPPOSE, OCD_WARMUP, SIMPLEBASELINE, TCD_DEEPPOSE, gather
+from ocdlib.experiments import DEEPPOSE, OCD_WARMUP, SIMPLEBASELINE, TCD_DEEPPOSE, config_for
 from ocdlib.timeboxed import reproduce_within, timeboxed_order
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class FakeClock:
+    """A clock the test drives: `now` moves by `tick` at every reading, or by hand."""
+
+    def __init__(self, tick: float = 0.0, now: float = 1_000_000.0):
+        self.now, self.tick = now, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
 
 
 @pytest.fixture
@@ -30,38 +49,137 @@ def test_the_order_puts_the_key_rows_first_seed_by_seed_and_teachers_before_stud
     assert len(order) == len(set(order))
 
 
-def test_a_run_that_cannot_finish_by_the_deadline_stops_after_an_epoch(homes):
-    from ocdlib.configs import build_config
+def _run(pace: Pace, clock: FakeClock, steps: range, seconds_per_step: float) -> bool:
+    """Mark `steps` at `seconds_per_step` each; whether the pace asked to stop at any."""
+    for step in steps:
+        clock.now += seconds_per_step
+        pace.mark(step)
+        if pace.should_stop(step):
+            return True
+    return False
 
-    cfg = build_config("smoke_deeppose", {"train.epochs": 50})
-    result = train(cfg, homes / "late", progress=False, deadline=time.time() + 1)
-    assert result == {"stopped_at_epoch": 1, "past_deadline": True}
+
+def test_the_pace_leaves_the_warm_up_out_and_never_stops_a_run_whose_steady_pace_fits():
+    clock = FakeClock()
+    # 1,000 steps: 50 of warm-up at 1 s each, then 0.05 s a step: 50 + 47.5 s, and
+    # 120 s given. An average over every step would have said 2 x too slow at step 60.
+    pace = Pace(clock.now + 120, total_steps=1000, clock=clock)
+    pace.start(0)
+    assert not _run(pace, clock, range(1, 51), 1.0)
+    assert pace.seconds_per_step() is None  # still warming up: no pace yet
+    assert not _run(pace, clock, range(51, 1001), 0.05)
+    assert pace.seconds_per_step() == pytest.approx(0.05)
+
+
+def test_the_pace_stops_a_run_whose_steady_pace_ends_past_the_deadline_before_the_deadline():
+    clock = FakeClock()
+    pace = Pace(clock.now + 60, total_steps=1000, eval_steps=20, clock=clock)
+    pace.start(0)
+    _run(pace, clock, range(1, 51), 0.1)
+    # 0.1 s a step: 950 steps + 20 of evaluation = 97 s more, 55 s left: stop at once.
+    assert _run(pace, clock, range(51, 62), 0.1)
+    assert clock.now < pace.deadline  # stopped with time to spare, not at the deadline
+    assert pace.projected_end(61) == pytest.approx(clock.now + (939 + 20) * 0.1 + EVAL_FIXED_S)
+
+
+def test_without_a_steady_pace_the_run_stops_once_the_deadline_has_passed():
+    clock = FakeClock()
+    pace = Pace(clock.now + 10, total_steps=1000, clock=clock)
+    pace.start(0)
+    assert not _run(pace, clock, range(1, 10), 1.0)
+    assert _run(pace, clock, range(10, 12), 1.0)
+
+
+def test_a_run_past_its_deadline_stops_saved_and_resumes_to_the_end(homes):
+    cfg = build_config("smoke_deeppose", {"train.epochs": 3})
+    clock = FakeClock(tick=1.0)
+    result = train(cfg, homes / "late", progress=False, deadline=clock.now + 1, clock=clock)
+    assert result["past_deadline"] and result["stopped_at_step"] > 0
     assert (homes / "late" / "checkpoint.pt").is_file()
     assert not (homes / "late" / "result.json").exists()
+    done = train(cfg, homes / "late", resume=True, progress=False)
+    assert done["steps"] == 3 * (result["stopped_at_step"] // (result["stopped_at_epoch"] or 1))
 
 
-def test_one_minute_brings_back_the_records_of_the_runs_it_finished(homes, monkeypatch):
+def test_the_whole_allocation_path_on_the_cpu_with_a_fake_clock(homes, monkeypatch):
+    """Bare data folder, generation, pace, records, archive; then the --no-train rebuild
+    of a notebook from the archive alone, on a machine without the runs."""
+    from ocdlib.reproduce import reproduce
+
+    lines = []
+    clock = FakeClock(tick=1.0)  # every reading of the clock is a second
     out = homes / "out"
-    summary = reproduce_within("smoke", 1.0, out, pictures=False, say=lambda *a, **k: None)
-    assert summary["finished"], summary
-    assert summary["wall_min"] < 1.5
-    first = run_cache.run_dir(run_cache_cfg(DEEPPOSE)).name
-    assert summary["finished"][0] == first  # the key rows come first
+    summary = reproduce_within(
+        "smoke", 1.5, out, pictures=False, say=lambda *a, **k: lines.append(a[0]), clock=clock
+    )
+    assert (homes / "data").is_dir()  # generated by the command itself
+    key = [run_cache.run_dir(config_for(e, "smoke", 0)).name for e in (DEEPPOSE, SIMPLEBASELINE, OCD_WARMUP)]  # fmt: skip
+    assert summary["finished"][:3] == key  # the key rows first
+    assert summary["wall_min"] <= 1.5  # the minutes hold, on the command's own clock
+    whys = {item["why"] for item in summary["not_started"]}
+    assert "no time left" in whys  # and it says what it left undone
+    assert len(summary["finished"]) + len(summary["not_started"]) + len(
+        summary["stopped_past_the_deadline"]
+    ) == len(timeboxed_order("smoke"))
     for name in summary["finished"]:
         result = json.loads((out / "runs" / name / "result.json").read_text())
         assert "metrics" in result and (out / "runs" / name / "log.csv.gz").is_file()
-    assert "| " + first in (out / "timebox.md").read_text()
-    # On a machine without the runs: unpack the records into reports/<profile>/ and
-    # rebuild from them without training.
+    assert f"| {key[0]} |" in (out / "timebox.md").read_text()
+    assert json.loads((out / "timebox.json").read_text()) == summary
+
+    # A machine without the runs: the archive unpacked into reports/smoke/, and the
+    # notebook of the three key rows rebuilt from it without training.
+    shutil.rmtree(homes / "runs")
     with tarfile.open(out / "records.tar.gz") as tar:
         tar.extractall(homes / "reports" / "smoke", filter="data")
-    shutil.rmtree(homes / "runs")
     monkeypatch.setattr(run_cache, "train", lambda *a, **k: pytest.fail("must not train"))
-    (got,) = gather([DEEPPOSE], "smoke", train_missing=False)
-    assert got["run_dir"].endswith(first) and "reports" in got["run_dir"]
+    assert reproduce("smoke", only=["02"], train_missing=False) == 0
+    table = (homes / "reports" / "smoke" / "tables" / "02_ocd_ablation.md").read_text()
+    assert "| OCD-DeepPose: distillation after a warm-up |" in table
+    # It says plainly which of the notebook's rows it lacks.
+    assert "not trained yet, so left out" in table and "OCD: no distillation" in table
 
 
-def run_cache_cfg(exp):
-    from ocdlib.experiments import config_for
-
-    return config_for(exp, "smoke", 0)
+def test_the_allocation_command_runs_without_papermill_jupyter_or_an_installed_package(tmp_path):
+    """The GPU machine has neither papermill nor jupyter, and pip refuses the package
+    there: the time-boxed command runs from a checkout on PYTHONPATH alone."""
+    checkout = tmp_path / "checkout"
+    shutil.copytree(REPO / "ocdlib", checkout / "ocdlib")
+    blocker = tmp_path / "blocker" / "sitecustomize.py"
+    blocker.parent.mkdir()
+    blocker.write_text(
+        "import sys\n"
+        "class _Missing:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'papermill', 'nbformat', 'nbclient', 'jupyter',\n"
+        "                                  'jupyter_client', 'ipykernel', 'nbval'}:\n"
+        "            raise ImportError(f'{name} is not installed on this machine')\n"
+        "sys.meta_path.insert(0, _Missing())\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{blocker.parent}{os.pathsep}{checkout}",
+        **{f"OCDLIB_{n}": str(tmp_path / n.lower()) for n in ("DATA", "RUNS", "REPORTS")},
+    }
+    code = (
+        "import runpy, sys, ocdlib\n"
+        f"assert ocdlib.__file__.startswith({str(checkout)!r}), ocdlib.__file__\n"
+        "sys.argv = ['ocdlib', 'reproduce', '--profile', 'smoke', '--minutes', '0.6',"
+        f" '--out', {str(tmp_path / 'out')!r}]\n"
+        "runpy.run_module('ocdlib', run_name='__main__')\n"
+        "assert 'papermill' not in sys.modules\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "timebox.json").read_text())
+    assert summary["finished"], summary
+    with tarfile.open(tmp_path / "out" / "records.tar.gz") as tar:
+        names = tar.getnames()
+    assert any(n.endswith(f"{summary['finished'][0]}/result.json") for n in names)

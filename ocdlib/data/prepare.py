@@ -36,11 +36,12 @@ def synth_dir(synth: SynthConfig) -> Path:
     return data_home() / f"{tag}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}"
 
 
-def ensure_synthpose(synth: SynthConfig, progress: bool = True) -> Path:
+def ensure_synthpose(synth: SynthConfig, progress: bool = True, give_up=None) -> Path:
     """Generate the SynthPose copy described by `synth` once; later calls reuse it.
 
     Generation writes into a temporary folder renamed into place at the end, so
-    an interrupted generation never leaves a half-written dataset behind.
+    an interrupted or abandoned generation (`give_up`, see `generate_synthpose`) never
+    leaves a half-written dataset behind.
     """
     from .synthpose import generate_synthpose
 
@@ -53,17 +54,22 @@ def ensure_synthpose(synth: SynthConfig, progress: bool = True) -> Path:
     # such as the tests', are not worth starting a pool for.
     big = synth.train + synth.val >= GENERATION_POOL_MIN_IMAGES
     workers = usable_cores() if big else 1
-    generate_synthpose(
-        tmp,
-        n_train=synth.train,
-        n_val=synth.val,
-        seed=synth.seed,
-        wholebody=synth.wholebody,
-        image_size=tuple(synth.image_size),
-        spec=synth.spec,
-        progress=progress,
-        workers=workers,
-    )
+    try:
+        generate_synthpose(
+            tmp,
+            n_train=synth.train,
+            n_val=synth.val,
+            seed=synth.seed,
+            wholebody=synth.wholebody,
+            image_size=tuple(synth.image_size),
+            spec=synth.spec,
+            progress=progress,
+            workers=workers,
+            give_up=give_up,
+        )
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if out.exists():  # another process finished first
         shutil.rmtree(tmp, ignore_errors=True)
     else:
@@ -71,7 +77,12 @@ def ensure_synthpose(synth: SynthConfig, progress: bool = True) -> Path:
     return out
 
 
-def resolve_data(cfg: DataConfig, progress: bool = True) -> DataPaths:
+def is_ready(cfg: DataConfig) -> bool:
+    """Whether `cfg`'s data is there without generating anything (a COCO root: assumed)."""
+    return bool(cfg.root) or (synth_dir(cfg.synth) / "synthpose.json").is_file()
+
+
+def resolve_data(cfg: DataConfig, progress: bool = True, give_up=None) -> DataPaths:
     if cfg.root:
         root = Path(cfg.root).expanduser()
         if not root.is_dir():
@@ -80,7 +91,7 @@ def resolve_data(cfg: DataConfig, progress: bool = True) -> DataPaths:
                 "annotations/ and the image folders (--set data.root=/path/to/coco)"
             )
     else:
-        root = ensure_synthpose(cfg.synth, progress=progress)
+        root = ensure_synthpose(cfg.synth, progress=progress, give_up=give_up)
     paths = DataPaths(
         root=root,
         train_ann=root / cfg.train_ann,

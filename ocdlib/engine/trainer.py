@@ -50,9 +50,11 @@ from .checkpoint import (
     rng_state,
     set_rng_state,
 )
+from .cores import usable_cores
 from .distributed import DistInfo, all_gather_objects, barrier, cleanup, init_distributed
 from .evaluate import evaluate_model
 from .interrupt import RunInterrupted, StopRequest
+from .pace import Pace
 from .precision import Precision, resolve_precision
 from .runs import load_run_model, run_lock, run_metadata
 
@@ -132,6 +134,9 @@ class Loop:
     batches_done: int = 0  # batches of the current epoch trained (a mid-epoch resume)
     interrupted: bool = False  # the last epoch stopped early on a stop request
     bank: ImageBank | None = None  # data.hold_images: the training images on the device
+    pace: Pace | None = None  # with a deadline: stop once the steady pace says it ends late
+    past_deadline: bool = False  # the last epoch stopped early on the pace
+    first_batch_at: float | None = None  # perf_counter() when this process got its first batch
 
 
 def train_one_epoch(loop: Loop, epoch: int, step: int, log_rows: list[dict]) -> int:
@@ -180,6 +185,8 @@ def train_one_epoch(loop: Loop, epoch: int, step: int, log_rows: list[dict]) -> 
         pending.clear()
 
     for batch in bar:
+        if loop.first_batch_at is None:
+            loop.first_batch_at = time.perf_counter()
         if loop.skipped is not None:
             loop.skipped.add(batch, f"epoch {epoch + 1}")
         total, terms = forward_loss(
@@ -191,20 +198,37 @@ def train_one_epoch(loop: Loop, epoch: int, step: int, log_rows: list[dict]) -> 
         lr = optimizer.param_groups[0]["lr"]
         row = {"step": step, "epoch": epoch + 1, "lr": lr}
         pending.append((row, tuple(terms), loss_values(total, terms), time.perf_counter() - t0))
+        done_in_epoch += 1
         if len(pending) >= SETTLE_STEPS:
             settle()
             if dist.is_main and len(log_rows) >= LOG_FLUSH_STEPS:  # keep log.csv current
                 write_log(log_rows, loop.ckpt_path.parent / "log.csv", append=True)
                 log_rows.clear()
-        done_in_epoch += 1
+            if loop.pace is not None and _pace_says_stop(loop, step):
+                loop.interrupted = loop.past_deadline = True
+                break
         if loop.stop is not None and _stop_requested(loop, step):
             loop.interrupted = True
             break
         if cfg.train.max_steps and step >= cfg.train.max_steps:
             break
     settle()  # before anything of this epoch is saved
+    if loop.pace is not None:
+        loop.pace.mark(step)
     loop.batches_done = done_in_epoch if loop.interrupted else 0
     return step
+
+
+def _pace_says_stop(loop: Loop, step: int) -> bool:
+    """Mark the pace at `step` (the losses were just read back: the device has caught up)
+    and whether the run should stop here; under DDP rank 0's clock decides for all."""
+    loop.pace.mark(step)
+    stop = loop.pace.should_stop(step)
+    if loop.dist.enabled:
+        flag = torch.tensor([1.0 if stop else 0.0], device=loop.dist.device)
+        torch.distributed.broadcast(flag, src=0)
+        stop = bool(flag.item())
+    return stop
 
 
 class _SkipFirst(torch.utils.data.Sampler):
@@ -361,12 +385,15 @@ def train(
     progress: bool = True,
     stop_after_epochs: int | None = None,
     deadline: float | None = None,
+    clock=time.time,
 ) -> dict:
     """Train `cfg` into `out_dir`, evaluate, and return the result dict (also result.json).
 
-    With a `deadline` (a `time.time()`), the run stops after the first epoch whose pace
-    says it would end past the deadline, checkpointed as after any epoch (a later
-    `resume` continues it), and returns {"stopped_at_epoch": n, "past_deadline": True}.
+    With a `deadline` (a value of `clock`), the run stops as soon as its steady pace
+    (engine/pace.py: the warm-up left out, the final evaluation included) says it would
+    end past the deadline, or the deadline passes before that pace is known. It is saved
+    at that very step (a later `resume` continues it exactly) and returns
+    {"stopped_at_epoch": n, "stopped_at_step": s, "past_deadline": True}.
 
     The config is validated first; the main process holds `out_dir`'s lock for the
     whole run, so a second writer is refused at once (RunLockedError).
@@ -377,15 +404,32 @@ def train(
         lock = run_lock(out_dir, wait=False) if dist.is_main else contextlib.nullcontext()
         with lock, StopRequest() as stop:
             return _train(
-                cfg, Path(out_dir), resume, progress, stop_after_epochs, dist, deadline, stop
+                cfg,
+                Path(out_dir),
+                resume,
+                progress,
+                stop_after_epochs,
+                dist,
+                deadline,
+                stop,
+                clock,
             )
     finally:
         cleanup(dist)
 
 
 def _train(
-    cfg, out_dir, resume, progress, stop_after_epochs, dist: DistInfo, deadline=None, stop=None
+    cfg,
+    out_dir,
+    resume,
+    progress,
+    stop_after_epochs,
+    dist: DistInfo,
+    deadline=None,
+    stop=None,
+    clock=time.time,
 ) -> dict:
+    t_start = time.perf_counter()
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
@@ -416,7 +460,9 @@ def _train(
         save_layout(info, out_dir)
     say = (lambda line: print(line, file=sys.stderr, flush=True)) if dist.is_main else None
     # data.pipeline "device": the training images held there, or their JPEGs decoded there.
-    bank = hold_images(train_ds, dist.device, cfg.data.hold_images, cfg.data.num_workers, say)
+    # Decoding the bank is a one-off burst: every core this process may use takes part.
+    decoders = max(cfg.data.num_workers, usable_cores() // dist.world_size)
+    bank = hold_images(train_ds, dist.device, cfg.data.hold_images, decoders, say)
     decodes_on_device(train_ds, dist.device, cfg.data.decode_on_device, say)
 
     model = build_model(cfg.model, info.num_keypoints, cfg.data.input_size, cfg.data.heatmap_size)
@@ -493,6 +539,14 @@ def _train(
         if dist.is_main:
             truncate_log(out_dir / "log.csv", step)
             print(f"resumed {out_dir} at epoch {start_epoch} (step {step})", file=sys.stderr)
+    if deadline is not None:
+        total = cfg.train.epochs * steps_per_epoch
+        if cfg.train.max_steps:
+            total = min(total, cfg.train.max_steps)
+        loop.pace = Pace(
+            deadline, total, eval_steps=-(-len(val_ds) // cfg.train.batch_size), clock=clock
+        )
+        loop.pace.start(step)
 
     evals = _read_json(out_dir / "evals.json", [])
     evals = [e for e in evals if e["epoch"] <= start_epoch]
@@ -503,7 +557,6 @@ def _train(
         evals = [e for e in evals if e["epoch"] < cfg.train.epochs]
     # Speed counts only what this process trained and timed (not epochs before a resume).
     seen, timed = 0, 0.0
-    t_loop = time.time()
     for epoch in range(start_epoch, cfg.train.epochs):
         loader.sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
@@ -521,7 +574,10 @@ def _train(
         epoch_time = time.perf_counter() - t0
         train_time += epoch_time
         if loop.interrupted:
-            _save_interrupted(loop, rows, evals, out_dir, epoch, step, train_time, steps_per_epoch)
+            _save_mid_epoch(loop, rows, evals, out_dir, epoch, step, train_time)
+            if loop.past_deadline:
+                return _stopped_for_deadline(out_dir, epoch, step, cfg, dist)
+            raise _interrupted(loop, out_dir, epoch, step, steps_per_epoch)
         timed += epoch_time
         seen += (step - step_before) * cfg.train.batch_size
         done = epoch + 1 == cfg.train.epochs or bool(
@@ -547,16 +603,8 @@ def _train(
             break
         if stop_after_epochs is not None and epoch + 1 - start_epoch >= stop_after_epochs:
             return {"stopped_at_epoch": epoch + 1}
-        if deadline is not None and _past_deadline(
-            deadline, t_loop, epoch + 1 - start_epoch, cfg.train.epochs - epoch - 1
-        ):
-            if dist.is_main:
-                print(
-                    f"{out_dir.name}: stopped after epoch {epoch + 1} of {cfg.train.epochs}: at "
-                    "this pace it would end past the deadline; rerun to resume it",
-                    file=sys.stderr,
-                )
-            return {"stopped_at_epoch": epoch + 1, "past_deadline": True}
+        if loop.pace is not None and _pace_says_stop(loop, step):
+            return _stopped_for_deadline(out_dir, epoch + 1, step, cfg, dist)
 
     metrics = evaluate_model(model, cfg, info, val_ds, paths, out_dir, dist, skipped)
     if skipped is not None:
@@ -588,6 +636,9 @@ def _train(
             "precision_tag": precision.tag,
             "world_size": dist.world_size,
         }
+        if loop.first_batch_at is not None and not start_epoch:
+            # From train() to the first batch in hand: data, held images, model, workers.
+            result["seconds_to_first_step"] = round(loop.first_batch_at - t_start, 1)
         if skipped is not None:
             result["skipped_images"] = skipped.to_dict()
         atomic_write_text(json.dumps(evals, indent=1), out_dir / "evals.json")
@@ -605,11 +656,18 @@ def _train(
     return all_gather_objects(result, dist)[0]
 
 
-def _save_interrupted(
-    loop: Loop, rows, evals, out_dir: Path, epoch: int, step: int, train_time, steps_per_epoch
-) -> None:
-    """Save a run stopped by a signal mid-epoch (resumable at this very step), then raise
-    RunInterrupted with how to resume."""
+def _stopped_for_deadline(out_dir: Path, epoch: int, step: int, cfg, dist: DistInfo) -> dict:
+    if dist.is_main:
+        print(
+            f"{out_dir.name}: stopped at step {step}, {epoch} of {cfg.train.epochs} epochs done:"
+            " at its steady pace it would end past the deadline; saved, rerun to resume it",
+            file=sys.stderr,
+        )
+    return {"stopped_at_epoch": epoch, "stopped_at_step": step, "past_deadline": True}
+
+
+def _save_mid_epoch(loop: Loop, rows, evals, out_dir: Path, epoch: int, step: int, train_time):
+    """Save a run stopped mid-epoch (by a signal or the pace), resumable at this very step."""
     if loop.dist.is_main:
         write_log(rows, out_dir / "log.csv", append=True)
         atomic_write_text(json.dumps(evals, indent=1), out_dir / "evals.json")
@@ -624,21 +682,17 @@ def _save_interrupted(
         )
         atomic_save(state, loop.ckpt_path)
     barrier(loop.dist)
+
+
+def _interrupted(loop: Loop, out_dir: Path, epoch: int, step: int, steps_per_epoch: int):
+    """RunInterrupted for a run stopped by a signal and saved, saying how to resume."""
     name = signal.Signals(loop.stop.signum).name
-    raise RunInterrupted(
+    return RunInterrupted(
         f"{out_dir}: stopped by {name} after step {step} (epoch {epoch + 1}, batch "
         f"{loop.batches_done} of {steps_per_epoch}) and saved; run the same command again "
         "to resume from this step (python -m ocdlib train ... --resume, or reproduce again)",
         loop.stop.signum,
     )
-
-
-def _past_deadline(deadline: float, since: float, epochs_done: int, epochs_left: int) -> bool:
-    """Whether `epochs_left` more epochs at the pace of those done since `since` (evaluations
-    along the way included), plus a quarter epoch for the final evaluation, end past
-    `deadline`."""
-    per_epoch = (time.time() - since) / max(1, epochs_done)
-    return time.time() + per_epoch * (epochs_left + 0.25) > deadline
 
 
 def _heatmap_head_along(model, cfg: Config, info, val_ds, paths, out_dir, dist, skipped) -> dict:

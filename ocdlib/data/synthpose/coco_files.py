@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import ConfigError, ExistingRunError
+from ...errors import ConfigError, ExistingRunError, GenerationAbandoned
 from ...metainfo import BODY_NAMES, BODY_SKELETON
 from .image import render_synthpose_image
 from .layout import FACE0, FOOT0, LHAND0, NUM_WB, RHAND0
@@ -150,13 +150,16 @@ def generate_synthpose(
     spec: SynthPoseSpec = SynthPoseSpec(),  # noqa: B008 (frozen, so a safe default)
     progress: bool = True,
     workers: int = 1,
+    give_up=None,
 ) -> dict[str, Any]:
     """Write a SynthPose copy into `out_dir` and return its statistics.
 
     Layout: images/{train,val}/NNNNNNN.jpg, annotations/{train,val}.json (COCO
     keypoints, or COCO-WholeBody when `wholebody`), and synthpose.json with the
     spec, seed, sizes and statistics. `image_size` is (H, W). The files are
-    byte-identical for the same arguments, whatever `workers` is.
+    byte-identical for the same arguments, whatever `workers` is. `give_up`, if given, is
+    asked after each chunk of images; when it returns a reason, generation stops with
+    GenerationAbandoned (a time box that has run out).
     """
     from tqdm import tqdm
 
@@ -215,6 +218,8 @@ def generate_synthpose(
                             )
                         )
                     bar.update(1)
+                if give_up is not None and (why := give_up()):
+                    raise GenerationAbandoned(f"SynthPose generation into {out} abandoned: {why}")
             coco = {
                 "info": {
                     "description": f"SynthPose {'whole-body ' if wholebody else ''}{split}",
@@ -232,6 +237,8 @@ def generate_synthpose(
     finally:
         bar.close()
         if pool is not None:
+            if sys.exc_info()[0] is not None:
+                pool.terminate()  # abandoned or failed: the chunks still queued are not wanted
             pool.close()
             pool.join()
     elapsed = time.perf_counter() - start
