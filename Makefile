@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# MINUTES=60 keeps within an hour: the key comparisons first, the reports from what finished.
 reproduce: $(STAMP)
-	$(PY) -m ocdlib reproduce --profile cpu
+	$(PY) -m ocdlib reproduce --profile cpu $(if $(MINUTES),--minutes $(MINUTES))
 	$(PY) -m ocdlib readme
 
 # Every row of the cpu grid (ablations, reduced heads, whole-body regression, the

@@ -107,17 +107,21 @@ def cmd_predict(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from .reproduce import reproduce
-
-    if args.minutes is not None:
+    if args.minutes is not None and args.out:  # a GPU allocation: records, no notebooks
         from .timeboxed import reproduce_within
 
-        if not args.out:
-            raise KitError("reproduce --minutes needs --out DIR, the folder for the run records")
         reproduce_within(args.profile, args.minutes, Path(args.out), jobs=args.jobs or 1)
         return 0
+    if args.out:
+        raise KitError("reproduce --out goes with --minutes (the folder for the run records)")
+    from .reproduce import reproduce
+
     return reproduce(
-        profile=args.profile, only=args.only, jobs=args.jobs, train_missing=not args.no_train
+        profile=args.profile,
+        only=args.only,
+        jobs=args.jobs,
+        train_missing=not args.no_train,
+        minutes=args.minutes,
     )
 
 
@@ -245,10 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--minutes",
         type=float,
-        help="time-boxed: train the grid's missing runs that fit in this many minutes, key rows "
-        "first, and write their records to --out (for a short GPU allocation; no notebooks)",
+        help="keep within this many minutes: the key comparisons train first, runs that cannot "
+        "finish in time are not started, and the notebooks report on what finished (naming the "
+        "rows that did not); with --out, for a short GPU allocation: records, no notebooks",
     )
-    p.add_argument("--out", help="with --minutes: the folder for the records and records.tar.gz")
+    p.add_argument(
+        "--out",
+        help="with --minutes: write the finished runs' records and records.tar.gz here instead "
+        "of running the notebooks (what a GPU allocation brings back; docs/GPU.md)",
+    )
     p.add_argument(
         "--no-train",
         action="store_true",

@@ -24,6 +24,14 @@ from .data.prepare import resolve_data
 from .engine.cores import cpu_model, default_jobs, usable_cores, with_share_of_cores
 from .engine.runs import command_line, git_commit, load_run_config, read_result
 from .errors import ConfigError
+from .estimate import (
+    NOTEBOOK_S,
+    START_UP_S,
+    Progress,
+    estimate_grid,
+    same_run_key,
+    summary_lines,
+)
 from .experiments import Experiment, grid_configs, notebook_left_out
 from .paths import REPO_ROOT, report_dir, runs_home
 from .profiles import NotebookProfile, notebook_profile
@@ -48,8 +56,17 @@ def reproduce(
     only: list[str] | None = None,
     jobs: int | None = None,
     train_missing: bool = True,
+    minutes: float | None = None,
+    clock=time.time,
 ) -> int:
     """Train the grid's missing runs `jobs` at a time, then run the notebooks in order.
+
+    It first says how many runs it will train and how long it expects to take on this
+    machine (ocdlib/estimate.py), then prints a progress line with an ETA as each run
+    ends. With `minutes`, the whole command keeps within them: the key comparisons train
+    first (the time box of ocdlib/timeboxed.py, which the GPU allocations use), runs that
+    cannot finish in time are not started, and the notebooks report on what finished,
+    naming the rows that did not.
 
     The notebooks read every run from the cache; training first, side by side, is what
     uses all the cores (small CPU models scale poorly over threads). With
@@ -78,8 +95,10 @@ def reproduce(
     # Runs that the notebooks train record this command as the one that made them,
     # and the watcher prints a line as each starts, reaches an epoch and finishes.
     with (
-        _env("OCDLIB_COMMAND", _reproduce_command(profile, only, train_missing)),
-        _env("OCDLIB_TRAIN_MISSING", "1" if train_missing else "0"),
+        _env("OCDLIB_COMMAND", _reproduce_command(profile, only, train_missing, minutes)),
+        _env("OCDLIB_TRAIN_MISSING", "1" if train_missing and minutes is None else "0"),
+        # A time-boxed reproduction reports on what this machine trained, not on records.
+        _env("OCDLIB_USE_RECORDS", "0" if minutes is not None else "1"),
         RunWatcher(runs_home(), record),
     ):
         t0 = time.perf_counter()
@@ -90,11 +109,18 @@ def reproduce(
             + (" (empty: every run trained by this command)" if cached == 0 else "")
         )
         print(cache_state, flush=True)
+        ids = [b.name[:2] for b in books]
+        progress = _announce(record, ids, jobs, len(books)) if train_missing else None
+        if minutes is not None and train_missing:
+            left = minutes - (time.perf_counter() - t_all) / 60  # the estimate took some
+            extra_lines += _timeboxed_training(record, ids, jobs, left, len(books), progress, clock)
+            timings.append((f"time-boxed training, {jobs} side by side", time.perf_counter() - t0))
+            train_missing = False  # the notebooks report on what finished
         if train_missing and any(b.name.startswith("07") for b in books):
             # The TCD probe measures the first TCD and OCD runs at stops along their
             # training, so it trains them before the grid would train them straight through.
             tcd_probe.grid_probe(record)
-        trained = train_grid(record, [b.name[:2] for b in books], jobs) if train_missing else 0
+        trained = train_grid(record, ids, jobs, progress=progress) if train_missing else 0
         if trained:
             timings.append(
                 (f"training {trained} runs, {jobs} side by side", time.perf_counter() - t0)
@@ -241,6 +267,7 @@ def train_grid(
     notebooks: list[str] | None = None,
     jobs: int | None = None,
     out=print,
+    progress: Progress | None = None,
 ) -> int:
     """Train every missing run of the grid, `jobs` at a time, before the notebooks read them.
 
@@ -274,6 +301,8 @@ def train_grid(
                     break
                 waiting.remove(ec)
                 pending[pool.submit(_train_one, with_share_of_cores(ec[1], jobs))] = ec
+                if progress is not None:
+                    progress.started(run_dir(ec[1]).name)
             if not pending:
                 raise RuntimeError(
                     "runs wait for teachers that are not in the grid: "
@@ -283,7 +312,59 @@ def train_grid(
             for fut in finished:
                 exp, cfg = pending.pop(fut)
                 done.add(fut.result())  # a failed run stops the reproduction with its error
+                if progress is not None:
+                    progress.ended(run_dir(cfg).name)
     return len(todo)
+
+
+def _announce(record: NotebookProfile, ids: list[str], jobs: int, books: int, say=print):
+    """Say what will be trained and how long it should take; the Progress that follows it
+    (None when nothing is left to train)."""
+    grid = grid_configs(record, ids)
+    todo = training_order([(e, c) for e, c in grid if not is_finished(c)])
+    if not todo:
+        return None
+    say("measuring this machine's step times for the estimate (at most 30 s) ...", flush=True)
+    est = estimate_grid(
+        [c for _, c in todo], jobs, notebooks=books, finished=finished_seconds(grid)
+    )
+    for line in summary_lines(est, len(grid) - len(todo), usable_cores()):
+        say(line, flush=True)
+    return Progress(est, say=say)
+
+
+def finished_seconds(grid) -> dict[str, float]:
+    """{same_run_key: seconds} of the grid's runs finished in this machine's run cache:
+    what the next seed of the same row will take here."""
+    out = {}
+    for _, cfg in grid:
+        result = read_result(run_dir(cfg)) if is_finished(cfg) else None
+        if result and result.get("train_time_s"):
+            out[same_run_key(cfg)] = START_UP_S + float(result["train_time_s"])
+    return out
+
+
+def _timeboxed_training(record, ids, jobs, minutes, books, progress, clock) -> list[str]:
+    """Train within `minutes`, less the notebooks' share; the provenance lines it leaves."""
+    from .timeboxed import reproduce_within
+
+    train_minutes = minutes - books * NOTEBOOK_S / 60
+    if progress is not None:
+        progress.limit_s = 60 * minutes
+    estimates = {r.name: r.seconds for r in progress.estimate.runs} if progress else {}
+    summary = reproduce_within(
+        record, train_minutes, None, jobs, pictures=False, estimates=estimates,
+        progress=progress, notebooks=ids, clock=clock,
+    )  # fmt: skip
+    lines = [
+        f"time box: {minutes:.1f} min left after the estimate, {train_minutes:.1f} of them for "
+        "training; "
+        f"{len(summary['finished'])} runs finished in it"
+    ]
+    left = summary["stopped_past_the_deadline"] + [r["run"] for r in summary["not_started"]]
+    if left:
+        lines.append(f"not trained in the time box: {', '.join(left)}")
+    return lines
 
 
 # ----------------------------------------------------------------------------- records
@@ -313,10 +394,13 @@ def write_profile_records(profile, dest_root: Path | None = None, out=print) -> 
 # ----------------------------------------------------------------------------- provenance
 
 
-def _reproduce_command(profile: str, only: list[str] | None, train_missing: bool = True) -> str:
+def _reproduce_command(
+    profile: str, only: list[str] | None, train_missing: bool = True, minutes=None
+) -> str:
     return (
         f"python -m ocdlib reproduce --profile {profile}"
         + ("" if train_missing else " --no-train")
+        + (f" --minutes {minutes:g}" if minutes is not None and train_missing else "")
         + (f" --only {' '.join(only)}" if only else "")
     )  # --jobs changes how the runs execute, not what they compute
 

@@ -31,6 +31,7 @@ from .engine.cores import with_share_of_cores
 from .engine.evaluate import head_metrics
 from .engine.runs import git_commit, load_run_config, read_result
 from .errors import GenerationAbandoned
+from .estimate import Progress
 from .experiments import (
     DEEPPOSE,
     OCD_DEEPPOSE,
@@ -53,13 +54,15 @@ THEN_ON_THE_FIRST_SEED = (OCD_DEEPPOSE, TCD_DEEPPOSE, RLE, OCD_RLE)
 MIN_MINUTES_TO_START = 0.5
 
 
-def timeboxed_order(profile: str | NotebookProfile) -> list[tuple[Experiment, Config]]:
+def timeboxed_order(
+    profile: str | NotebookProfile, notebooks: list[str] | None = None
+) -> list[tuple[Experiment, Config]]:
     """The grid's runs in the order a short allocation should train them: DeepPose,
     SimpleBaseline and OCD after a warm-up seed by seed, then OCD, TCD (after its teacher,
     SimpleBaseline's first seed), RLE and OCD-RLE on the first seed, then every other row
     on the first seed, then the remaining seeds."""
     profile = notebook_profile(profile)
-    grid = grid_configs(profile)
+    grid = grid_configs(profile, notebooks)
 
     def rank(item: tuple[Experiment, Config]) -> tuple:
         exp, cfg = item
@@ -102,8 +105,9 @@ class _Box:
     """The minutes of one time-boxed command: the clock, what is left, and why each run
     was or was not trained."""
 
-    def __init__(self, minutes: float, clock, say):
+    def __init__(self, minutes: float, clock, say, estimates=None, progress=None):
         self.clock, self.say = clock, say
+        self.estimates, self.progress = estimates or {}, progress
         self.t0 = clock()
         self.deadline = self.t0 + 60 * minutes
         self.finished: list[tuple[Experiment, str]] = []
@@ -145,7 +149,12 @@ class _Box:
             self.skip(cfg, "no time left")
             self.out_of_time = True
             return False
-        estimate = self.walls.get(_schedule(cfg)) or estimate_minutes(cfg, roots)
+        measured = self.estimates.get(run_dir(cfg).name)
+        estimate = (
+            self.walls.get(_schedule(cfg))
+            or (measured / 60 if measured else None)
+            or estimate_minutes(cfg, roots)
+        )
         if estimate is not None and estimate > left:
             self.skip(cfg, f"needs about {estimate:.1f} min, {left:.1f} left")
             return False
@@ -176,9 +185,13 @@ class _Box:
         else:
             self.stopped.append(name)
             self.dropped.add(str(directory))
+        if self.progress is not None:
+            self.progress.ended(name)
 
     def started(self, exp: Experiment, cfg: Config) -> None:
         self._started_at[run_dir(cfg).name] = self.clock()
+        if self.progress is not None:
+            self.progress.started(run_dir(cfg).name)
         if self.first_start is None:
             self.first_start = self._started_at[run_dir(cfg).name]
         self.say(
@@ -222,6 +235,9 @@ def reproduce_within(
     pictures: bool = True,
     say=print,
     clock=time.time,
+    estimates: dict[str, float] | None = None,
+    progress: Progress | None = None,
+    notebooks: list[str] | None = None,
 ) -> dict:
     """Train the missing runs of `profile`'s grid that fit in `minutes`, key rows first,
     and, with `out`, write their records there (see the module's docstring). Returns the
@@ -230,12 +246,15 @@ def reproduce_within(
     With `jobs` 1 the runs train one after another in this process, so the held images,
     the device's context and its kernels' warm-up are paid once for all of them; with
     more, side by side in processes of their own. `clock` is the time box's clock (the
-    runs' pace reads it too when they train in this process)."""
-    box = _Box(minutes, clock, say)
+    runs' pace reads it too when they train in this process). `estimates`: seconds a
+    run (by folder name) is expected to take here (ocdlib/estimate.py); `progress`
+    prints the reproduction's progress line as runs end; `notebooks` limits the grid
+    to theirs."""
+    box = _Box(minutes, clock, say, estimates or {}, progress)
     record = notebook_profile(profile)
     todo = [
         (e, c)
-        for e, c in timeboxed_order(record)
+        for e, c in timeboxed_order(record, notebooks)
         if finished_result(run_dir(c), c) is None and find_record(c) is None
     ]
     say(f"{len(todo)} runs of the {record.name} grid missing; {minutes:g} min from now", flush=True)

@@ -10,10 +10,12 @@ teacher's forward pass.
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 
 import torch
 
 from ..configs import build_config
+from ..engine.distributed import resolve_device
 from ..engine.precision import resolve_precision
 from ..engine.runs import read_result
 from ..engine.trainer import backward_step, forward_loss
@@ -79,6 +81,34 @@ def step_setup(profile: str, method: str, overrides: dict, batch: int, device, e
         backward_step(total, objective, optimizer, cfg.train.grad_clip, None)
 
     return step, model, objective, precision, data, cfg
+
+
+def step_of(cfg, device=None):
+    """One training step of `cfg` as the trainer takes it (its model, heads, loss terms and
+    precision; TCD with a frozen SimpleBaseline-shaped teacher), on random crops."""
+    device = torch.device(device) if device else resolve_device(cfg.train.device)
+    info = get_dataset_info(cfg.data.dataset)
+    k = info.num_keypoints
+    torch.manual_seed(SEED)
+    model = build_model(cfg.model, k, cfg.data.input_size, cfg.data.heatmap_size).to(device)
+    precision = resolve_precision(cfg.train.amp, device)
+    model = precision.model(model)
+    teacher = None
+    if cfg.loss.teacher_run:
+        tmodel = replace(cfg.model, heads=("hm",), deploy_head="hm")
+        teacher = build_model(tmodel, k, cfg.data.input_size, cfg.data.heatmap_size)
+        teacher = precision.model(teacher.eval().requires_grad_(False).to(device))
+    objective = build_objective(cfg, info, model, teacher).to(device)
+    params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.train.lr)
+    model.train()
+    data = step_batch(cfg, k, cfg.train.batch_size)
+
+    def step():
+        total, _ = forward_loss(model, objective, data, STEP_INDEX, precision, device)
+        backward_step(total, objective, optimizer, cfg.train.grad_clip, None)
+
+    return step
 
 
 def _loss_parts(model, objective, precision, data, device) -> dict:

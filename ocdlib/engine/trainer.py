@@ -450,6 +450,7 @@ def _train(
         paths = resolve_data(cfg.data, progress=progress)
     barrier(dist)
     paths = resolve_data(cfg.data, progress=False)
+    setup = {"data": time.perf_counter()}  # when each part of the set-up ended
     info = resolve_layout(cfg.data, paths.train_ann)
     train_ds, val_ds = build_datasets(cfg, paths, info)
     # Before the first step: every image either set names is there (whether it
@@ -462,7 +463,9 @@ def _train(
     # data.pipeline "device": the training images held there, or their JPEGs decoded there.
     # Decoding the bank is a one-off burst: every core this process may use takes part.
     decoders = max(cfg.data.num_workers, usable_cores() // dist.world_size)
+    setup["annotations"] = time.perf_counter()
     bank = hold_images(train_ds, dist.device, cfg.data.hold_images, decoders, say)
+    setup["held images"] = time.perf_counter()
     decodes_on_device(train_ds, dist.device, cfg.data.decode_on_device, say)
 
     model = build_model(cfg.model, info.num_keypoints, cfg.data.input_size, cfg.data.heatmap_size)
@@ -563,7 +566,12 @@ def _train(
         rows: list[dict] = []
         t0 = time.perf_counter()
         step_before = step
+        if epoch == start_epoch:
+            setup["model, optimiser and loader"] = time.perf_counter()
         step = train_one_epoch(loop, epoch, step, rows)
+        if epoch == start_epoch and dist.is_main and loop.first_batch_at is not None:
+            setup["the loader's first batch"] = loop.first_batch_at
+            print(f"{out_dir.name}: {_setup_line(setup, t_start)}", file=sys.stderr, flush=True)
         replaced = skipped.replaced.get(f"epoch {epoch + 1}", 0) if skipped else 0
         if replaced and dist.is_main:
             print(
@@ -654,6 +662,16 @@ def _train(
             ckpt_path,
         )
     return all_gather_objects(result, dist)[0]
+
+
+def _setup_line(setup: dict[str, float], t_start: float) -> str:
+    """How long the run took to reach its first batch, part by part (the seconds a short
+    allocation pays before training)."""
+    parts, before = [], t_start
+    for what, t in setup.items():
+        parts.append(f"{what} {t - before:.1f} s")
+        before = t
+    return f"first batch {before - t_start:.1f} s after the run started ({', '.join(parts)})"
 
 
 def _stopped_for_deadline(out_dir: Path, epoch: int, step: int, cfg, dist: DistInfo) -> dict:

@@ -1,0 +1,337 @@
+"""How long a reproduction takes on this machine, said before it starts, and its ETA as
+it goes.
+
+`estimate_grid` measures, in at most `budget_s` seconds, what a run's time is made of
+on this machine, at the precision it trains in and with the threads each side-by-side
+run gets:
+
+- one training step of each kind of run (the preset: its model, heads and loss terms;
+  TCD with its frozen teacher), on a batch of random crops, after one warm-up step;
+- the loader's work for one batch (decoding, cropping, encoding the targets), drawn
+  from a few SynthPose images generated for the purpose at the profile's size.
+
+A run then takes steps x (step + batch) plus its evaluations and a fixed start-up;
+a run of the same config already finished on this machine gives its own training
+time instead. The runs are laid out on `jobs` slots in the order `train_grid` starts
+them (a TCD run after its teacher), and the wall time is when the last one ends, plus
+the notebooks. `Progress` prints one line as each run ends: runs done, time elapsed,
+and an ETA from the estimate scaled by how the finished runs compared with theirs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .configs import Config
+
+START_UP_S = 6.0  # a run's process: imports, datasets, model (measured: 4-8 s on the cpu profile)
+NOTEBOOK_S = 15.0  # one notebook over finished runs (reports/PROVENANCE.md: 1.1 min for 6)
+SAMPLE_IMAGES = 48  # SynthPose images generated to time the loader
+DEFAULT_BUDGET_S = 30.0
+
+
+@dataclass
+class RunEstimate:
+    name: str  # the run's folder name
+    seconds: float
+    source: str  # "measured" or "finished run"
+    teacher: str = ""  # folder name of its teacher, trained first
+
+
+@dataclass
+class GridEstimate:
+    runs: list[RunEstimate]
+    jobs: int
+    notebooks: int
+    precision: str
+    threads: int
+    measured_s: float  # how long the measurement took
+    step_s: dict[str, float] = field(default_factory=dict)  # preset -> seconds a step
+    batch_s: dict[str, float] = field(default_factory=dict)  # data -> seconds a batch
+
+    @property
+    def training_s(self) -> float:
+        return schedule([r.seconds for r in self.runs], self.jobs, self._teacher_index())
+
+    @property
+    def wall_s(self) -> float:
+        return self.training_s + self.notebooks * NOTEBOOK_S
+
+    def _teacher_index(self) -> list[int | None]:
+        index = {r.name: i for i, r in enumerate(self.runs)}
+        return [index.get(r.teacher) for r in self.runs]
+
+
+def schedule(seconds: list[float], jobs: int, teacher: list[int | None] | None = None) -> float:
+    """When the last of the runs ends, started in list order on `jobs` slots as each
+    slot frees up; run i starts no earlier than its teacher (an index, or None) ends."""
+    teacher = teacher or [None] * len(seconds)
+    slots = [0.0] * max(1, jobs)
+    ends: list[float] = []
+    for i, s in enumerate(seconds):
+        k = min(range(len(slots)), key=slots.__getitem__)
+        start = slots[k]
+        if teacher[i] is not None and teacher[i] < len(ends):
+            start = max(start, ends[teacher[i]])
+        ends.append(start + s)
+        slots[k] = ends[-1]
+    return max(ends, default=0.0)
+
+
+def _figures_per_image(cfg: Config) -> float:
+    lo, hi = cfg.data.synth.spec.people_per_image
+    return (lo + hi) / 2
+
+
+def run_steps(cfg: Config) -> int:
+    """Training steps of a run: epochs x full batches of its figures (the data's own
+    count where it is generated, else SynthPose's mean figures an image)."""
+    instances = _instances(cfg)
+    per_epoch = max(1, int(instances // cfg.train.batch_size))
+    total = cfg.train.epochs * per_epoch
+    return min(total, cfg.train.max_steps) if cfg.train.max_steps else total
+
+
+def _instances(cfg: Config) -> float:
+    from .data.prepare import synth_dir
+
+    stats = synth_dir(cfg.data.synth) / "synthpose.json"
+    if stats.is_file():
+        import json
+
+        return float(json.loads(stats.read_text())["statistics"]["train"]["instances"])
+    return cfg.data.synth.train * _figures_per_image(cfg)
+
+
+def _evaluations(cfg: Config) -> int:
+    every = cfg.train.eval_every
+    return 1 + (cfg.train.epochs - 1) // every if every else 1
+
+
+def estimate_grid(
+    todo: list[Config],
+    jobs: int,
+    notebooks: int = 0,
+    finished: dict[str, float] | None = None,
+    budget_s: float = DEFAULT_BUDGET_S,
+    names=None,
+    teachers=None,
+) -> GridEstimate:
+    """The estimate for training `todo` (in the order they will start) `jobs` side by
+    side, then `notebooks` notebooks. `finished`: {same_run_key: seconds} of
+    runs of the same config (another seed) and precision finished on this machine; `names(cfg)` and
+    `teachers(cfg)` give a run's folder name and its teacher's (run_cache.run_dir)."""
+    import torch
+
+    from .engine.cores import usable_cores
+    from .run_cache import granted_precision, run_dir
+
+    names = names or (lambda c: run_dir(c).name)
+    teachers = teachers or (lambda c: Path(c.loss.teacher_run).name if c.loss.teacher_run else "")
+    t0 = time.perf_counter()
+    threads = max(1, usable_cores() // max(1, jobs))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    finished = finished or {}
+    try:
+        to_measure = [c for c in todo if same_run_key(c) not in finished]
+        step_s, batch_s = _measure(to_measure, t0 + budget_s)
+    finally:
+        torch.set_num_threads(before)
+    runs = []
+    for cfg in todo:
+        key = same_run_key(cfg)
+        if key in finished:
+            runs.append(RunEstimate(names(cfg), finished[key], "finished run", teachers(cfg)))
+            continue
+        step = step_s.get(cfg.name) or max(step_s.values(), default=1.0)
+        batch = batch_s.get(_data_key(cfg)) or max(batch_s.values(), default=0.0)
+        train = run_steps(cfg) * (step + batch)
+        # An evaluation: the validation crops through the loader and a forward pass
+        # (a third of a training step's compute), then the COCO evaluation.
+        val = cfg.data.synth.val * _figures_per_image(cfg)
+        per_eval = val / cfg.train.batch_size * (batch + step / 3) + 1.0
+        seconds = START_UP_S + train + _evaluations(cfg) * per_eval
+        runs.append(RunEstimate(names(cfg), seconds, "measured", teachers(cfg)))
+    return GridEstimate(
+        runs=runs,
+        jobs=jobs,
+        notebooks=notebooks,
+        precision=granted_precision(todo[0]) if todo else "",
+        threads=threads,
+        measured_s=time.perf_counter() - t0,
+        step_s=step_s,
+        batch_s=batch_s,
+    )
+
+
+def same_run_key(cfg: Config) -> str:
+    """What runs that take the same time share: the config but for its seed."""
+    return f"{cfg.name}-{replace(cfg, train=replace(cfg.train, seed=0)).hash}"
+
+
+def _data_key(cfg: Config) -> tuple:
+    return (cfg.data.synth, cfg.data.input_size, cfg.data.heatmap_size, cfg.data.pipeline)
+
+
+def _measure(todo: list[Config], deadline: float) -> tuple[dict[str, float], dict[tuple, float]]:
+    """Seconds a step of each preset among `todo` (the most frequent first) and seconds a
+    batch of each kind of data, until `deadline` (perf_counter); what is left unmeasured
+    takes the slowest measured figure."""
+    from collections import Counter
+
+    step_s: dict[str, float] = {}
+    batch_s: dict[tuple, float] = {}
+    by_data = {_data_key(c): c for c in todo}
+    for key, cfg in by_data.items():
+        if time.perf_counter() > deadline and batch_s:
+            break
+        batch_s[key] = _batch_seconds(cfg)
+    first = {}
+    for c in todo:
+        first.setdefault(c.name, c)
+    for name, _ in Counter(c.name for c in todo).most_common():
+        if time.perf_counter() > deadline and step_s:
+            break
+        step_s[name] = _step_seconds(first[name])
+    return step_s, batch_s
+
+
+def _step_seconds(cfg: Config, timed: int = 2) -> float:
+    """One training step of `cfg` on random crops, the median of `timed` after a warm-up."""
+    from .bench.training_cost import step_of
+
+    step = step_of(cfg)
+    step()
+    times = []
+    for _ in range(timed):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _batch_seconds(cfg: Config, batches: int = 2) -> float:
+    """The loader's work for one batch of `cfg` (in this process, as the cpu profile's
+    runs load), on SynthPose images generated into a temporary folder."""
+    from torch.utils.data import default_collate
+
+    from .data.dataset import build_datasets
+    from .data.device_pipeline import collate_of
+    from .data.layout import resolve_layout
+    from .data.prepare import DataPaths
+    from .data.synthpose import generate_synthpose
+
+    synth = cfg.data.synth
+    with tempfile.TemporaryDirectory(prefix="ocd-estimate-") as tmp:
+        root = Path(tmp)
+        generate_synthpose(
+            root, SAMPLE_IMAGES, 4, synth.seed, synth.wholebody, tuple(synth.image_size),
+            synth.spec, progress=False,
+        )  # fmt: skip
+        paths = DataPaths(
+            root, root / cfg.data.train_ann, root / cfg.data.train_images,
+            root / cfg.data.val_ann, root / cfg.data.val_images,
+        )  # fmt: skip
+        info = resolve_layout(cfg.data, paths.train_ann)
+        train_ds, _ = build_datasets(replace(cfg), paths, info)
+        train_ds.set_epoch(0)
+        collate = collate_of(train_ds) or default_collate
+        size = min(cfg.train.batch_size, len(train_ds))
+        times = []
+        for b in range(batches + 1):  # the first warms the caches
+            t = time.perf_counter()
+            collate([train_ds[(b * size + i) % len(train_ds)] for i in range(size)])
+            times.append(time.perf_counter() - t)
+        per_crop = statistics.median(times[1:]) / size
+    return per_crop * cfg.train.batch_size
+
+
+class Progress:
+    """One line for the whole reproduction, printed as each run ends: runs done of the
+    total, time elapsed, and the ETA (the estimate of what is left, scaled by how long
+    the finished runs took against their estimates)."""
+
+    def __init__(self, estimate: GridEstimate, say=print, clock=time.monotonic):
+        self.estimate, self.say, self.clock = estimate, say, clock
+        self.t0 = clock()
+        self.done: dict[str, float] = {}  # run name -> estimated seconds of the finished
+        self.actual: dict[str, float] = {}
+        self._started: dict[str, float] = {}
+        self.limit_s: float | None = None  # a time box: the seconds the command is given
+
+    @property
+    def total(self) -> int:
+        return len(self.estimate.runs)
+
+    def started(self, name: str) -> None:
+        self._started[name] = self.clock()
+
+    def ended(self, name: str) -> str:
+        """Note that run `name` ended; return (and say) the progress line."""
+        now = self.clock()
+        by_name = {r.name: r for r in self.estimate.runs}
+        if name in by_name:
+            self.done[name] = by_name[name].seconds
+            self.actual[name] = now - self._started.get(name, self.t0)
+        line = self.line()
+        self.say(line, flush=True)
+        return line
+
+    def scale(self) -> float:
+        """Actual over estimated seconds of the finished runs (1 before any)."""
+        est = sum(self.done.values())
+        return sum(self.actual.values()) / est if est > 0 else 1.0
+
+    def eta_s(self) -> float:
+        """Seconds until the reproduction ends, notebooks included: the runs in progress
+        hold their slots for what is left of their (scaled) estimate, then the waiting
+        runs follow in order."""
+        scale, now = self.scale(), self.clock()
+        running, waiting = [], []
+        for r in self.estimate.runs:
+            if r.name in self.done:
+                continue
+            if r.name in self._started:
+                running.append(max(0.0, r.seconds * scale - (now - self._started[r.name])))
+            else:
+                waiting.append(r.seconds * scale)
+        eta = schedule(running + waiting, self.estimate.jobs) + self.estimate.notebooks * NOTEBOOK_S
+        if self.limit_s is not None:  # a time box ends it sooner
+            eta = min(eta, max(0.0, self.t0 + self.limit_s - now))
+        return eta
+
+    def line(self) -> str:
+        elapsed = self.clock() - self.t0
+        eta = self.eta_s()
+        at = time.strftime("%H:%M", time.localtime(time.time() + eta))
+        return (
+            f"[{len(self.done)}/{self.total} runs] {_minutes(elapsed)} elapsed, "
+            f"about {_minutes(eta)} left (ETA {at})"
+        )
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def summary_lines(est: GridEstimate, finished: int, cores: int) -> list[str]:
+    """What `reproduce` prints before its first run."""
+    measured = sum(r.source == "measured" for r in est.runs)
+    return [
+        f"{len(est.runs)} runs to train, {finished} found finished; this machine trains in "
+        f"{est.precision} on {cores} cores ({est.jobs} runs side by side, {est.threads} "
+        f"thread{'s' if est.threads > 1 else ''} each)",
+        f"expected wall time: about {_minutes(est.wall_s)} (training {_minutes(est.training_s)}"
+        f", notebooks {_minutes(est.notebooks * NOTEBOOK_S)}); from step times measured here "
+        f"in {est.measured_s:.0f} s for {measured} runs"
+        + (
+            f" and the times of {len(est.runs) - measured} finished runs"
+            if measured < len(est.runs)
+            else ""
+        ),
+    ]

@@ -1,0 +1,94 @@
+"""The estimate before a reproduction, its progress line, and `reproduce --minutes`."""
+
+import pytest
+
+from ocdlib import estimate
+from ocdlib.estimate import GridEstimate, Progress, RunEstimate, estimate_grid, schedule
+from ocdlib.experiments import grid_configs
+from ocdlib.reproduce import training_order
+
+
+class FakeClock:
+    def __init__(self, tick: float = 0.0, now: float = 1_000_000.0):
+        self.now, self.tick = now, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+@pytest.fixture
+def homes(tmp_path, monkeypatch):
+    for name in ("DATA", "RUNS", "REPORTS"):
+        monkeypatch.setenv(f"OCDLIB_{name}", str(tmp_path / name.lower()))
+    return tmp_path
+
+
+def test_the_schedule_fills_the_free_slot_and_waits_for_teachers():
+    assert schedule([10, 10, 10, 10], jobs=2) == 20
+    assert schedule([10, 1, 1], jobs=2) == 10
+    assert schedule([10, 1, 1], jobs=1) == 12
+    # run 2 learns from run 0: it cannot start before 10 although a slot is free at 1.
+    assert schedule([10, 1, 5], jobs=2, teacher=[None, None, 0]) == 15
+
+
+def _grid(seconds: list[float], jobs: int) -> GridEstimate:
+    runs = [RunEstimate(f"r{i}", s, "measured") for i, s in enumerate(seconds)]
+    return GridEstimate(runs, jobs, notebooks=0, precision="bf16", threads=1, measured_s=0.0)
+
+
+def test_the_progress_line_counts_side_by_side_runs_and_rescales_the_eta():
+    clock = FakeClock()
+    lines = []
+    progress = Progress(
+        _grid([100, 100, 100, 100], jobs=2), say=lambda line, **_: lines.append(line), clock=clock
+    )
+    assert progress.eta_s() == 200
+    progress.started("r0")
+    progress.started("r1")
+    clock.now += 150  # both took 1.5x their estimate
+    progress.ended("r0")
+    progress.ended("r1")
+    assert lines[-1].startswith("[2/4 runs] 2.5 min elapsed, about 2.5 min left")
+    assert progress.eta_s() == pytest.approx(150)  # two more side by side, at 1.5x
+    progress.started("r2")
+    clock.now += 60
+    # r2 has 90 s left in its slot; r3, not started, takes 150 s in the other one.
+    assert progress.eta_s() == pytest.approx(150)
+    clock.now += 100
+    progress.ended("r2")  # on its (scaled) time: 160 s against 150
+    assert progress.eta_s() == pytest.approx(100 * (150 + 150 + 160) / 300)
+    progress.limit_s = 200  # a time box: it ends 200 s after the start at the latest
+    assert progress.eta_s() == 0.0  # 310 s have gone by
+
+
+def test_the_estimate_measures_within_its_budget_and_uses_finished_runs(homes):
+    todo = [c for _, c in training_order(grid_configs("smoke", ["01"]))]
+    est = estimate_grid(todo, jobs=2, notebooks=1, budget_s=30)
+    assert est.measured_s < 30
+    assert len(est.runs) == len(todo) and all(r.seconds > 0 for r in est.runs)
+    assert set(est.step_s) == {c.name for c in todo}
+    assert est.wall_s == pytest.approx(est.training_s + estimate.NOTEBOOK_S)
+    # Another seed of the same row finished here: its time stands for this one's.
+    finished = {estimate.same_run_key(todo[0]): 123.0}
+    again = estimate_grid(todo, jobs=2, finished=finished, budget_s=30)
+    assert again.runs[0].seconds == 123.0 and again.runs[0].source == "finished run"
+
+
+def test_reproduce_prints_the_estimate_and_a_progress_line_and_keeps_its_minutes(homes, capsys):
+    """`make reproduce MINUTES=...` on the smoke profile with a fake clock: the key rows
+    first, the rest left out and named, the notebook rebuilt from what finished."""
+    from ocdlib.reproduce import reproduce
+
+    clock = FakeClock(tick=1.0)
+    assert reproduce("smoke", only=["02"], jobs=1, minutes=2.5, clock=clock) == 0
+    out = capsys.readouterr().out
+    assert "runs to train, 0 found finished; this machine trains in" in out
+    assert "expected wall time: about" in out
+    assert "[1/15 runs]" in out and "left (ETA" in out
+    prov = (homes / "reports" / "smoke" / "PROVENANCE-only-02.md").read_text()
+    assert "- time box: " in prov and "not trained in the time box: " in prov
+    assert "not rebuilt" not in prov
+    table = (homes / "reports" / "smoke" / "tables" / "02_ocd_ablation.md").read_text()
+    assert "| DeepPose |" in table
+    assert "not trained yet, so left out" in table
