@@ -201,12 +201,14 @@ def _measure(todo: list[Config], deadline: float) -> tuple[dict[str, float], dic
     return step_s, batch_s
 
 
-def _step_seconds(cfg: Config, timed: int = 2) -> float:
-    """One training step of `cfg` on random crops, the median of `timed` after a warm-up."""
+def _step_seconds(cfg: Config, timed: int = 3, warmup: int = 2) -> float:
+    """One training step of `cfg` on random crops, the median of `timed` after `warmup`
+    (the first steps build the kernels' plans and the allocator's pools)."""
     from .bench.training_cost import step_of
 
     step = step_of(cfg)
-    step()
+    for _ in range(warmup):
+        step()
     times = []
     for _ in range(timed):
         t = time.perf_counter()
@@ -279,6 +281,11 @@ class Progress:
             self.done[name] = by_name[name].seconds
             self.actual[name] = now - self._started.get(name, self.t0)
         line = self.line()
+        if name in self.actual:
+            line += (
+                f"; {name} took {_minutes(self.actual[name])}"
+                f" (estimated {_minutes(self.done[name])})"
+            )
         self.say(line, flush=True)
         return line
 
