@@ -22,7 +22,6 @@ import os
 import tempfile
 import time
 from dataclasses import replace
-from pathlib import Path
 
 
 def main() -> None:
@@ -36,6 +35,7 @@ def main() -> None:
 
     import torch
 
+    from ocdlib.bench.timing import publish
     from ocdlib.configs import build_config
     from ocdlib.data.dataset import build_datasets
     from ocdlib.data.device_pipeline import collate_of
@@ -101,11 +101,7 @@ def main() -> None:
         *[f"| {what} | {s:.1f} | {note} |" for what, s, note in rows],
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "allocation_overheads.md").write_text(text)
+    publish("\n".join(lines) + "\n", args.out, "allocation_overheads.md")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,21 @@ def _provenance(text: str) -> dict[str, str]:
     return {k: v.strip("`") for k, v in re.findall(r"^- ([^:\n]+): (.+)$", text, re.M)}
 
 
+def _timing_lines(prov: dict[str, str]) -> list[str]:
+    """What the reproduction expected before it started, and the rows a time box left out."""
+    lines = []
+    if "estimated before the first run" in prov:
+        lines += ["", f"Estimated before its first run: {prov['estimated before the first run']}."]
+    if "not trained in the time box" in prov:
+        lines += [
+            "",
+            f"**A time-boxed reproduction ({prov.get('time box', '?')}): these runs were not "
+            f"trained and their rows are missing or short of seeds below: "
+            f"{prov['not trained in the time box']}.**",
+        ]
+    return lines
+
+
 def results_block(reports: Path) -> str:
     """The block: where the numbers come from, the rows, the claims under the margin rule."""
     results = pd.read_csv(reports / "results.csv")
@@ -46,6 +61,7 @@ def results_block(reports: Path) -> str:
         f"({prov.get('machine', '?')}; {prov.get('total wall time', '?')} in all). "
         "COCO AP x 100 on SynthPose's validation set, mean ± sample sd over seeds; "
         "the deployed model's parameters; minutes of training per run.",
+        *_timing_lines(prov),
         "",
         "| row | seeds | AP | AP50 | params | train min |",
         "|---|---|---:|---:|---:|---:|",

@@ -111,6 +111,13 @@ def reproduce(
         print(cache_state, flush=True)
         ids = [b.name[:2] for b in books]
         progress = _announce(record, ids, jobs, len(books)) if train_missing else None
+        if progress is not None:
+            est = progress.estimate
+            extra_lines.append(
+                f"estimated before the first run: {est.wall_s / 60:.1f} min for "
+                f"{len(est.runs)} runs in {est.precision}, {est.jobs} side by side (measured "
+                f"here in {est.measured_s:.0f} s; ocdlib/estimate.py)"
+            )
         if minutes is not None and train_missing:
             left = minutes - (time.perf_counter() - t_all) / 60  # the estimate took some
             extra_lines += _timeboxed_training(record, ids, jobs, left, len(books), progress, clock)

@@ -62,3 +62,22 @@ def coco_root(tmp_path) -> Path:
 def shared_coco_root(tmp_path_factory) -> Path:
     """A tiny COCO root shared by a session's tests: read it, never change it."""
     return lay_out_coco_root(tmp_path_factory.mktemp("shared_coco") / "coco")
+
+
+@pytest.fixture
+def homes(tmp_path, monkeypatch) -> Path:
+    """Data, runs and reports of the kit in folders of this test's own."""
+    for name in ("DATA", "RUNS", "REPORTS"):
+        monkeypatch.setenv(f"OCDLIB_{name}", str(tmp_path / name.lower()))
+    return tmp_path
+
+
+class FakeClock:
+    """A clock a test drives: `now` moves by `tick` at every reading, or by hand."""
+
+    def __init__(self, tick: float = 0.0, now: float = 1_000_000.0):
+        self.now, self.tick = now, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now

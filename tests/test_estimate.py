@@ -1,27 +1,12 @@
 """The estimate before a reproduction, its progress line, and `reproduce --minutes`."""
 
 import pytest
+from conftest import FakeClock
 
 from ocdlib import estimate
 from ocdlib.estimate import GridEstimate, Progress, RunEstimate, estimate_grid, schedule
 from ocdlib.experiments import grid_configs
 from ocdlib.reproduce import training_order
-
-
-class FakeClock:
-    def __init__(self, tick: float = 0.0, now: float = 1_000_000.0):
-        self.now, self.tick = now, tick
-
-    def __call__(self) -> float:
-        self.now += self.tick
-        return self.now
-
-
-@pytest.fixture
-def homes(tmp_path, monkeypatch):
-    for name in ("DATA", "RUNS", "REPORTS"):
-        monkeypatch.setenv(f"OCDLIB_{name}", str(tmp_path / name.lower()))
-    return tmp_path
 
 
 def test_the_schedule_fills_the_free_slot_and_waits_for_teachers():

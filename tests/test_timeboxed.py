@@ -10,6 +10,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from conftest import FakeClock
 
 from ocdlib import run_cache
 from ocdlib.configs import build_config
@@ -19,24 +20,6 @@ from ocdlib.experiments import DEEPPOSE, OCD_WARMUP, SIMPLEBASELINE, TCD_DEEPPOS
 from ocdlib.timeboxed import reproduce_within, timeboxed_order
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class FakeClock:
-    """A clock the test drives: `now` moves by `tick` at every reading, or by hand."""
-
-    def __init__(self, tick: float = 0.0, now: float = 1_000_000.0):
-        self.now, self.tick = now, tick
-
-    def __call__(self) -> float:
-        self.now += self.tick
-        return self.now
-
-
-@pytest.fixture
-def homes(tmp_path, monkeypatch):
-    for name in ("DATA", "RUNS", "REPORTS"):
-        monkeypatch.setenv(f"OCDLIB_{name}", str(tmp_path / name.lower()))
-    return tmp_path
 
 
 def test_the_order_puts_the_key_rows_first_seed_by_seed_and_teachers_before_students():

@@ -14,6 +14,7 @@ import statistics
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -110,3 +111,11 @@ def ratio_to(times: Mapping[str, list[float]], name: str, baseline: str) -> Spre
     """Per-round ratio of `name` to `baseline` over the rounds both ran, summarised."""
     pairs = zip(times[name], times[baseline], strict=False)
     return Spread.of(a / b for a, b in pairs)
+
+
+def publish(text: str, out: str | None, filename: str) -> None:
+    """Print a benchmark's table, and write it to OUT/`filename` where --out is given."""
+    print(text)
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / filename).write_text(text)

@@ -83,15 +83,16 @@ def step_setup(profile: str, method: str, overrides: dict, batch: int, device, e
     return step, model, objective, precision, data, cfg
 
 
-def step_of(cfg, device=None):
+def step_of(cfg, device=None, precision=None):
     """One training step of `cfg` as the trainer takes it (its model, heads, loss terms and
-    precision; TCD with a frozen SimpleBaseline-shaped teacher), on random crops."""
+    precision, or `precision` where given; TCD with a frozen SimpleBaseline-shaped
+    teacher), on random crops."""
     device = torch.device(device) if device else resolve_device(cfg.train.device)
     info = get_dataset_info(cfg.data.dataset)
     k = info.num_keypoints
     torch.manual_seed(SEED)
     model = build_model(cfg.model, k, cfg.data.input_size, cfg.data.heatmap_size).to(device)
-    precision = resolve_precision(cfg.train.amp, device)
+    precision = precision or resolve_precision(cfg.train.amp, device)
     model = precision.model(model)
     teacher = None
     if cfg.loss.teacher_run:
