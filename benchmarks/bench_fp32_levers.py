@@ -28,7 +28,7 @@ from ocdlib.bench.training_cost import step_of
 from ocdlib.configs import build_config
 from ocdlib.engine.cores import cpu_model, usable_cores
 from ocdlib.engine.precision import Precision, cpu_has_fast_bf16, cpu_prefers_channels_last
-from ocdlib.estimate import _batch_seconds
+from ocdlib.reproduce.estimate import _batch_seconds
 
 
 def main() -> None:

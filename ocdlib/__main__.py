@@ -108,7 +108,7 @@ def cmd_predict(args) -> int:
 
 def cmd_reproduce(args) -> int:
     if args.minutes is not None and args.out:  # a GPU allocation: records, no notebooks
-        from .timeboxed import reproduce_within
+        from .reproduce.timebox import reproduce_within
 
         reproduce_within(args.profile, args.minutes, Path(args.out), jobs=args.jobs or 1)
         return 0

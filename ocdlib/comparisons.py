@@ -158,6 +158,13 @@ def target_checks(summary: pd.DataFrame, target: Target = TARGET) -> pd.DataFram
     margin above twice the seed spread (two seeds or more), and a deployed student of
     exactly the baseline's parameter count."""
     candidate, baseline = target.candidate.label, target.baseline.label
+    missing = [x for x in (candidate, baseline) if x not in set(summary["label"])]
+    if missing:  # a reproduction that did not train them (a time box, --no-train)
+        return pd.DataFrame(
+            [{"target": f"{candidate} above {baseline}", "passed": None,
+              "value": f"not judged: {', '.join(missing)} not trained"}],
+            columns=["target", "value", "passed"],
+        )  # fmt: skip
     by_label = indexed_rows(summary, target.candidate, target.baseline, what="the target")
     claim = Comparison("target", target.candidate, target.baseline, "")
     comp = comparisons(summary, [claim]).iloc[0]
@@ -194,6 +201,8 @@ def ablation_frame(
     full method (negative: the row lost accuracy by dropping or changing something)."""
     full, baseline = row_label(full), row_label(baseline)
     columns = ["label", "n_seeds", "AP", "AP_std", f"delta AP vs {baseline}", f"delta AP vs {full}"]
+    if not {full, baseline} <= set(summary["label"]):  # not trained (a time box, --no-train):
+        return pd.DataFrame([], columns=columns)  # no ablation to show; the tables name them
     by_label = indexed_rows(summary, full, baseline, what="the ablation")
     labels = [baseline, full, *summary.loc[summary["group"] == group, "label"]]
     rows = []

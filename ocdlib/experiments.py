@@ -391,50 +391,22 @@ TCD_STRONG_TEACHER = _e(
     group="tcd probe",
     skip=INVESTIGATION,
 )
+
+
 # 08: does OCD's gain over DeepPose survive a longer budget, once DeepPose has learned?
 # The budgets are fixed multiples of the profile's, chosen before any run.
-DEEPPOSE_2X = _e(
-    "08",
-    "DeepPose, 2x budget",
-    "deeppose",
-    budget(2),
-    key=True,
-    n_seeds=2,
-    group="budget",
-    skip=INVESTIGATION,
-)
-OCD_WARMUP_2X = _e(
-    "08",
-    "OCD-DeepPose after a warm-up, 2x budget",
-    "ocd",
-    budget(2),
-    ("loss.distill_warmup_steps", first_part_of_training(0.25)),
-    key=True,
-    n_seeds=2,
-    group="budget",
-    skip=INVESTIGATION,
-)
-DEEPPOSE_4X = _e(
-    "08",
-    "DeepPose, 4x budget",
-    "deeppose",
-    budget(4),
-    key=True,
-    n_seeds=2,
-    group="budget",
-    skip=INVESTIGATION,
-)
-OCD_WARMUP_4X = _e(
-    "08",
-    "OCD-DeepPose after a warm-up, 4x budget",
-    "ocd",
-    budget(4),
-    ("loss.distill_warmup_steps", first_part_of_training(0.25)),
-    key=True,
-    n_seeds=2,
-    group="budget",
-    skip=INVESTIGATION,
-)
+def _budget_pair(k: int) -> tuple[Experiment, Experiment]:
+    """DeepPose and OCD-DeepPose after a warm-up at `k` times the profile's budget."""
+    common = {"key": True, "n_seeds": 2, "group": "budget", "skip": INVESTIGATION}
+    warmup = ("loss.distill_warmup_steps", first_part_of_training(0.25))
+    return (
+        _e("08", f"DeepPose, {k}x budget", "deeppose", budget(k), **common),
+        _e("08", f"OCD-DeepPose after a warm-up, {k}x budget", "ocd", budget(k), warmup, **common),
+    )
+
+
+DEEPPOSE_2X, OCD_WARMUP_2X = _budget_pair(2)
+DEEPPOSE_4X, OCD_WARMUP_4X = _budget_pair(4)
 SIMPLEBASELINE_4X = _e(
     "08",
     "SimpleBaseline (heatmap), 4x budget",

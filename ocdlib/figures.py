@@ -26,6 +26,7 @@ from .data.device_pipeline import finished_sample
 from .data.prepare import resolve_data
 from .data.transforms import denormalize_image
 from .engine.evaluate import predict_dataset
+from .engine.run_files import RunDir
 from .engine.runs import has_weights, load_run_config, load_run_model
 from .errors import ConfigError, MissingFileError
 from .metainfo import get_dataset_info
@@ -61,7 +62,7 @@ def plot_ap_vs_cost(summary: pd.DataFrame, ax, cost: str = "GMACs", metric: str 
 
 def read_log(run_dir: str | Path) -> pd.DataFrame:
     """A run's log.csv (a run record keeps it gzipped: ocdlib/run_records.py)."""
-    path = Path(run_dir) / "log.csv"
+    path = RunDir(Path(run_dir)).log
     if not path.is_file() and path.with_suffix(".csv.gz").is_file():
         path = path.with_suffix(".csv.gz")
     if not path.is_file():

@@ -48,6 +48,7 @@ from .comparisons import (
 from .configs import Config
 from .engine.evaluate import head_metrics
 from .engine.precision import tag_of_record
+from .engine.run_files import RunDir
 from .engine.runs import (
     git_commit,
     has_weights,
@@ -354,7 +355,9 @@ def training_time_sentence(summary: pd.DataFrame) -> str:
 def results_markdown(summary: pd.DataFrame, rows: Sequence[Experiment], profile: str) -> str:
     """The whole of reports/results.md for the grid `rows` (gathered into `summary`):
     provenance, results, comparisons in words, benchmark checks, calibration floors, and
-    the target and the ablation where their rows are among `rows`."""
+    the target and the ablation where their rows are among `rows`. Rows without a run
+    (a time box, --no-train) are left out of the claims; the provenance names them."""
+    rows = [r for r in rows if r.label in set(summary["label"])]
     claims = comparisons_among(rows, profile)
     comps = comparisons(summary, claims)
     prov = provenance(profile, "06_results")
@@ -436,7 +439,7 @@ def learning_curve_frame(summary: pd.DataFrame, rows: Sequence[Row] | None = Non
             continue
         for run in row["run_dirs"]:
             cfg = load_run_config(run)
-            evals = json.loads((Path(run) / "evals.json").read_text())
+            evals = json.loads(RunDir(Path(run)).evals.read_text())
             for e in evals:
                 out.append(
                     {

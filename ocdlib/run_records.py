@@ -23,11 +23,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .configs import Config
+from .engine.run_files import CONFIG, EVALS, LOG, RESULT, RunDir
 from .errors import KitError, MissingFileError
 from .paths import REPO_ROOT, reports_home
 
-RECORD_FILES = ("config.json", "result.json", "evals.json")
-LOG = "log.csv"
+RECORD_FILES = (CONFIG, RESULT, EVALS)
 
 
 class StaleRecordError(KitError):
@@ -42,7 +42,7 @@ def records_home(report_folder: Path | None = None) -> Path:
 def write_record(run_dir: Path, dest_root: Path) -> Path:
     """Copy a finished run's record into `dest_root`/<run folder name>/ and return it."""
     run_dir = Path(run_dir)
-    if not (run_dir / "result.json").is_file():
+    if not RunDir(run_dir).result.is_file():
         raise MissingFileError(f"{run_dir} has no result.json: only a finished run has a record")
     dest = Path(dest_root) / run_dir.name
     tmp = dest.with_name(dest.name + ".tmp")
@@ -90,19 +90,19 @@ def find_record(cfg: Config, roots: Iterable[Path] | None = None) -> Path | None
         homes = dict.fromkeys([reports_home(), REPO_ROOT / "reports"])
         roots = [r for home in homes for r in sorted(Path(home).glob("**/runs"))]
     for d in _candidates(cfg, roots):
-        recorded = Config.from_dict(json.loads((d / "config.json").read_text()))
+        recorded = Config.from_dict(json.loads(RunDir(d).config.read_text()))
         if recorded.hash != cfg.hash:
             raise StaleRecordError(
                 f"the run record {d} holds config {recorded.hash}, but the grid asks for "
                 f"{cfg.hash} ({cfg.name}, seed {cfg.train.seed}); the grid's config has "
                 "changed since the run: train it again, or delete the stale record"
             )
-        if (d / "result.json").is_file():
+        if RunDir(d).result.is_file():
             return d
     return None
 
 
 def read_record(directory: Path) -> dict:
     """A record's result.json, with the folder it came from as `run_dir`."""
-    result = json.loads((Path(directory) / "result.json").read_text())
+    result = json.loads(RunDir(Path(directory)).result.read_text())
     return {**result, "run_dir": str(directory)}

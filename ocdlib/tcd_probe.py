@@ -24,17 +24,17 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import run_cache
-from .coco_eval import Prediction, evaluate_coco
+from .coco_eval import evaluate_coco
 from .configs import Config
 from .data.dataset import build_datasets
 from .data.device_pipeline import collate_of, finish_batch
 from .data.layout import resolve_layout
 from .data.prepare import resolve_data
-from .data.transforms import normalized_to_image
 from .engine.checkpoint import load_checkpoint
 from .engine.distributed import resolve_device
-from .engine.evaluate import predict_dataset
+from .engine.evaluate import batch_predictions, predict_dataset
 from .engine.precision import Precision, resolve_precision
+from .engine.run_files import RunDir
 from .engine.runs import read_result, run_lock
 from .engine.trainer import load_teacher, train
 from .errors import ConfigError
@@ -110,19 +110,7 @@ def _tcd_path_predictions(objective: Objective, s: _Setup, precision: Precision)
             _, heatmaps = objective._teacher_forward(images)
         coords = objective.decode(heatmaps).cpu().numpy()
         scores = heatmap_confidence(heatmaps).cpu().numpy()
-        coords_img = normalized_to_image(
-            coords, batch["center"].numpy(), batch["scale"].numpy(), s.cfg.data.input_size
-        )
-        for i in range(len(coords)):
-            out.append(
-                Prediction(
-                    image_id=int(batch["image_id"][i]),
-                    keypoints=coords_img[i].astype(np.float64),
-                    keypoint_scores=scores[i].astype(np.float64),
-                    bbox_score=float(batch["bbox_score"][i]),
-                    area=float(batch["area"][i]),
-                )
-            )
+        out += batch_predictions(batch, coords, scores, s.cfg.data.input_size)
     return out
 
 
@@ -232,13 +220,13 @@ def source_measures(
 
 
 def _trained_epochs(run_dir: Path, cfg: Config) -> int:
-    ckpt = run_dir / "checkpoint.pt"
+    ckpt = RunDir(run_dir).checkpoint
     return load_checkpoint(ckpt, cfg.hash)["epoch"] if ckpt.is_file() else 0
 
 
 def _model_at(run_dir: Path, cfg: Config, s: _Setup, precision: Precision):
     model = precision.model(_student(cfg, s.info, s.device))
-    model.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt", cfg.hash)["model"])
+    model.load_state_dict(load_checkpoint(RunDir(run_dir).checkpoint, cfg.hash)["model"])
     return model
 
 

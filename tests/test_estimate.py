@@ -3,10 +3,9 @@
 import pytest
 from conftest import FakeClock
 
-from ocdlib import estimate
-from ocdlib.estimate import GridEstimate, Progress, RunEstimate, estimate_grid, schedule
 from ocdlib.experiments import grid_configs
-from ocdlib.reproduce import training_order
+from ocdlib.reproduce import estimate, training_order
+from ocdlib.reproduce.estimate import GridEstimate, Progress, RunEstimate, estimate_grid, schedule
 
 
 def test_the_schedule_fills_the_free_slot_and_waits_for_teachers():

@@ -53,3 +53,17 @@ def test_every_relative_link_in_the_readme_and_docs_resolves():
             if not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(ROOT)} -> {target}")
     assert not broken, broken
+
+
+def test_the_gpu_synth_table_joins_the_block_once_its_reports_exist(tmp_path):
+    reports = tmp_path / "reports"
+    shutil.copytree(ROOT / "reports" / "tables", reports / "tables")
+    for name in ("results.csv", "PROVENANCE.md"):
+        shutil.copyfile(ROOT / "reports" / name, reports / name)
+    assert "gpu_synth" not in readme.results_block(reports)
+    (reports / "gpu_synth").mkdir()
+    rows = pd.read_csv(reports / "results.csv").head(2)
+    rows.to_csv(reports / "gpu_synth" / "results.csv", index=False)
+    block = readme.results_block(reports)
+    assert "**gpu_synth**" in block and "not COCO's" in block
+    assert block.count(f"| {rows.loc[0, 'label']} |") == 2  # the cpu table's and its own

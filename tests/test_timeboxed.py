@@ -17,7 +17,7 @@ from ocdlib.configs import build_config
 from ocdlib.engine.pace import EVAL_FIXED_S, Pace
 from ocdlib.engine.trainer import train
 from ocdlib.experiments import DEEPPOSE, OCD_WARMUP, SIMPLEBASELINE, TCD_DEEPPOSE, config_for
-from ocdlib.timeboxed import reproduce_within, timeboxed_order
+from ocdlib.reproduce.timebox import reproduce_within, timeboxed_order
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -30,6 +30,7 @@ from ..data.transforms import normalized_to_image
 from ..errors import ConfigError, MissingFileError
 from ..metainfo import DatasetInfo
 from .distributed import DistInfo, all_gather_objects
+from .run_files import RunDir
 from .runs import load_run_model, run_lock
 
 
@@ -78,26 +79,29 @@ def predict_dataset(
         images = _images(batch, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             coords, scores = model.predict(images, head=head, flip_index=flip_index)
-        coords_img = normalized_to_image(
-            coords.float().cpu().numpy(),
-            batch["center"].numpy(),
-            batch["scale"].numpy(),
-            input_size,
+        out += batch_predictions(
+            batch, coords.float().cpu().numpy(), scores.float().cpu().numpy(), input_size, keep
         )
-        scores = scores.float().cpu().numpy()
-        for i in range(len(images)):
-            if not keep[i]:
-                continue
-            out.append(
-                Prediction(
-                    image_id=int(batch["image_id"][i]),
-                    keypoints=coords_img[i].astype(np.float64),
-                    keypoint_scores=scores[i].astype(np.float64),
-                    bbox_score=float(batch["bbox_score"][i]),
-                    area=float(batch["area"][i]),
-                )
-            )
     return out
+
+
+def batch_predictions(batch: dict, coords, scores, input_size, keep=None) -> list[Prediction]:
+    """One Prediction per crop of `batch` (those `keep` marks, all without it): its
+    normalised `coords` taken back to image pixels, with their `scores`."""
+    coords_img = normalized_to_image(
+        coords, batch["center"].numpy(), batch["scale"].numpy(), input_size
+    )
+    return [
+        Prediction(
+            image_id=int(batch["image_id"][i]),
+            keypoints=coords_img[i].astype(np.float64),
+            keypoint_scores=scores[i].astype(np.float64),
+            bbox_score=float(batch["bbox_score"][i]),
+            area=float(batch["area"][i]),
+        )
+        for i in range(len(coords))
+        if keep is None or keep[i]
+    ]
 
 
 def evaluate_model(
@@ -193,7 +197,7 @@ def head_metrics(run_dir, head: str) -> dict:
     run_dir = Path(run_dir)
     cached = run_dir / f"eval_{head}" / "metrics.json"
     stamp = run_dir / f"eval_{head}" / "checkpoint_mtime"
-    ckpt = run_dir / "checkpoint.pt"
+    ckpt = RunDir(run_dir).checkpoint
     if not ckpt.is_file() and cached.is_file():  # a run record: the scores it kept
         return json.loads(cached.read_text())
     if not ckpt.is_file():

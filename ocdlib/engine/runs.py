@@ -30,6 +30,7 @@ from ..models import build_model, export_student
 from ..models.complexity import measure_latency_ms
 from ..paths import REPO_ROOT
 from .checkpoint import load_checkpoint
+from .run_files import RunDir
 
 
 def git_commit() -> str:
@@ -72,11 +73,11 @@ def run_metadata(cfg: Config) -> dict:
 
 def has_weights(directory: Path) -> bool:
     """Whether a finished run's folder holds its weights (a run record does not)."""
-    return (Path(directory) / "student.pt").is_file()
+    return RunDir(Path(directory)).student.is_file()
 
 
 def read_result(directory: Path) -> dict | None:
-    path = Path(directory) / "result.json"
+    path = RunDir(Path(directory)).result
     if not path.is_file():
         return None
     return json.loads(path.read_text())
@@ -162,7 +163,7 @@ def _holder(path: Path) -> str:
 
 def load_run_config(directory: Path) -> Config:
     directory = Path(directory)
-    path = directory / "config.json"
+    path = RunDir(directory).config
     if not path.is_file():
         raise MissingFileError(
             f"{directory} is not a run directory (no config.json); pass the folder that "
@@ -182,9 +183,9 @@ def load_run_model(directory: Path, student: bool = False):
     model = build_model(cfg.model, info.num_keypoints, cfg.data.input_size, cfg.data.heatmap_size)
     if student:
         model = export_student(model, cfg.model.deploy_head)
-        ckpt = load_checkpoint(directory / "student.pt", cfg.hash)
+        ckpt = load_checkpoint(RunDir(directory).student, cfg.hash)
     else:
-        ckpt = load_checkpoint(directory / "checkpoint.pt", cfg.hash)
+        ckpt = load_checkpoint(RunDir(directory).checkpoint, cfg.hash)
     model.load_state_dict(ckpt["model"])
     return model.eval(), cfg
 

@@ -56,6 +56,7 @@ from .evaluate import evaluate_model
 from .interrupt import RunInterrupted, StopRequest
 from .pace import Pace
 from .precision import Precision, resolve_precision
+from .run_files import RunDir
 from .runs import load_run_model, run_lock, run_metadata
 
 LOG_FLUSH_STEPS = 50
@@ -70,8 +71,10 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 (global state user code may use)
     torch.manual_seed(seed)
+    # Both ways: runs that follow one another in one process (a time box) must not
+    # inherit an earlier run's setting.
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
     if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
 
 
@@ -202,7 +205,7 @@ def train_one_epoch(loop: Loop, epoch: int, step: int, log_rows: list[dict]) -> 
         if len(pending) >= SETTLE_STEPS:
             settle()
             if dist.is_main and len(log_rows) >= LOG_FLUSH_STEPS:  # keep log.csv current
-                write_log(log_rows, loop.ckpt_path.parent / "log.csv", append=True)
+                write_log(log_rows, RunDir(loop.ckpt_path.parent).log, append=True)
                 log_rows.clear()
             if loop.pace is not None and _pace_says_stop(loop, step):
                 loop.interrupted = loop.past_deadline = True
@@ -434,7 +437,7 @@ def _train(
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / "checkpoint.pt"
+    ckpt_path = RunDir(out_dir).checkpoint
     if dist.is_main:
         remove_stale_temporaries(out_dir)  # of a process killed while it wrote (SIGKILL)
         if ckpt_path.is_file():
@@ -444,7 +447,7 @@ def _train(
                     "another --out"
                 )
             load_checkpoint(ckpt_path, cfg.hash)  # refuse another config's run, change nothing
-        atomic_write_text(cfg.to_json(), out_dir / "config.json")
+        atomic_write_text(cfg.to_json(), RunDir(out_dir).config)
 
     if dist.is_main:
         paths = resolve_data(cfg.data, progress=progress)
@@ -540,7 +543,7 @@ def _train(
         if skipped is not None:
             skipped = loop.skipped = SkippedImages.from_dict(ckpt.get("skipped_images"))
         if dist.is_main:
-            truncate_log(out_dir / "log.csv", step)
+            truncate_log(RunDir(out_dir).log, step)
             print(f"resumed {out_dir} at epoch {start_epoch} (step {step})", file=sys.stderr)
     if deadline is not None:
         total = cfg.train.epochs * steps_per_epoch
@@ -551,7 +554,7 @@ def _train(
         )
         loop.pace.start(step)
 
-    evals = _read_json(out_dir / "evals.json", [])
+    evals = _read_json(RunDir(out_dir).evals, [])
     evals = [e for e in evals if e["epoch"] <= start_epoch]
     trained = start_epoch  # epochs the weights have trained (a finished run's checkpoint keeps it)
     if finished:
@@ -598,8 +601,8 @@ def _train(
             along = _heatmap_head_along(model, cfg, info, val_ds, paths, out_dir, dist, skipped)
             evals.append({"epoch": epoch + 1, "step": step, **metrics, **along})
         if dist.is_main:
-            write_log(rows, out_dir / "log.csv", append=True)
-            atomic_write_text(json.dumps(evals, indent=1), out_dir / "evals.json")
+            write_log(rows, RunDir(out_dir).log, append=True)
+            atomic_write_text(json.dumps(evals, indent=1), RunDir(out_dir).evals)
             trained = epoch + 1
             state = _checkpoint(model, objective, cfg, skipped, trained, step, train_time)
             state.update(
@@ -626,7 +629,7 @@ def _train(
         student = export_student(model, cfg.model.deploy_head).cpu()
         atomic_save(
             {"model": student.state_dict(), "config": cfg.to_dict(), "config_hash": cfg.hash},
-            out_dir / "student.pt",
+            RunDir(out_dir).student,
         )
         w, h = cfg.data.input_size
         result = {
@@ -649,8 +652,8 @@ def _train(
             result["seconds_to_first_step"] = round(loop.first_batch_at - t_start, 1)
         if skipped is not None:
             result["skipped_images"] = skipped.to_dict()
-        atomic_write_text(json.dumps(evals, indent=1), out_dir / "evals.json")
-        atomic_write_text(json.dumps(result, indent=1), out_dir / "result.json")
+        atomic_write_text(json.dumps(evals, indent=1), RunDir(out_dir).evals)
+        atomic_write_text(json.dumps(result, indent=1), RunDir(out_dir).result)
         # A finished run has nothing left to resume: its checkpoint keeps the weights of
         # every head and drops the optimizer, scheduler and RNG state (two thirds of the file
         # under Adam). `train --resume` on the finished run still re-scores it.
@@ -687,8 +690,8 @@ def _stopped_for_deadline(out_dir: Path, epoch: int, step: int, cfg, dist: DistI
 def _save_mid_epoch(loop: Loop, rows, evals, out_dir: Path, epoch: int, step: int, train_time):
     """Save a run stopped mid-epoch (by a signal or the pace), resumable at this very step."""
     if loop.dist.is_main:
-        write_log(rows, out_dir / "log.csv", append=True)
-        atomic_write_text(json.dumps(evals, indent=1), out_dir / "evals.json")
+        write_log(rows, RunDir(out_dir).log, append=True)
+        atomic_write_text(json.dumps(evals, indent=1), RunDir(out_dir).evals)
         state = _checkpoint(
             unwrapped(loop.model), loop.objective, loop.cfg, loop.skipped, epoch, step, train_time
         )

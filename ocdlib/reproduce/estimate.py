@@ -26,12 +26,13 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .configs import Config
+from ..configs import Config
 
 START_UP_S = 6.0  # a run's process: imports, datasets, model (measured: 4-8 s on the cpu profile)
 NOTEBOOK_S = 15.0  # one notebook over finished runs (reports/PROVENANCE.md: 1.1 min for 6)
 SAMPLE_IMAGES = 48  # SynthPose images generated to time the loader
 DEFAULT_BUDGET_S = 30.0
+SIDE_BY_SIDE_S = 8.0  # of the budget: a neighbour process started, one step timed beside it
 
 
 @dataclass
@@ -50,6 +51,7 @@ class GridEstimate:
     precision: str
     threads: int
     measured_s: float  # how long the measurement took
+    slowdown: float = 1.0  # a step side by side with `jobs - 1` others, against alone
     step_s: dict[str, float] = field(default_factory=dict)  # preset -> seconds a step
     batch_s: dict[str, float] = field(default_factory=dict)  # data -> seconds a batch
 
@@ -97,7 +99,7 @@ def run_steps(cfg: Config) -> int:
 
 
 def _instances(cfg: Config) -> float:
-    from .data.prepare import synth_dir
+    from ..data.prepare import synth_dir
 
     stats = synth_dir(cfg.data.synth) / "synthpose.json"
     if stats.is_file():
@@ -127,8 +129,8 @@ def estimate_grid(
     `teachers(cfg)` give a run's folder name and its teacher's (run_cache.run_dir)."""
     import torch
 
-    from .engine.cores import usable_cores
-    from .run_cache import granted_precision, run_dir
+    from ..engine.cores import usable_cores
+    from ..run_cache import granted_precision, run_dir
 
     names = names or (lambda c: run_dir(c).name)
     teachers = teachers or (lambda c: Path(c.loss.teacher_run).name if c.loss.teacher_run else "")
@@ -139,7 +141,11 @@ def estimate_grid(
     finished = finished or {}
     try:
         to_measure = [c for c in todo if same_run_key(c) not in finished]
-        step_s, batch_s = _measure(to_measure, t0 + budget_s)
+        reserve = SIDE_BY_SIDE_S if jobs > 1 else 0.0  # for the side-by-side step below
+        step_s, batch_s = _measure(to_measure, t0 + budget_s - reserve)
+        # Side by side, the runs share the memory bus and caches: a step measured with
+        # the other slots busy says how much slower each one runs.
+        slowdown = _side_by_side_slowdown(to_measure, jobs, threads, step_s) if to_measure else 1.0
     finally:
         torch.set_num_threads(before)
     runs = []
@@ -150,6 +156,7 @@ def estimate_grid(
             continue
         step = step_s.get(cfg.name) or max(step_s.values(), default=1.0)
         batch = batch_s.get(_data_key(cfg)) or max(batch_s.values(), default=0.0)
+        step, batch = step * slowdown, batch * slowdown
         train = run_steps(cfg) * (step + batch)
         # An evaluation: the validation crops through the loader and a forward pass
         # (a third of a training step's compute), then the COCO evaluation.
@@ -164,6 +171,7 @@ def estimate_grid(
         precision=granted_precision(todo[0]) if todo else "",
         threads=threads,
         measured_s=time.perf_counter() - t0,
+        slowdown=slowdown,
         step_s=step_s,
         batch_s=batch_s,
     )
@@ -201,10 +209,53 @@ def _measure(todo: list[Config], deadline: float) -> tuple[dict[str, float], dic
     return step_s, batch_s
 
 
+def _side_by_side_slowdown(todo: list[Config], jobs: int, threads: int, step_s) -> float:
+    """A step of the most frequent preset timed while `jobs - 1` other processes train the
+    same step on their own threads, against the same step alone (at least 1)."""
+    if jobs < 2 or not step_s:
+        return 1.0
+    import multiprocessing
+    from collections import Counter
+
+    name = Counter(c.name for c in todo).most_common(1)[0][0]
+    cfg = next(c for c in todo if c.name == name)
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    ready = [ctx.Event() for _ in range(jobs - 1)]
+    procs = [
+        ctx.Process(target=_keep_busy, args=(cfg.to_dict(), threads, r, stop), daemon=True)
+        for r in ready
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        if not all(r.wait(timeout=60) for r in ready):
+            return 1.0
+        return max(1.0, _step_seconds(cfg, timed=3, warmup=1) / step_s[name])
+    finally:
+        stop.set()
+        for proc in procs:
+            proc.join(timeout=10)
+
+
+def _keep_busy(cfg_dict: dict, threads: int, ready, stop) -> None:
+    """Train one step after another until `stop` (a side-by-side neighbour, timed against)."""
+    import torch
+
+    from ..bench.training_cost import step_of
+
+    torch.set_num_threads(threads)
+    step = step_of(Config.from_dict(cfg_dict))
+    step()
+    ready.set()
+    while not stop.is_set():
+        step()
+
+
 def _step_seconds(cfg: Config, timed: int = 3, warmup: int = 2) -> float:
     """One training step of `cfg` on random crops, the median of `timed` after `warmup`
     (the first steps build the kernels' plans and the allocator's pools)."""
-    from .bench.training_cost import step_of
+    from ..bench.training_cost import step_of
 
     step = step_of(cfg)
     for _ in range(warmup):
@@ -222,11 +273,11 @@ def _batch_seconds(cfg: Config, batches: int = 2) -> float:
     runs load), on SynthPose images generated into a temporary folder."""
     from torch.utils.data import default_collate
 
-    from .data.dataset import build_datasets
-    from .data.device_pipeline import collate_of
-    from .data.layout import resolve_layout
-    from .data.prepare import DataPaths
-    from .data.synthpose import generate_synthpose
+    from ..data.dataset import build_datasets
+    from ..data.device_pipeline import collate_of
+    from ..data.layout import resolve_layout
+    from ..data.prepare import DataPaths
+    from ..data.synthpose import generate_synthpose
 
     synth = cfg.data.synth
     with tempfile.TemporaryDirectory(prefix="ocd-estimate-") as tmp:
@@ -336,6 +387,7 @@ def summary_lines(est: GridEstimate, finished: int, cores: int) -> list[str]:
         f"expected wall time: about {_minutes(est.wall_s)} (training {_minutes(est.training_s)}"
         f", notebooks {_minutes(est.notebooks * NOTEBOOK_S)}); from step times measured here "
         f"in {est.measured_s:.0f} s for {measured} runs"
+        + (f" (side by side {est.slowdown:.2f}x slower a step)" if est.jobs > 1 else "")
         + (
             f" and the times of {len(est.runs) - measured} finished runs"
             if measured < len(est.runs)

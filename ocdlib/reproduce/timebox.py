@@ -25,14 +25,14 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from .configs import Config
-from .data.prepare import is_ready, resolve_data
-from .engine.cores import with_share_of_cores
-from .engine.evaluate import head_metrics
-from .engine.runs import git_commit, load_run_config, read_result
-from .errors import GenerationAbandoned
-from .estimate import Progress
-from .experiments import (
+from ..configs import Config
+from ..data.prepare import is_ready, resolve_data
+from ..engine.cores import with_share_of_cores
+from ..engine.evaluate import head_metrics
+from ..engine.run_files import RESULT, RunDir
+from ..engine.runs import git_commit, load_run_config, read_result
+from ..errors import GenerationAbandoned
+from ..experiments import (
     DEEPPOSE,
     OCD_DEEPPOSE,
     OCD_RLE,
@@ -43,10 +43,11 @@ from .experiments import (
     Experiment,
     grid_configs,
 )
-from .paths import reports_home, runs_home
-from .profiles import NotebookProfile, notebook_profile
-from .run_cache import finished_result, get_run, granted_precision, run_dir
-from .run_records import find_record, write_record
+from ..paths import reports_home, runs_home
+from ..profiles import NotebookProfile, notebook_profile
+from ..run_cache import finished_result, get_run, granted_precision, run_dir
+from ..run_records import find_record, write_record
+from .estimate import Progress
 
 # The rows whose claims matter most, on every seed; then the other key rows on the first.
 FIRST_ON_EVERY_SEED = (DEEPPOSE, SIMPLEBASELINE, OCD_WARMUP)
@@ -83,9 +84,9 @@ def estimate_minutes(cfg: Config, roots: list[Path]) -> float | None:
     best = None
     precision = granted_precision(cfg)
     for root in roots:
-        for result_file in sorted(Path(root).glob(f"{cfg.name}-*/result.json")):
+        for result_file in sorted(Path(root).glob(f"{cfg.name}-*/{RESULT}")):
             result = json.loads(result_file.read_text())
-            config = json.loads((result_file.parent / "config.json").read_text())
+            config = json.loads(RunDir(result_file.parent).config.read_text())
             if config["train"]["epochs"] != cfg.train.epochs:
                 continue
             if result.get("precision_tag", precision) != precision:
@@ -247,7 +248,7 @@ def reproduce_within(
     the device's context and its kernels' warm-up are paid once for all of them; with
     more, side by side in processes of their own. `clock` is the time box's clock (the
     runs' pace reads it too when they train in this process). `estimates`: seconds a
-    run (by folder name) is expected to take here (ocdlib/estimate.py); `progress`
+    run (by folder name) is expected to take here (ocdlib/reproduce/estimate.py); `progress`
     prints the reproduction's progress line as runs end; `notebooks` limits the grid
     to theirs."""
     box = _Box(minutes, clock, say, estimates or {}, progress)
@@ -350,7 +351,7 @@ def _side_by_side(box: _Box, todo, planned: set[str], roots, out, jobs: int) -> 
 
 
 def _draw_keypoints(finished: list[tuple[Experiment, str]], out: Path) -> None:
-    from .figures import keypoint_comparison
+    from ..figures import keypoint_comparison
 
     body = {e.label: d for e, d in finished if not e.wholebody}
     if body:
@@ -369,7 +370,7 @@ def _summary_markdown(summary: dict, records: Path) -> str:
         "|---|---:|---:|---:|---|---|",
     ]
     for name in summary["finished"]:
-        r = json.loads((records / name / "result.json").read_text())
+        r = json.loads(RunDir(records / name).result.read_text())
         lines.append(
             f"| {name} | {100 * r['metrics']['AP']:.1f} | {r['train_time_s'] / 60:.1f} | "
             f"{r.get('train_images_per_s') or ''} | {r.get('device', '')} | "

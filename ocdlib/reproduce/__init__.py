@@ -1,0 +1,35 @@
+"""Reproducing a profile: the command `python -m ocdlib reproduce` and what it is made of.
+
+- `notebooks`: the command itself: the estimate, the training, the notebooks in order
+  with papermill, the reports;
+- `estimate`: how long it will take on this machine, and the progress line;
+- `scheduler`: the grid's missing runs trained side by side;
+- `timebox`: the same within a number of minutes, key rows first (short GPU
+  allocations, `make reproduce MINUTES=`); it needs neither papermill nor jupyter;
+- `watcher`: progress lines for runs the notebooks train;
+- `provenance`, `records`: PROVENANCE.md and the profile's run records.
+
+The names below are the package's public ones. papermill is imported only when a
+notebook runs, so the time box works on machines without it.
+"""
+
+from ..engine.cores import default_jobs, with_share_of_cores
+from .notebooks import notebooks, reproduce
+from .provenance import grid_training_time, provenance_name, write_provenance
+from .records import write_profile_records
+from .scheduler import train_grid, training_order
+from .watcher import RunWatcher
+
+__all__ = [
+    "RunWatcher",
+    "default_jobs",
+    "grid_training_time",
+    "notebooks",
+    "provenance_name",
+    "reproduce",
+    "train_grid",
+    "training_order",
+    "with_share_of_cores",
+    "write_profile_records",
+    "write_provenance",
+]

@@ -1,0 +1,110 @@
+"""Training a grid's missing runs side by side: each run a process of its own holding its
+run's lock, a TCD run once its teacher has finished, the longest first."""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+from ..configs import Config
+from ..data.prepare import resolve_data
+from ..engine.cores import default_jobs, with_share_of_cores
+from ..engine.runs import read_result
+from ..experiments import Experiment, grid_configs
+from ..profiles import NotebookProfile, notebook_profile
+from ..run_cache import get_run, is_finished, run_dir
+from .estimate import (
+    START_UP_S,
+    Progress,
+    same_run_key,
+)
+
+
+def _train_one(cfg: Config) -> str:
+    get_run(cfg, progress=False)
+    return str(run_dir(cfg))
+
+
+def training_order(
+    todo: list[tuple[Experiment, Config]],
+) -> list[tuple[Experiment, Config]]:
+    """The order `train_grid` starts runs in: teachers first, then the whole-body runs
+    (the longest), then the rest; students of a teacher last."""
+    teachers = {str(run_dir(c)) for e, c in todo if not c.loss.teacher_run} & {
+        c.loss.teacher_run for _, c in todo
+    }
+    return sorted(
+        todo,
+        key=lambda ec: (
+            bool(ec[1].loss.teacher_run),
+            str(run_dir(ec[1])) not in teachers,
+            not ec[0].wholebody,
+        ),
+    )
+
+
+def train_grid(
+    profile: str | NotebookProfile,
+    notebooks: list[str] | None = None,
+    jobs: int | None = None,
+    out=print,
+    progress: Progress | None = None,
+) -> int:
+    """Train every missing run of the grid, `jobs` at a time, before the notebooks read them.
+
+    Each run is one process holding its run's lock, so the notebooks (or a second
+    `reproduce`) wait for a run in progress instead of training it again. TCD rows
+    start once their teacher has finished. Returns the number of runs trained."""
+    profile = notebook_profile(profile)
+    jobs = jobs or default_jobs()
+    todo = [(e, c) for e, c in grid_configs(profile, notebooks) if not is_finished(c)]
+    if not todo:
+        return 0
+    todo = training_order(todo)
+    out(f"training {len(todo)} runs of the {profile.name} grid, {jobs} at a time", flush=True)
+    for data in {c.data.synth: c.data for _, c in todo if not c.data.root}.values():
+        resolve_data(data)  # each SynthPose copy once, before the runs that share it start
+    ctx = multiprocessing.get_context("spawn")
+    done: set[str] = set()
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        pending: dict = {}
+        waiting = list(todo)
+        while waiting or pending:
+            ready = [
+                ec
+                for ec in waiting
+                if not ec[1].loss.teacher_run
+                or ec[1].loss.teacher_run in done
+                or read_result(Path(ec[1].loss.teacher_run)) is not None
+            ]
+            for ec in ready:
+                if len(pending) >= jobs:
+                    break
+                waiting.remove(ec)
+                pending[pool.submit(_train_one, with_share_of_cores(ec[1], jobs))] = ec
+                if progress is not None:
+                    progress.started(run_dir(ec[1]).name)
+            if not pending:
+                raise RuntimeError(
+                    "runs wait for teachers that are not in the grid: "
+                    + ", ".join(c.loss.teacher_run for _, c in waiting)
+                )
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                exp, cfg = pending.pop(fut)
+                done.add(fut.result())  # a failed run stops the reproduction with its error
+                if progress is not None:
+                    progress.ended(run_dir(cfg).name)
+    return len(todo)
+
+
+def finished_seconds(grid) -> dict[str, float]:
+    """{same_run_key: seconds} of the grid's runs finished in this machine's run cache:
+    what the next seed of the same row will take here."""
+    out = {}
+    for _, cfg in grid:
+        result = read_result(run_dir(cfg)) if is_finished(cfg) else None
+        if result and result.get("train_time_s"):
+            out[same_run_key(cfg)] = START_UP_S + float(result["train_time_s"])
+    return out
