@@ -208,8 +208,10 @@ def test_target_checks_gain_spread_and_size():
     one = claims_mod.target_checks(reporting.summary_frame(reporting.results_frame(results)))
     assert one["passed"].tolist() == [True, False, False]  # one seed; one extra parameter
     assert one["value"].tolist()[1:] == ["one seed: no spread", "1,001 vs 1,000"]
-    with pytest.raises(KeyError, match=r"the target needs the rows \['OCD-DeepPose'\]"):
-        claims_mod.target_checks(_summary([("DeepPose", [0.4])]))
+    # Without a run of a side (a time box, --no-train), nothing is judged, and it says why.
+    unjudged = claims_mod.target_checks(_summary([("DeepPose", [0.4])]))
+    assert unjudged["passed"].tolist() == [None]
+    assert unjudged["value"].tolist() == ["not judged: OCD-DeepPose not trained"]
 
 
 def test_ablation_frame_names_the_term_that_matters():
@@ -240,8 +242,10 @@ def test_ablation_frame_names_the_term_that_matters():
         "OCD: task-loss distillation only (b)."
     )
     assert "-0.0" not in " ".join(said)
-    with pytest.raises(KeyError, match="OCD-DeepPose"):
-        claims_mod.ablation_frame(_summary([("DeepPose", [0.1])]))
+    # Without the full method's runs there is no ablation to show (the tables name them).
+    empty = claims_mod.ablation_frame(_summary([("DeepPose", [0.1])]))
+    assert empty.empty and "delta AP vs OCD-DeepPose" in empty.columns
+    assert claims_mod.ablation_sentences(empty) == []
 
 
 def test_whole_body_heatmap_check_needs_a_clear_gap():

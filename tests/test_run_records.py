@@ -84,18 +84,22 @@ def test_a_notebook_rebuilds_its_reports_from_records_alone(tmp_path, monkeypatc
     assert rebuilt.splitlines()[0] == trained.splitlines()[0]
     assert len(rebuilt.splitlines()) == len(trained.splitlines())
 
-    # Part of the grid recorded: what a first GPU allocation leaves. Notebook 01 rebuilds
-    # from the rows it has; 02, which cannot without its own rows, keeps its earlier
-    # reports and the provenance says why; nothing is trained.
+    # Part of the grid recorded: what a first GPU allocation leaves. Each notebook
+    # rebuilds from the rows it has and names the ones it lacks; one with none of its
+    # runs (05) keeps its earlier reports and the provenance says why; nothing is trained.
     records = tmp_path / "reports" / "smoke" / "runs"
     for rle in records.glob("smoke_rle-*"):
         shutil.rmtree(rle)
-    earlier = tables / "02_ocd_ablation.md"
+    earlier = tables / "05_wholebody.md"
     earlier.write_text("from an earlier, fuller reproduction\n")
-    assert reproduce("smoke", ["01", "02"], train_missing=False) == 0
+    assert reproduce("smoke", ["01", "02", "05"], train_missing=False) == 0
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").glob("smoke_*"))
     partial = (tables / "01_baselines.csv").read_text()
     assert "DeepPose" in partial and "SimpleBaseline" in partial and "RLE" not in partial
+    ablation = (tables / "02_ocd_ablation.md").read_text()
+    assert "| DeepPose |" in ablation and "not trained yet, so left out" in ablation
+    assert "OCD-DeepPose (seed 0)" in ablation
     assert earlier.read_text() == "from an earlier, fuller reproduction\n"
-    provenance = (tmp_path / "reports" / "smoke" / "PROVENANCE-only-01-02.md").read_text()
-    assert "02_ocd.ipynb: not rebuilt (" in provenance
+    provenance = (tmp_path / "reports" / "smoke" / "PROVENANCE-only-01-02-05.md").read_text()
+    assert "02_ocd.ipynb: not rebuilt" not in provenance
+    assert "05_wholebody.ipynb: not rebuilt (none of its" in provenance
