@@ -16,7 +16,7 @@ import torch
 
 from ..configs import build_config
 from ..engine.distributed import resolve_device
-from ..engine.precision import resolve_precision
+from ..engine.precision import Precision, resolve_precision
 from ..engine.runs import read_result
 from ..engine.trainer import backward_step, forward_loss
 from ..experiments import DEEPPOSE, OCD_DEEPPOSE, SIMPLEBASELINE, TCD_DEEPPOSE, run_dirs
@@ -59,28 +59,14 @@ def step_setup(profile: str, method: str, overrides: dict, batch: int, device, e
     objective, precision, data, cfg), built through the trainer's own functions."""
     sets = {**overrides, "model.pretrained": "none", "train.batch_size": batch, **extra}
     cfg = build_config(f"{profile}_{method}", sets)
-    info = get_dataset_info(cfg.data.dataset)
-    k = info.num_keypoints
-    torch.manual_seed(SEED)
-    model = build_model(cfg.model, k, cfg.data.input_size, cfg.data.heatmap_size).to(device)
-    precision = resolve_precision(cfg.train.amp, device)
-    model = precision.model(model)
-    teacher = None
-    if method == "tcd":  # as trainer.load_teacher leaves it: frozen, eval mode, on the device
+
+    def teacher_of(k: int, precision: Precision):  # as trainer.load_teacher leaves it
         tcfg = build_config(f"{profile}_simplebaseline", {"model.pretrained": "none", **extra})
         teacher = build_model(tcfg.model, k, tcfg.data.input_size, tcfg.data.heatmap_size)
-        teacher = teacher.eval().requires_grad_(False).to(device)
-    objective = build_objective(cfg, info, model, teacher).to(device)
-    params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=cfg.train.lr)
-    model.train()
-    data = step_batch(cfg, k, batch)
+        return teacher.eval().requires_grad_(False).to(device)
 
-    def step():
-        total, _ = forward_loss(model, objective, data, STEP_INDEX, precision, device)
-        backward_step(total, objective, optimizer, cfg.train.grad_clip, None)
-
-    return step, model, objective, precision, data, cfg
+    parts = _step_parts(cfg, device, None, teacher_of if method == "tcd" else None)
+    return (*parts, cfg)
 
 
 def step_of(cfg, device=None, precision=None):
@@ -88,17 +74,26 @@ def step_of(cfg, device=None, precision=None):
     precision, or `precision` where given; TCD with a frozen SimpleBaseline-shaped
     teacher), on random crops."""
     device = torch.device(device) if device else resolve_device(cfg.train.device)
+
+    def teacher_of(k: int, precision: Precision):
+        tmodel = replace(cfg.model, heads=("hm",), deploy_head="hm")
+        teacher = build_model(tmodel, k, cfg.data.input_size, cfg.data.heatmap_size)
+        return precision.model(teacher.eval().requires_grad_(False).to(device))
+
+    return _step_parts(cfg, device, precision, teacher_of if cfg.loss.teacher_run else None)[0]
+
+
+def _step_parts(cfg, device, precision: Precision | None, teacher_of=None):
+    """(step, model, objective, precision, data): `cfg`'s model and objective on `device`
+    at `precision` (the one `train.amp` resolves to there when None), an Adam optimiser
+    and a fixed random batch; `teacher_of(k, precision)` builds a frozen teacher."""
     info = get_dataset_info(cfg.data.dataset)
     k = info.num_keypoints
     torch.manual_seed(SEED)
     model = build_model(cfg.model, k, cfg.data.input_size, cfg.data.heatmap_size).to(device)
     precision = precision or resolve_precision(cfg.train.amp, device)
     model = precision.model(model)
-    teacher = None
-    if cfg.loss.teacher_run:
-        tmodel = replace(cfg.model, heads=("hm",), deploy_head="hm")
-        teacher = build_model(tmodel, k, cfg.data.input_size, cfg.data.heatmap_size)
-        teacher = precision.model(teacher.eval().requires_grad_(False).to(device))
+    teacher = teacher_of(k, precision) if teacher_of else None
     objective = build_objective(cfg, info, model, teacher).to(device)
     params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.train.lr)
@@ -109,7 +104,7 @@ def step_of(cfg, device=None, precision=None):
         total, _ = forward_loss(model, objective, data, STEP_INDEX, precision, device)
         backward_step(total, objective, optimizer, cfg.train.grad_clip, None)
 
-    return step
+    return step, model, objective, precision, data
 
 
 def _loss_parts(model, objective, precision, data, device) -> dict:
