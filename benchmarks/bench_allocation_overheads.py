@@ -37,12 +37,12 @@ def main() -> None:
 
     from ocdlib.bench.timing import publish
     from ocdlib.configs import build_config
+    from ocdlib.cores import cpu_model, usable_cores
     from ocdlib.data.dataset import build_datasets
     from ocdlib.data.device_pipeline import collate_of
     from ocdlib.data.image_bank import _HELD, hold_images
     from ocdlib.data.layout import resolve_layout
     from ocdlib.data.prepare import ensure_synthpose, resolve_data
-    from ocdlib.engine.cores import cpu_model, usable_cores
 
     t_import = time.perf_counter() - t_command
     cfg = build_config("gpu_synth_deeppose")

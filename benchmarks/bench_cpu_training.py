@@ -37,7 +37,7 @@ import time
 import torch
 
 from ocdlib.configs import build_config
-from ocdlib.engine.cores import cpu_model, usable_cores
+from ocdlib.cores import cpu_model, usable_cores
 from ocdlib.engine.precision import Precision, cpu_has_fast_bf16
 from ocdlib.engine.runs import git_commit
 from ocdlib.losses import build_objective

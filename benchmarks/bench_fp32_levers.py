@@ -26,7 +26,7 @@ import torch
 from ocdlib.bench.timing import interleaved, publish, ratio_to
 from ocdlib.bench.training_cost import step_of
 from ocdlib.configs import build_config
-from ocdlib.engine.cores import cpu_model, usable_cores
+from ocdlib.cores import cpu_model, usable_cores
 from ocdlib.engine.precision import Precision, cpu_has_fast_bf16, cpu_prefers_channels_last
 from ocdlib.reproduce.estimate import _batch_seconds
 

@@ -17,9 +17,10 @@ from math import inf
 from pathlib import Path
 from typing import Any
 
-from ocdlib.data.synthpose.spec import SynthPoseSpec
 from ocdlib.errors import ConfigError, UnknownNameError
 from ocdlib.metainfo import DATASETS, FROM_FILE
+
+from .synth_spec import SynthPoseSpec
 
 # Metadata for a config field added after runs were cached: while it holds its
 # default (the behaviour from before it existed) it is left out of the hash, so

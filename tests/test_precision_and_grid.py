@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from ocdlib.configs import build_config
+from ocdlib.cores import cgroup_cpu_limit
 from ocdlib.engine import precision as precision_mod
-from ocdlib.engine.cores import cgroup_cpu_limit
 from ocdlib.engine.precision import cpu_has_fast_bf16, resolve_precision
 from ocdlib.experiments import (
     DEEPPOSE,

@@ -21,8 +21,8 @@ import PIL
 import torch
 from PIL import features
 
+from ..cores import cpu_model, usable_cores
 from ..engine.checkpoint import atomic_write_text
-from ..engine.cores import cpu_model, usable_cores
 from ..engine.precision import cpu_has_fast_bf16
 from ..engine.runs import git_commit
 from ..errors import ConfigError

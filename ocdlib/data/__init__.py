@@ -1,33 +1,19 @@
-"""Data layer: COCO-format loading, top-down transforms and the pose dataset.
+"""Data layer: COCO-format loading, top-down transforms and the pose dataset; the
+SynthPose generator lives in `ocdlib.data.synthpose`."""
 
-Every name is loaded on first use; the SynthPose generator lives in
-`ocdlib.data.synthpose`.
-"""
+from .coco import (
+    AnnotationError,
+    ImageMissingError,
+    ImageReadError,
+    Instance,
+    check_images,
+    load_coco_keypoints,
+    load_detections,
+    read_image,
+)
+from .dataset import TopDownPoseDataset
 
-import importlib
-
-# Loaded on first use: importing a submodule (ocdlib.data.synthpose.spec, which
-# ocdlib.configs needs) must not import the dataset, and with it torch.
-_HOMES = {
-    "AnnotationError": "coco",
-    "ImageMissingError": "coco",
-    "ImageReadError": "coco",
-    "Instance": "coco",
-    "check_images": "coco",
-    "load_coco_keypoints": "coco",
-    "load_detections": "coco",
-    "read_image": "coco",
-    "TopDownPoseDataset": "dataset",
-}
-
-
-def __getattr__(name: str):
-    if name in _HOMES:
-        return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = [  # noqa: F822 (each name is loaded by __getattr__)
+__all__ = [
     "AnnotationError",
     "ImageMissingError",
     "ImageReadError",

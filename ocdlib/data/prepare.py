@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..configs import DataConfig, SynthConfig
-from ..engine.cores import usable_cores
+from ..cores import usable_cores
 from ..errors import MissingFileError
 from ..paths import data_home
 
@@ -28,7 +28,7 @@ class DataPaths:
 
 
 def synth_dir(synth: SynthConfig) -> Path:
-    from .synthpose import SYNTHPOSE_VERSION
+    from ..synth_spec import SYNTHPOSE_VERSION
 
     # The generator's version is part of the key: a rendering change regenerates.
     blob = json.dumps([dataclasses.asdict(synth), SYNTHPOSE_VERSION], sort_keys=True)

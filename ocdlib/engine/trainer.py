@@ -30,6 +30,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from ..configs import Config, validate
+from ..cores import usable_cores
 from ..data.coco import check_images
 from ..data.dataset import SkippedImages, build_datasets
 from ..data.device_decode import decodes_on_device
@@ -50,7 +51,6 @@ from .checkpoint import (
     rng_state,
     set_rng_state,
 )
-from .cores import usable_cores
 from .distributed import DistInfo, all_gather_objects, barrier, cleanup, init_distributed
 from .evaluate import evaluate_model
 from .interrupt import RunInterrupted, StopRequest

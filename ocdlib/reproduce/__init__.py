@@ -13,11 +13,10 @@ The names below are the package's public ones. papermill is imported only when a
 notebook runs, so the time box works on machines without it.
 """
 
-from ..engine.cores import default_jobs, with_share_of_cores
 from .notebooks import notebooks, reproduce
 from .provenance import grid_training_time, provenance_name, write_provenance
 from .records import write_profile_records
-from .scheduler import train_grid, training_order
+from .scheduler import default_jobs, train_grid, training_order, with_share_of_cores
 from .watcher import RunWatcher
 
 __all__ = [

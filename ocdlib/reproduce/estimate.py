@@ -129,7 +129,7 @@ def estimate_grid(
     `teachers(cfg)` give a run's folder name and its teacher's (run_cache.run_dir)."""
     import torch
 
-    from ..engine.cores import usable_cores
+    from ..cores import usable_cores
     from ..run_cache import granted_precision, run_dir
 
     names = names or (lambda c: run_dir(c).name)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .. import tcd_probe
-from ..engine.cores import default_jobs, usable_cores
+from ..cores import usable_cores
 from ..errors import ConfigError
 from ..experiments import grid_configs, notebook_left_out
 from ..paths import REPO_ROOT, report_dir, runs_home
@@ -27,7 +27,7 @@ from .estimate import (
     summary_lines,
 )
 from .provenance import provenance_name, write_provenance
-from .scheduler import finished_seconds, train_grid, training_order
+from .scheduler import default_jobs, finished_seconds, train_grid, training_order
 from .watcher import RunWatcher
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"

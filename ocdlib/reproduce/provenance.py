@@ -7,7 +7,7 @@ import platform
 import time
 from pathlib import Path
 
-from ..engine.cores import cpu_model, usable_cores
+from ..cores import cpu_model, usable_cores
 from ..engine.runs import command_line, git_commit, read_result
 from ..experiments import grid_configs
 from ..run_cache import run_dir

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import replace
 from pathlib import Path
 
 from ..configs import Config
+from ..cores import usable_cores
 from ..data.prepare import resolve_data
-from ..engine.cores import default_jobs, with_share_of_cores
 from ..engine.runs import read_result
 from ..experiments import Experiment, grid_configs
 from ..profiles import NotebookProfile, notebook_profile
@@ -19,6 +20,27 @@ from .estimate import (
     Progress,
     same_run_key,
 )
+
+
+def default_jobs(cores: int | None = None) -> int:
+    """Side-by-side runs for `reproduce`: one per core, one thread each.
+
+    Small CPU models scale poorly over threads (measured in
+    benchmarks/bench_cpu_training.py), so N single-thread runs beat one N-thread run."""
+    return max(1, cores or usable_cores())
+
+
+def with_share_of_cores(cfg: Config, jobs: int, cores: int | None = None) -> Config:
+    """`cfg` set to run as one of `jobs` side-by-side runs (execution fields, not hashed)."""
+    cores = cores or usable_cores()
+    threads = max(1, cores // jobs)
+    # One job per core: the loader runs in the training process (a worker would share its core).
+    workers = 0 if jobs > 1 else cfg.data.num_workers
+    return replace(
+        cfg,
+        data=replace(cfg.data, num_workers=workers),
+        train=replace(cfg.train, num_threads=threads),
+    )
 
 
 def _train_one(cfg: Config) -> str:

@@ -27,7 +27,6 @@ from pathlib import Path
 
 from ..configs import Config
 from ..data.prepare import is_ready, resolve_data
-from ..engine.cores import with_share_of_cores
 from ..engine.evaluate import head_metrics
 from ..engine.run_files import RESULT, RunDir
 from ..engine.runs import git_commit, load_run_config, read_result
@@ -48,6 +47,7 @@ from ..profiles import NotebookProfile, notebook_profile
 from ..run_cache import finished_result, get_run, granted_precision, run_dir
 from ..run_records import find_record, write_record
 from .estimate import Progress
+from .scheduler import with_share_of_cores
 
 # The rows whose claims matter most, on every seed; then the other key rows on the first.
 FIRST_ON_EVERY_SEED = (DEEPPOSE, SIMPLEBASELINE, OCD_WARMUP)

@@ -36,38 +36,20 @@ The image is a pure function of (seed, split, index, image_size, spec): the body
 and whole-body variants of one seed show the same images, only the annotation
 files differ.
 
-The package follows the generator's stages: `spec` (what a copy looks like),
+The package follows the generator's stages (what a copy looks like, its spec, is
+`ocdlib/synth_spec.py`, so that the configs read it without the renderer):
 `layout` (the points a figure is built from), `rotations`, `poses`, `placing`,
 `drawing`, `image` (one image and its labels), `coco_files` (the annotation files
 and a whole copy), `textures` (backgrounds, colours, camera effects) and `cli`.
 """
 
-import importlib
+from ...synth_spec import POSE_MODES, SPLITS, SYNTHPOSE_VERSION, SynthPoseSpec
+from .cli import add_synth_subparser, run_synth
+from .coco_files import generate_synthpose
+from .image import SynthSample, render_synthpose_image
+from .layout import NUM_PARTS, OCCLUDER_LABEL
 
-# Loaded on first use, so that `ocdlib.configs` (which needs only the spec) imports
-# neither the renderer nor PIL.
-_HOMES = {
-    "add_synth_subparser": "cli",
-    "run_synth": "cli",
-    "generate_synthpose": "coco_files",
-    "SynthSample": "image",
-    "render_synthpose_image": "image",
-    "NUM_PARTS": "layout",
-    "OCCLUDER_LABEL": "layout",
-    "POSE_MODES": "spec",
-    "SPLITS": "spec",
-    "SYNTHPOSE_VERSION": "spec",
-    "SynthPoseSpec": "spec",
-}
-
-
-def __getattr__(name: str):
-    if name in _HOMES:
-        return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = [  # noqa: F822 (each name is loaded by __getattr__)
+__all__ = [
     "NUM_PARTS",
     "OCCLUDER_LABEL",
     "POSE_MODES",

@@ -7,8 +7,8 @@ import dataclasses
 import json
 
 from ...errors import ConfigError
+from ...synth_spec import SynthPoseSpec
 from .coco_files import generate_synthpose
-from .spec import SynthPoseSpec
 
 
 def _parse_size(text: str) -> tuple[int, int]:

@@ -15,9 +15,9 @@ import numpy as np
 
 from ...errors import ConfigError, ExistingRunError, GenerationAbandoned
 from ...metainfo import BODY_NAMES, BODY_SKELETON
+from ...synth_spec import SYNTHPOSE_VERSION, SynthPoseSpec
 from .image import render_synthpose_image
 from .layout import FACE0, FOOT0, LHAND0, NUM_WB, RHAND0
-from .spec import SYNTHPOSE_VERSION, SynthPoseSpec
 
 
 def _round_kpts(kps: np.ndarray) -> list:

@@ -9,10 +9,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ...errors import ConfigError
+from ...synth_spec import SPLITS, SynthPoseSpec
 from .drawing import _draw_person
 from .layout import ALLOWED_PARTS, FACE0, FACING_MIN, HEAD_POINTS, NUM_PARTS, NUM_WB, OCCLUDER_LABEL
 from .placing import _place_people, _Placed
-from .spec import SPLITS, SynthPoseSpec
 from .textures import background, camera_effects, random_colour, random_shape, uniform
 
 

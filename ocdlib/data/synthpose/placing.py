@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...synth_spec import SynthPoseSpec
 from .layout import NUM_WB
 from .poses import _Body, _build_body
 from .rotations import _UP, _X, _choose, _clip, _mm, _rot
-from .spec import SynthPoseSpec
 from .textures import uniform
 
 

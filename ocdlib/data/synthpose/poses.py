@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ...synth_spec import POSE_MODES, SynthPoseSpec
 from .layout import (
     _HAIRLINE_LOCAL,
     _NOSE_LIFT,
@@ -47,7 +48,6 @@ from .rotations import (
     _swing,
     _unit,
 )
-from .spec import POSE_MODES, SynthPoseSpec
 from .textures import HAIR_COLOURS, SKIN_TONES, jitter_colour, random_colour, shade, uniform
 
 LIMITS = {

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ...errors import ConfigError
+from .errors import ConfigError
 
 # Bump whenever rendering or labelling changes, so cached copies are regenerated.
 SYNTHPOSE_VERSION = 1

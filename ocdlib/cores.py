@@ -12,12 +12,7 @@ from __future__ import annotations
 import math
 import os
 import platform
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ..configs import Config
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
@@ -55,24 +50,3 @@ def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def default_jobs(cores: int | None = None) -> int:
-    """Side-by-side runs for `reproduce`: one per core, one thread each.
-
-    Small CPU models scale poorly over threads (measured in
-    benchmarks/bench_cpu_training.py), so N single-thread runs beat one N-thread run."""
-    return max(1, cores or usable_cores())
-
-
-def with_share_of_cores(cfg: Config, jobs: int, cores: int | None = None) -> Config:
-    """`cfg` set to run as one of `jobs` side-by-side runs (execution fields, not hashed)."""
-    cores = cores or usable_cores()
-    threads = max(1, cores // jobs)
-    # One job per core: the loader runs in the training process (a worker would share its core).
-    workers = 0 if jobs > 1 else cfg.data.num_workers
-    return replace(
-        cfg,
-        data=replace(cfg.data, num_workers=workers),
-        train=replace(cfg.train, num_threads=threads),
-    )
