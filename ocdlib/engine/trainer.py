@@ -215,9 +215,7 @@ def train_one_epoch(loop: Loop, epoch: int, step: int, log_rows: list[dict]) -> 
             break
         if cfg.train.max_steps and step >= cfg.train.max_steps:
             break
-    settle()  # before anything of this epoch is saved
-    if loop.pace is not None:
-        loop.pace.mark(step)
+    settle()  # before anything of this epoch is saved (_train checks the pace after it)
     loop.batches_done = done_in_epoch if loop.interrupted else 0
     return step
 

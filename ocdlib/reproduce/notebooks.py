@@ -93,15 +93,15 @@ def reproduce(
         RunWatcher(runs_home(), record),
     ):
         t0 = time.perf_counter()
-        grid = grid_configs(record, [b.name[:2] for b in books])
+        ids = [b.name[:2] for b in books]
+        grid = grid_configs(record, ids)
         cached = sum(is_finished(c) for _, c in grid)
         cache_state = (
             f"run cache at the start: {cached} of the {len(grid)} runs of the grid finished"
             + (" (empty: every run trained by this command)" if cached == 0 else "")
         )
         print(cache_state, flush=True)
-        ids = [b.name[:2] for b in books]
-        progress = _announce(record, ids, jobs, len(books)) if train_missing else None
+        progress = _announce(grid, jobs, len(books)) if train_missing else None
         if progress is not None:
             est = progress.estimate
             extra_lines.append(
@@ -234,10 +234,9 @@ def _execute(nb: Path, running: Path, out_dir: Path, profile: str) -> None:
     os.replace(partial, out_dir / "notebooks" / nb.name)
 
 
-def _announce(record: NotebookProfile, ids: list[str], jobs: int, books: int, say=print):
-    """Say what will be trained and how long it should take; the Progress that follows it
-    (None when nothing is left to train)."""
-    grid = grid_configs(record, ids)
+def _announce(grid, jobs: int, books: int, say=print):
+    """Say what of `grid` will be trained and how long it should take; the Progress that
+    follows it (None when nothing is left to train)."""
     todo = training_order([(e, c) for e, c in grid if not is_finished(c)])
     if not todo:
         return None
