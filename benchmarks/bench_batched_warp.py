@@ -17,7 +17,6 @@ idle machine.
 from __future__ import annotations
 
 import argparse
-import subprocess
 
 import numpy as np
 import torch
@@ -27,6 +26,7 @@ from ocdlib.bench.run import machine
 from ocdlib.bench.timing import SEED, Spread, interleaved, ratio_to
 from ocdlib.data.batched_warp import normalize_batch, stack_images, warp_batch
 from ocdlib.data.transforms import get_warp_matrix, normalize_image, warp_image
+from ocdlib.engine.run_dir import git_commit
 
 # name: (image (W, H), crop (W, H), batch)
 SIZES = {
@@ -51,9 +51,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=9)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    commit = git_commit()
     m = machine(torch.device("cpu"))
     print(
         f"{m['cpu']}, {m['cores_usable']} cores; torch {torch.__version__}, 1 thread; "

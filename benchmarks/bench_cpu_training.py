@@ -39,7 +39,7 @@ import torch
 from ocdlib.configs import build_config
 from ocdlib.cores import cpu_model, usable_cores
 from ocdlib.engine.precision import Precision, cpu_has_fast_bf16
-from ocdlib.engine.runs import git_commit
+from ocdlib.engine.run_dir import git_commit
 from ocdlib.losses import build_objective
 from ocdlib.metainfo import get_dataset_info
 from ocdlib.models import build_model

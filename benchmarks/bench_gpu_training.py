@@ -47,13 +47,13 @@ from ocdlib.data.image_bank import hold_images
 from ocdlib.data.layout import resolve_layout
 from ocdlib.data.prepare import resolve_data
 from ocdlib.engine.distributed import DistInfo
-from ocdlib.engine.precision import resolve_precision
-from ocdlib.engine.runs import git_commit
+from ocdlib.engine.run_dir import git_commit
 from ocdlib.engine.trainer import backward_step, forward_loss, make_loader
 from ocdlib.losses import build_objective
 from ocdlib.metainfo import get_dataset_info
 from ocdlib.models import build_model
 from ocdlib.models.complexity import count_macs
+from ocdlib.runs.cache import run_precision
 
 METHODS = (
     ("DeepPose-R50", "deeppose"),
@@ -87,7 +87,7 @@ def build_step(method: str, batch: int, device, compiled: bool):
     torch.manual_seed(0)
     model = build_model(cfg.model, k, cfg.data.input_size, cfg.data.heatmap_size).to(device)
     macs = count_macs(model, cfg.data.input_size)
-    precision = resolve_precision(cfg.train.amp, device)
+    precision = run_precision(cfg, device)
     model = precision.model(model)
     model.train()
     runner = torch.compile(model) if compiled else model

@@ -15,7 +15,6 @@ an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import subprocess
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +23,7 @@ import ocdlib.codecs as codecs
 from ocdlib.bench.run import machine
 from ocdlib.bench.timing import SEED, Spread, interleaved, ratio_to
 from ocdlib.bench.training_cost import step_setup
+from ocdlib.engine.run_dir import git_commit
 
 BLUR_SHAPES = {
     "cpu body, batch 32 x 17 x 32x24": (32, 17, 32, 24),
@@ -72,9 +72,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=9)
     args = ap.parse_args()
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    commit = git_commit()
     m = machine(torch.device("cpu"))
     print(
         f"{m['cpu']}, {m['cores_usable']} cores, bf16 instructions: "

@@ -26,10 +26,11 @@ import argparse
 import json
 from pathlib import Path
 
-from ocdlib.engine.runs import read_result
-from ocdlib.experiments import grid_configs
+from ocdlib.engine.run_dir import read_result
+from ocdlib.grid.gather import grid_configs
+from ocdlib.profiles import notebook_profile
 from ocdlib.reproduce import training_order
-from ocdlib.run_cache import run_dir
+from ocdlib.runs.cache import run_dir
 
 ALLOWANCE_MIN = 0.5  # data set-up and final evaluation of one run (0.1 to 0.4 min measured)
 
@@ -91,7 +92,7 @@ def main() -> None:
     if args.scaling:
         speed = per_run_speed(json.load(open(args.scaling))["scaling"], args.records_jobs)
 
-    grid = training_order(grid_configs(args.profile))
+    grid = training_order(grid_configs(notebook_profile(args.profile)))
     durations, missing, total = [], [], 0.0
     for _, cfg in grid:
         result = read_result(run_dir(cfg))

@@ -29,12 +29,14 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from ocdlib import experiments as E
 from ocdlib.engine.precision import tag_of_record
-from ocdlib.reporting import git_state
+from ocdlib.grid.gather import config_for
+from ocdlib.grid.rows import by_label
+from ocdlib.profiles import notebook_profile
+from ocdlib.report.provenance import git_state
 from ocdlib.reproduce import with_share_of_cores
-from ocdlib.run_cache import get_run, is_finished, run_dir
-from ocdlib.run_records import write_record
+from ocdlib.runs.cache import get_run, is_finished, run_dir
+from ocdlib.runs.records import write_record
 
 PIPELINES = ("cpu", "device")
 
@@ -88,14 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("reports/device_pipeline"))
     args = p.parse_args(argv)
+    profile = notebook_profile(args.profile)
 
     rows: dict[str, dict[str, dict[int, dict]]] = {}
     pairs_file = args.out / "paired.json"
     paired: list[dict] = json.loads(pairs_file.read_text()) if pairs_file.is_file() else []
     base = {
-        label: {
-            s: E.config_for(E.by_label(label), args.profile, s) for s in args.seeds + args.paired
-        }
+        label: {s: config_for(by_label(label), profile, s) for s in args.seeds + args.paired}
         for label in args.rows
     }
     for label in args.rows:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import KitError, RunInterrupted
 from .predict import DEFAULT_DET_THR
-from .profiles import NOTEBOOK_PROFILES
+from .profiles import NOTEBOOK_PROFILES, notebook_profile
 
 
 def cmd_data_check(args) -> int:
@@ -69,12 +69,13 @@ def cmd_presets(args) -> int:
 def cmd_train(args) -> int:
     from .configs import build_config
     from .engine.trainer import train
-    from .run_cache import run_dir
+    from .runs.cache import run_dir, run_precision
 
     cfg = build_config(args.config, args.set)
     out = Path(args.out) if args.out else run_dir(cfg)
     print(f"config {cfg.name} ({cfg.hash}) -> {out}", file=sys.stderr)
-    result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    precision = run_precision(cfg)
+    result = train(cfg, out, resume=args.resume, progress=not args.no_progress, precision=precision)
     if result:
         print(json.dumps(result.get("metrics", result), indent=1))
     return 0
@@ -107,17 +108,18 @@ def cmd_predict(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
+    profile = notebook_profile(args.profile)
     if args.minutes is not None and args.out:  # a GPU allocation: records, no notebooks
         from .reproduce.timebox import reproduce_within
 
-        reproduce_within(args.profile, args.minutes, Path(args.out), jobs=args.jobs or 1)
+        reproduce_within(profile, args.minutes, Path(args.out), jobs=args.jobs or 1)
         return 0
     if args.out:
         raise KitError("reproduce --out goes with --minutes (the folder for the run records)")
     from .reproduce import reproduce
 
     return reproduce(
-        profile=args.profile,
+        profile=profile,
         only=args.only,
         jobs=args.jobs,
         train_missing=not args.no_train,
@@ -128,12 +130,12 @@ def cmd_reproduce(args) -> int:
 def cmd_records(args) -> int:
     from .reproduce import write_profile_records
 
-    write_profile_records(args.profile, Path(args.out) if args.out else None)
+    write_profile_records(notebook_profile(args.profile), Path(args.out) if args.out else None)
     return 0
 
 
 def cmd_readme(args) -> int:
-    from .readme import main
+    from .report.readme import main
 
     return main(check=args.check)
 

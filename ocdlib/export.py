@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine.runs import load_run_model
+from .engine.run_dir import load_run_model
 
 
 class StudentGraph(torch.nn.Module):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .profiles import notebook_profile
+from .profiles import NotebookProfile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Four COCO val2017 photographs with body and whole-body annotations and person
@@ -36,8 +36,8 @@ def reports_home() -> Path:
     return Path(os.environ.get("OCDLIB_REPORTS") or REPO_ROOT / "reports")
 
 
-def report_dir(profile: str) -> Path:
+def report_dir(profile: NotebookProfile) -> Path:
     """Where a notebook profile's tables and figures go: the cpu profile's to reports/
     itself, the others' to reports/<profile>/."""
-    folder = notebook_profile(profile).report_folder
+    folder = profile.report_folder
     return reports_home() / folder if folder else reports_home()

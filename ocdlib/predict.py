@@ -19,7 +19,7 @@ from .data.transforms import (
     normalized_to_image,
     warp_image,
 )
-from .engine.runs import load_run_model
+from .engine.run_dir import load_run_model
 from .errors import AnnotationError, ConfigError
 
 # mmpose's top-down demo keeps detections with score > bbox_thr = 0.3.
@@ -100,7 +100,7 @@ def predict_image(
     Returns the paths written."""
     from matplotlib.figure import Figure
 
-    from .viz import draw_pose, save_figure
+    from .report.viz import draw_pose, save_figure
 
     if not 0.0 <= det_thr <= 1.0:
         raise ConfigError(f"--det-thr {det_thr}: a detection score threshold is in [0, 1]")

@@ -286,7 +286,7 @@ def test_two_writers_on_one_run_one_refuses_the_other_finishes_whole(synth, tmp_
 
 
 def test_eval_into_a_run_that_is_being_written_is_refused(synth, tmp_path, capsys):
-    from ocdlib.engine.runs import run_lock
+    from ocdlib.engine.run_dir import run_lock
 
     out = tmp_path / "run"
     cfg = build_config("smoke_deeppose", {"data.root": str(synth), "train.max_steps": 2})

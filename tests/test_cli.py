@@ -9,8 +9,9 @@ import pytest
 
 from ocdlib.__main__ import main
 from ocdlib.configs import build_config
-from ocdlib.engine.runs import command_line
+from ocdlib.engine.run_dir import command_line
 from ocdlib.engine.trainer import train
+from ocdlib.profiles import NOTEBOOK_PROFILES as PROFILES
 from ocdlib.reproduce import RunWatcher
 
 
@@ -139,7 +140,7 @@ def test_run_watcher_reports_start_epochs_and_finish(tmp_path):
     runs = tmp_path / "runs"
     old = _fake_run(runs, "cpu_deeppose-aaaa-s0")
     (old / "result.json").write_text(json.dumps({"metrics": {"AP": 0.5}}))
-    watcher = RunWatcher(runs, "cpu")
+    watcher = RunWatcher(runs, PROFILES["cpu"])
     assert watcher.poll() == []  # runs finished before it started are quiet
     new = _fake_run(runs, "cpu_ocd-bbbb-s0")
     _fake_run(runs, "smoke_ocd-cccc-s0")  # another profile: not watched
@@ -155,9 +156,9 @@ def test_run_watcher_reports_start_epochs_and_finish(tmp_path):
     (new / "result.json").write_text("{not json")
     _fake_run(runs, "cpu_rle-dddd-s0").joinpath("config.json").write_text("{")
     assert watcher.poll() == []  # unreadable records are skipped, never raised
-    assert RunWatcher(tmp_path / "missing", "cpu").poll() == []
+    assert RunWatcher(tmp_path / "missing", PROFILES["cpu"]).poll() == []
     # The full grid trains the cpu profile's configs: its watcher sees cpu_* runs.
-    full = RunWatcher(runs, "cpu_full")
+    full = RunWatcher(runs, PROFILES["cpu_full"])
     _fake_run(runs, "cpu_tcd-eeee-s0")
     assert full.poll() == ["    cpu_tcd-eeee-s0: training, 3 epochs"]
 
@@ -170,20 +171,21 @@ def test_runs_record_the_reproduce_command_inside_a_notebook(monkeypatch):
 
 
 def test_provenance_sums_the_grids_training_time(tmp_path, monkeypatch):
-    from ocdlib.experiments import by_label, grid_configs, run_dirs
-    from ocdlib.reproduce import grid_training_time
+    from ocdlib.grid.gather import grid_configs, run_dirs
+    from ocdlib.grid.rows import by_label
+    from ocdlib.report.provenance import grid_training_time
 
     monkeypatch.setenv("OCDLIB_RUNS", str(tmp_path / "runs"))
     # Counted over the runs that reproduce trains: rows the profile leaves out are not.
-    n = len(grid_configs("smoke"))
-    empty = grid_training_time("smoke")
+    n = len(grid_configs(PROFILES["smoke"]))
+    empty = grid_training_time(PROFILES["smoke"])
     assert empty.startswith(
         f"training time of the grid's runs, from their own records: 0 min for 0 of the {n} runs"
     )
-    run = run_dirs(by_label("DeepPose"), "smoke")[0]
+    run = run_dirs(by_label("DeepPose"), PROFILES["smoke"])[0]
     run.mkdir(parents=True)
     (run / "result.json").write_text(json.dumps({"train_time_s": 600.0}))
-    assert f": 10 min for 1 of the {n} runs of the grid" in grid_training_time("smoke")
+    assert f": 10 min for 1 of the {n} runs of the grid" in grid_training_time(PROFILES["smoke"])
 
 
 def test_a_bug_in_the_kit_keeps_its_traceback(monkeypatch):

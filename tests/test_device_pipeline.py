@@ -13,8 +13,8 @@ from ocdlib.data import TopDownPoseDataset, load_coco_keypoints
 from ocdlib.data.device_pipeline import collate_of, finish_batch, finished_sample
 from ocdlib.data.transforms import IMAGENET_STD
 from ocdlib.engine.trainer import train
-from ocdlib.figures import _train_instances, augmented_crops_figure, targets_figure
 from ocdlib.metainfo import COCO_BODY
+from ocdlib.report.pictures import _train_instances, augmented_crops_figure, targets_figure
 
 CFG = DataConfig(input_size=(96, 128), heatmap_size=(24, 32), flip_prob=0.5, rotate_prob=0.8)
 

@@ -12,9 +12,9 @@ import torch
 import torch.multiprocessing as mp
 
 from ocdlib.configs import build_config
-from ocdlib.engine import runs as runs_mod
+from ocdlib.engine import run_dir as runs_mod
 from ocdlib.engine.trainer import NonFiniteLossError, lr_factor, train
-from ocdlib.run_cache import get_run, run_dir
+from ocdlib.runs.cache import get_run, run_dir
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_smoke_run_writes_result_and_the_cache_reuses_it(homes, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("the cache should not train again")
 
-    monkeypatch.setattr("ocdlib.run_cache.train", boom)
+    monkeypatch.setattr("ocdlib.runs.cache.train", boom)
     again = get_run(cfg, progress=False)
     assert again["metrics"] == result["metrics"]
 

@@ -3,7 +3,8 @@
 import pytest
 from conftest import FakeClock
 
-from ocdlib.experiments import grid_configs
+from ocdlib.grid.gather import grid_configs
+from ocdlib.profiles import NOTEBOOK_PROFILES as PROFILES
 from ocdlib.reproduce import estimate, training_order
 from ocdlib.reproduce.estimate import GridEstimate, Progress, RunEstimate, estimate_grid, schedule
 
@@ -47,7 +48,7 @@ def test_the_progress_line_counts_side_by_side_runs_and_rescales_the_eta():
 
 
 def test_the_estimate_measures_within_its_budget_and_uses_finished_runs(homes):
-    todo = [c for _, c in training_order(grid_configs("smoke", ["01"]))]
+    todo = [c for _, c in training_order(grid_configs(PROFILES["smoke"], ["01"]))]
     est = estimate_grid(todo, jobs=2, notebooks=1, budget_s=30)
     assert est.measured_s < 30
     assert len(est.runs) == len(todo) and all(r.seconds > 0 for r in est.runs)
@@ -65,7 +66,7 @@ def test_reproduce_prints_the_estimate_and_a_progress_line_and_keeps_its_minutes
     from ocdlib.reproduce import reproduce
 
     clock = FakeClock(tick=1.0)
-    assert reproduce("smoke", only=["02"], jobs=1, minutes=2.5, clock=clock) == 0
+    assert reproduce(PROFILES["smoke"], only=["02"], jobs=1, minutes=2.5, clock=clock) == 0
     out = capsys.readouterr().out
     assert "runs to train, 0 found finished; this machine trains in" in out
     assert "expected wall time: about" in out

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ocdlib.experiments import grid_configs
+from ocdlib.grid.gather import grid_configs
 from ocdlib.profiles import NOTEBOOK_PROFILES
 
 HASHES = json.loads((Path(__file__).parent / "data" / "grid_hashes.json").read_text())
@@ -15,7 +15,8 @@ HASHES = json.loads((Path(__file__).parent / "data" / "grid_hashes.json").read_t
 
 @pytest.mark.parametrize("profile", list(NOTEBOOK_PROFILES))
 def test_every_run_of_the_grid_keeps_its_config_hash(profile):
-    now = sorted(f"{c.name}-{c.hash}-s{c.train.seed}" for _, c in grid_configs(profile))
+    grid = grid_configs(NOTEBOOK_PROFILES[profile])
+    now = sorted(f"{c.name}-{c.hash}-s{c.train.seed}" for _, c in grid)
     assert now == HASHES[profile], (
         f"{profile}: moved {sorted(set(HASHES[profile]) - set(now))[:5]}, "
         f"new {sorted(set(now) - set(HASHES[profile]))[:5]}"

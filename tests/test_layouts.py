@@ -15,7 +15,7 @@ from ocdlib.configs import build_config
 from ocdlib.data.synthpose import generate_synthpose
 from ocdlib.engine.trainer import train
 from ocdlib.metainfo import CROWDPOSE, flip_pairs_from_names, layout_from_category
-from ocdlib.viz import sample_figure
+from ocdlib.report.viz import sample_figure
 
 CROWDPOSE_SIGMAS = [
     .079, .079, .072, .072, .062, .062, .107, .107, .087, .087, .089, .089, .079, .079,

@@ -9,13 +9,7 @@ import torch
 
 from ocdlib import codecs
 from ocdlib.configs import Config, DataConfig, LossConfig, ModelConfig
-from ocdlib.losses import (
-    HeatmapMSELoss,
-    L1Loss,
-    RLELoss,
-    SmoothL1Loss,
-    build_objective,
-)
+from ocdlib.losses import HeatmapMSELoss, L1Loss, RLELoss, SmoothL1Loss, build_objective
 from ocdlib.metainfo import COCO_BODY
 from ocdlib.models import build_model
 
@@ -23,16 +17,11 @@ K = 17
 INPUT = (48, 64)  # (W, H)
 HM = (12, 16)
 DATA = DataConfig(input_size=INPUT, heatmap_size=HM, sigma=2.0)
-NO_WEIGHTS = dict(
-    reg_weight=0.0,
-    hm_weight=0.0,
-    task_distill_weight=0.0,
-    head_distill_weight=0.0,
-    cross_head_weight=0.0,
-    small_hm_weight=0.0,
-    small_head_distill_weight=0.0,
-    small_task_distill_weight=0.0,
-)
+NO_WEIGHTS = dict.fromkeys(
+    ("reg_weight", "hm_weight", "task_distill_weight", "head_distill_weight", "cross_head_weight",
+     "small_hm_weight", "small_head_distill_weight", "small_task_distill_weight"),
+    0.0,
+)  # fmt: skip
 
 
 def make_cfg(heads=("reg", "hm", "hm_small"), backbone="resnet18", **loss) -> Config:

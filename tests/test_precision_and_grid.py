@@ -16,24 +16,23 @@ from ocdlib.configs import build_config
 from ocdlib.cores import cgroup_cpu_limit
 from ocdlib.engine import precision as precision_mod
 from ocdlib.engine.precision import cpu_has_fast_bf16, resolve_precision
-from ocdlib.experiments import (
+from ocdlib.grid.claims import FLOORS, TARGET
+from ocdlib.grid.gather import grid_configs, run_dirs
+from ocdlib.grid.rows import (
     DEEPPOSE,
-    FLOORS,
     OCD_DEEPPOSE,
     OCD_RLE,
     RLE,
     SIMPLEBASELINE,
-    TARGET,
     TCD_DEEPPOSE,
-    grid_configs,
     notebook_left_out,
     notebook_rows,
-    run_dirs,
     skipped_on,
 )
-from ocdlib.reporting import clear_notebook_outputs
+from ocdlib.profiles import NOTEBOOK_PROFILES as PROFILES
+from ocdlib.report.notebook import clear_notebook_outputs
 from ocdlib.reproduce import train_grid, with_share_of_cores
-from ocdlib.run_cache import run_dir
+from ocdlib.runs.cache import run_dir
 
 
 def test_bf16_needs_the_cpu_flags(tmp_path):
@@ -107,20 +106,24 @@ def test_execution_fields_do_not_change_the_hash():
 
 
 def test_grid_lists_teachers_once_and_with_their_students():
-    rows = grid_configs("smoke", ["03"])
+    rows = grid_configs(PROFILES["smoke"], ["03"])
     dirs = [str(run_dir(c)) for _, c in rows]
     assert len(dirs) == len(set(dirs))
     teachers = {c.loss.teacher_run for _, c in rows if c.loss.teacher_run}
     assert teachers and teachers <= set(dirs)
-    assert len(grid_configs("smoke", ["06"])) >= len(grid_configs("smoke", ["01", "02"]))
+    assert len(grid_configs(PROFILES["smoke"], ["06"])) >= len(
+        grid_configs(PROFILES["smoke"], ["01", "02"])
+    )
 
 
 def test_the_default_cpu_grid_is_the_full_grid_less_the_rows_cut_for_time():
-    cpu = {run_dir(c).name: e for e, c in grid_configs("cpu")}
-    full = {run_dir(c).name: e for e, c in grid_configs("cpu_full")}
+    cpu = {run_dir(c).name: e for e, c in grid_configs(PROFILES["cpu"])}
+    full = {run_dir(c).name: e for e, c in grid_configs(PROFILES["cpu_full"])}
     assert set(cpu) < set(full)  # the same configs: the full grid reuses every default run
     cut = {e for e in full.values()} - set(cpu.values())
-    assert cut and all(skipped_on(e, "cpu") and not skipped_on(e, "cpu_full") for e in cut)
+    assert cut and all(
+        skipped_on(e, PROFILES["cpu"]) and not skipped_on(e, PROFILES["cpu_full"]) for e in cut
+    )
     # The default keeps the key comparisons on every seed and the rows of the floors.
     key = {e for e in cpu.values() if e.key}
     for e in key:
@@ -131,10 +134,13 @@ def test_the_default_cpu_grid_is_the_full_grid_less_the_rows_cut_for_time():
 
 
 def test_reproduce_skips_a_notebook_none_of_whose_rows_runs():
-    assert "full grid" in notebook_left_out("04", "cpu")
-    for profile in ("smoke", "cpu_full"):
+    assert "full grid" in notebook_left_out("04", PROFILES["cpu"])
+    for profile in (PROFILES["smoke"], PROFILES["cpu_full"]):
         assert not any(notebook_left_out(f"0{i}", profile) for i in range(7)), profile
-    assert notebook_left_out("00", "cpu") is None and notebook_left_out("06", "cpu") is None
+    assert (
+        notebook_left_out("00", PROFILES["cpu"]) is None
+        and notebook_left_out("06", PROFILES["cpu"]) is None
+    )
 
 
 def test_a_notebooks_old_outputs_are_cleared_and_only_its_own(tmp_path):
@@ -156,8 +162,13 @@ def homes(tmp_path, monkeypatch):
 
 def test_train_grid_side_by_side_fills_the_cache_teachers_first(homes):
     lines = []
-    trained = train_grid("smoke", ["03"], jobs=2, out=lambda *a, **k: lines.append(a[0]))
-    rows = grid_configs("smoke", ["03"])
+    trained = train_grid(
+        PROFILES["smoke"],
+        ["03"],
+        jobs=2,
+        out=lambda *a, **k: lines.append(a[0]),
+    )
+    rows = grid_configs(PROFILES["smoke"], ["03"])
     assert trained == len(rows)
     for _, cfg in rows:
         result = run_dir(cfg) / "result.json"
@@ -167,7 +178,7 @@ def test_train_grid_side_by_side_fills_the_cache_teachers_first(homes):
         if cfg.loss.teacher_run:
             teacher = os.path.getmtime(os.path.join(cfg.loss.teacher_run, "result.json"))
             assert os.path.getmtime(run_dir(cfg) / "config.json") >= teacher
-    assert train_grid("smoke", ["03"], jobs=2) == 0  # everything cached now
+    assert train_grid(PROFILES["smoke"], ["03"], jobs=2) == 0  # everything cached now
 
 
 def _grid_time():
@@ -190,8 +201,9 @@ def test_grid_time_replays_the_schedule_of_reproduce():
     assert grid_time.replay([("s", "outside", 2.0)], 2) == 2  # a teacher in the cache
 
 
-@pytest.mark.parametrize("profile", ["cpu", "cpu_full"])
-def test_reproduce_only_trains_every_run_a_notebook_gathers(profile):
+@pytest.mark.parametrize("name", ["cpu", "cpu_full"])
+def test_reproduce_only_trains_every_run_a_notebook_gathers(name):
+    profile = PROFILES[name]
     # `reproduce --only NN` trains its grid side by side before the notebook runs; a
     # run the notebook gathers but the grid lacks would be trained inside it, one by one.
     for nb in ("01", "02", "03", "04", "05"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -85,7 +87,7 @@ def _import_graph() -> dict[str, set[str]]:
 
 def test_no_module_imports_one_that_imports_it_back():
     graph = _import_graph()
-    assert "ocdlib.engine.trainer" in graph and "ocdlib.reporting" in graph
+    assert "ocdlib.engine.trainer" in graph and "ocdlib.report.tables" in graph
     done: set[str] = set()
 
     def visit(module: str, path: list[str]) -> None:
@@ -100,6 +102,56 @@ def test_no_module_imports_one_that_imports_it_back():
 
     for module in sorted(graph):
         visit(module, [])
+
+
+# The floors of the package, from the ground up (docs/ARCHITECTURE.md, "Layers"): a module
+# imports modules of its own floor or of floors below it, never above.
+LAYERS = (
+    ("ocdlib.errors", "ocdlib.metainfo", "ocdlib.synth_spec", "ocdlib.cores", "ocdlib.profiles",
+     "ocdlib.paths", "ocdlib.configs"),
+    ("ocdlib.data", "ocdlib.models", "ocdlib.losses", "ocdlib.codecs", "ocdlib.coco_eval"),
+    ("ocdlib.engine",),
+    ("ocdlib.runs",),
+    ("ocdlib.grid",),
+    ("ocdlib.report", "ocdlib.bench", "ocdlib.export", "ocdlib.predict"),
+    ("ocdlib.reproduce",),
+    ("ocdlib.__main__",),
+)  # fmt: skip
+
+
+def _floor(module: str) -> int:
+    if module == "ocdlib":  # the package's __init__: its version, nothing imported
+        return 0
+    for i, floor in enumerate(LAYERS):
+        if any(module == top or module.startswith(top + ".") for top in floor):
+            return i
+    raise AssertionError(f"{module} is on no floor of LAYERS (tests/test_project.py)")
+
+
+def test_no_module_imports_from_a_floor_above_its_own():
+    graph = _import_graph()
+    upward = [
+        f"{module} (floor {_floor(module)}) imports {target} (floor {_floor(target)})"
+        for module, targets in sorted(graph.items())
+        for target in sorted(targets)
+        if _floor(target) > _floor(module)
+    ]
+    assert not upward, "imports from a higher floor:\n" + "\n".join(upward)
+
+
+def test_the_floor_check_sees_an_upward_import():
+    # The engine importing the grid would be an upward arrow.
+    assert _floor("ocdlib.grid.rows") > _floor("ocdlib.engine.trainer")
+    assert _floor("ocdlib.configs.schema") < _floor("ocdlib.data.dataset")
+
+
+def test_importing_the_grid_loads_no_torch():
+    code = (
+        "import sys, ocdlib.grid, ocdlib.grid.rows, ocdlib.grid.claims, ocdlib.grid.judge; "
+        "print(sorted(m for m in ('torch', 'PIL', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 def test_the_import_walk_counts_imports_inside_functions():

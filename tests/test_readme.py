@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ocdlib import readme
+from ocdlib.report import readme
 
 ROOT = Path(__file__).resolve().parents[1]
 

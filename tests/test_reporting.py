@@ -10,16 +10,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ocdlib import comparisons as claims_mod
-from ocdlib import figures, reporting
 from ocdlib.data.stats import annotation_stats, stats_frame
-from ocdlib.experiments import FLOORS, by_label, comparisons_among, config_for, gather
+from ocdlib.grid import judge as claims_mod
+from ocdlib.grid.claims import FLOORS, comparisons_among
+from ocdlib.grid.gather import config_for, gather
+from ocdlib.grid.rows import by_label
+from ocdlib.profiles import NOTEBOOK_PROFILES as PROFILES
+from ocdlib.report import figures, pictures
+from ocdlib.report import tables as reporting
 
 
 def _result(label: str, seed: int, ap: float, **extra) -> dict:
     """A result dict as run_experiment returns it, with made-up numbers."""
     exp = by_label(label)
-    cfg = config_for(exp, "smoke", seed) if not exp.teacher else _no_teacher(exp, seed)
+    cfg = config_for(exp, PROFILES["smoke"], seed) if not exp.teacher else _no_teacher(exp, seed)
     metrics = {"AP": ap, "AP50": ap + 0.1, "AP75": ap - 0.1, "AR": ap + 0.05}
     metrics.update(extra.pop("metrics", {}))
     return {
@@ -75,9 +79,9 @@ def test_results_frame_wholebody_parts_and_undefined_metrics():
 
 def test_head_description_names_reduced_head_size():
     assert reporting.head_description(
-        config_for(by_label("Reduced head N=0 alone"), "smoke", 0)
+        config_for(by_label("Reduced head N=0 alone"), PROFILES["smoke"], 0)
     ) == ("heatmap (reduced) N=0")
-    cfg = config_for(by_label("SimpleBaseline (heatmap)"), "smoke", 0)
+    cfg = config_for(by_label("SimpleBaseline (heatmap)"), PROFILES["smoke"], 0)
     assert reporting.head_description(cfg) == "heatmap N=3 C=64"
 
 
@@ -125,7 +129,9 @@ def test_markdown_table_layout_alignment_and_escaping():
 
 def test_write_table_writes_md_csv_and_provenance(tmp_path):
     df = pd.DataFrame({"label": ["DeepPose"], "AP": [40.04]})
-    md, csv = reporting.write_table(df, tmp_path / "tables" / "01_x", "smoke", "01_baselines", "T")
+    md, csv = reporting.write_table(
+        df, tmp_path / "tables" / "01_x", PROFILES["smoke"], "01_baselines", "T"
+    )
     text = md.read_text()
     assert text.startswith("# T\n")
     assert "python -m ocdlib reproduce --profile smoke --only 01" in text
@@ -149,7 +155,7 @@ def _rows(summary):
 
 def _claims(summary):
     """The comparisons between the rows of `summary` (as a notebook that gathered them)."""
-    return comparisons_among(_rows(summary), "smoke")
+    return comparisons_among(_rows(summary), PROFILES["smoke"])
 
 
 def test_comparisons_margin_exceeds_twice_the_spread():
@@ -272,7 +278,7 @@ def test_results_markdown_has_every_section():
             ("OCD: head distillation only (c)", [0.45]),
         ]
     )
-    text = reporting.results_markdown(summary, _rows(summary), "smoke")
+    text = reporting.results_markdown(summary, _rows(summary), PROFILES["smoke"])
     for part in (
         "# Results (smoke profile)",
         "## All experiments",
@@ -292,7 +298,7 @@ def test_results_markdown_has_every_section():
 
 def test_write_results_and_first_runs(tmp_path):
     summary = _summary([("DeepPose", [0.40, 0.42]), ("OCD-DeepPose", [0.50, 0.52])])
-    md, csv = reporting.write_results(summary, _rows(summary), tmp_path, "cpu")
+    md, csv = reporting.write_results(summary, _rows(summary), tmp_path, PROFILES["cpu"])
     assert md == tmp_path / "results.md" and "## Benchmark checks" in md.read_text()
     table = pd.read_csv(csv)
     assert list(table["label"]) == ["DeepPose", "OCD-DeepPose"]
@@ -366,13 +372,13 @@ def test_smoke_runs_deployed_sizes_and_pictures(tmp_path, monkeypatch, coco_samp
     smoke = configs.BASES["smoke"]
     monkeypatch.setitem(
         configs.BASES,
-        "smoke",
+        PROFILES["smoke"],
         lambda: dataclasses.replace(
             smoke(), train=dataclasses.replace(smoke().train, epochs=1, max_steps=2)
         ),
     )
     rows = [by_label("DeepPose"), by_label("OCD-DeepPose")]
-    results = gather(rows, "smoke")
+    results = gather(rows, PROFILES["smoke"])
     df = reporting.results_frame(results)
     assert list(df["label"]) == ["DeepPose", "OCD-DeepPose"]
     assert list(df["head"]) == ["regression", "regression"]
@@ -380,14 +386,14 @@ def test_smoke_runs_deployed_sizes_and_pictures(tmp_path, monkeypatch, coco_samp
     summary = reporting.summary_frame(df)
     assert reporting.same_deployed_size(summary, "OCD-DeepPose", "DeepPose")
     # The heatmap head trained beside it is gone from the deployed model.
-    from ocdlib.engine.runs import load_run_model
+    from ocdlib.engine.run_dir import load_run_model
 
     full, _ = load_run_model(df.iloc[1]["run_dir"])
     student, _ = load_run_model(df.iloc[1]["run_dir"], student=True)
     n_student = sum(p.numel() for p in student.parameters())
     assert n_student == df.iloc[0]["params"] < sum(p.numel() for p in full.parameters())
     # Asked again, the runs come from the cache.
-    again = gather(rows, "smoke")
+    again = gather(rows, PROFILES["smoke"])
     assert [r["run_dir"] for r in again] == list(df["run_dir"])
     assert (tmp_path / "runs" / ".locks").is_dir()
 
@@ -409,16 +415,16 @@ def test_smoke_runs_deployed_sizes_and_pictures(tmp_path, monkeypatch, coco_samp
 
     # Pictures: ground truth, then one panel per run, for each image.
     runs = reporting.first_runs(summary)
-    fig = figures.keypoint_comparison(runs, n_images=1)
+    fig = pictures.keypoint_comparison(runs, n_images=1)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[0].startswith("ground truth: ") and titles[1:] == ["DeepPose", "OCD-DeepPose"]
-    fig = figures.coco_sample_comparison(runs, coco_dir=coco_sample_dir, n_images=2)
+    fig = pictures.coco_sample_comparison(runs, coco_dir=coco_sample_dir, n_images=2)
     assert len(fig.axes) == 6 and "not expected to work well" in fig._suptitle.get_text()
-    assert figures.coco_sample_comparison(runs, coco_dir=tmp_path / "absent") is None
+    assert pictures.coco_sample_comparison(runs, coco_dir=tmp_path / "absent") is None
     assert (reporting.add_latency(summary, repeats=2)["latency_ms"] > 0).all()
     cfg = results[0]["config"]
-    assert len(figures.augmented_crops_figure(cfg, n=2, epochs=(0,)).axes) == 4
-    fig = figures.targets_figure(cfg, index=0)
+    assert len(pictures.augmented_crops_figure(cfg, n=2, epochs=(0,)).axes) == 4
+    fig = pictures.targets_figure(cfg, index=0)
     assert [ax.get_title() for ax in fig.axes][:2] == [
         "regression targets",
         "heatmap targets (max of 17)",

@@ -5,10 +5,12 @@ import json
 import pytest
 import torch
 
-from ocdlib import run_cache
 from ocdlib.configs import build_config
 from ocdlib.engine.precision import resolve_precision, tag_of_record
-from ocdlib.experiments import SIMPLEBASELINE, TCD_DEEPPOSE, config_for
+from ocdlib.grid.gather import config_for
+from ocdlib.grid.rows import SIMPLEBASELINE, TCD_DEEPPOSE
+from ocdlib.profiles import NOTEBOOK_PROFILES as PROFILES
+from ocdlib.runs import cache as run_cache
 
 
 @pytest.fixture
@@ -86,15 +88,15 @@ def test_a_tcd_students_hash_does_not_depend_on_its_teachers_precision_suffix(ho
     hashes = set()
     for tag in ("bf16", "fp32"):
         grant(monkeypatch, tag)
-        cfg = config_for(TCD_DEEPPOSE, "smoke", 0)
+        cfg = config_for(TCD_DEEPPOSE, PROFILES["smoke"], 0)
         assert cfg.loss.teacher_run.endswith(f"-{tag}")
         hashes.add(cfg.hash)
     assert len(hashes) == 1
-    teacher = config_for(SIMPLEBASELINE, "smoke", 0)
+    teacher = config_for(SIMPLEBASELINE, PROFILES["smoke"], 0)
     legacy = run_cache.legacy_dir(teacher)
     fake_finished(legacy, teacher, "fp32")
-    assert config_for(TCD_DEEPPOSE, "smoke", 0).loss.teacher_run == str(legacy)
-    assert config_for(TCD_DEEPPOSE, "smoke", 0).hash in hashes
+    assert config_for(TCD_DEEPPOSE, PROFILES["smoke"], 0).loss.teacher_run == str(legacy)
+    assert config_for(TCD_DEEPPOSE, PROFILES["smoke"], 0).hash in hashes
 
 
 def test_precision_tags_of_records_old_and_new():
@@ -127,16 +129,17 @@ def test_a_real_run_records_its_precision_and_an_ocd_run_scores_its_heatmap_head
 def test_gather_without_training_reads_the_finished_runs_and_names_the_missing(
     homes, monkeypatch, capsys
 ):
-    from ocdlib.experiments import DEEPPOSE, RLE, gather, gathered_rows
+    from ocdlib.grid.gather import gather
+    from ocdlib.grid.rows import DEEPPOSE, RLE, gathered_rows
 
     def boom(*a, **k):
         raise AssertionError("gather(train_missing=False) must not train")
 
     monkeypatch.setattr(run_cache, "train", boom)
-    cfg = config_for(DEEPPOSE, "smoke", 0)
+    cfg = config_for(DEEPPOSE, PROFILES["smoke"], 0)
     fake_finished(run_cache.run_dir(cfg), cfg, "fp32")
     monkeypatch.setenv("OCDLIB_TRAIN_MISSING", "0")
-    results = gather([DEEPPOSE, RLE], "smoke")
+    results = gather([DEEPPOSE, RLE], PROFILES["smoke"])
     assert [r["experiment"] for r in results] == [DEEPPOSE] == gathered_rows(results)
     assert results[0]["metrics"] == {"AP": 0.5}
     assert "RLE: seeds [0] not trained yet" in capsys.readouterr().out

@@ -5,11 +5,14 @@ import shutil
 
 import pytest
 
-from ocdlib import run_cache, run_records
-from ocdlib.experiments import DEEPPOSE, config_for, gather
-from ocdlib.figures import read_log
-from ocdlib.reporting import learning_curve_frame, results_frame, summary_frame
+from ocdlib.grid.gather import config_for, gather
+from ocdlib.grid.rows import DEEPPOSE
+from ocdlib.profiles import NOTEBOOK_PROFILES as PROFILES
+from ocdlib.report.figures import read_log
+from ocdlib.report.tables import learning_curve_frame, results_frame, summary_frame
 from ocdlib.reproduce import write_profile_records
+from ocdlib.runs import cache as run_cache
+from ocdlib.runs import records as run_records
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +21,7 @@ def finished(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     for name in ("DATA", "RUNS", "REPORTS"):
         mp.setenv(f"OCDLIB_{name}", str(root / name.lower()))
-    cfg = config_for(DEEPPOSE, "smoke", 0)
+    cfg = config_for(DEEPPOSE, PROFILES["smoke"], 0)
     result = run_cache.get_run(cfg, progress=False)
     yield root, cfg, result
     mp.undo()
@@ -26,7 +29,7 @@ def finished(tmp_path_factory):
 
 def test_a_record_reads_back_as_its_run_without_the_run_cache(finished, monkeypatch):
     root, cfg, result = finished
-    written = write_profile_records("smoke", out=lambda *a: None)
+    written = write_profile_records(PROFILES["smoke"], out=lambda *a: None)
     record = run_cache.run_dir(cfg).name
     assert record in {d.name for d in written}
     folder = root / "reports" / "smoke" / "runs" / record
@@ -40,7 +43,7 @@ def test_a_record_reads_back_as_its_run_without_the_run_cache(finished, monkeypa
     shutil.move(run_cache.run_dir(cfg), aside)
     monkeypatch.setattr(run_cache, "train", lambda *a, **k: pytest.fail("must not train"))
     try:
-        (got,) = gather([DEEPPOSE], "smoke", train_missing=False)
+        (got,) = gather([DEEPPOSE], PROFILES["smoke"], train_missing=False)
     finally:
         shutil.move(aside, run_cache.run_dir(cfg))
     assert got["metrics"] == result["metrics"] and got["run_dir"] == str(folder)
@@ -72,13 +75,13 @@ def test_a_notebook_rebuilds_its_reports_from_records_alone(tmp_path, monkeypatc
 
     for name in ("DATA", "RUNS", "REPORTS"):
         monkeypatch.setenv(f"OCDLIB_{name}", str(tmp_path / name.lower()))
-    assert reproduce("smoke", ["01"], jobs=2) == 0
+    assert reproduce(PROFILES["smoke"], ["01"], jobs=2) == 0
     tables = tmp_path / "reports" / "smoke" / "tables"
     trained = (tables / "01_baselines.csv").read_text()
-    write_profile_records("smoke", out=lambda *a: None)
+    write_profile_records(PROFILES["smoke"], out=lambda *a: None)
     shutil.rmtree(tmp_path / "runs")
     shutil.rmtree(tables)
-    assert reproduce("smoke", ["01"], train_missing=False) == 0
+    assert reproduce(PROFILES["smoke"], ["01"], train_missing=False) == 0
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").glob("smoke_*"))
     rebuilt = (tables / "01_baselines.csv").read_text()
     assert rebuilt.splitlines()[0] == trained.splitlines()[0]
@@ -92,7 +95,7 @@ def test_a_notebook_rebuilds_its_reports_from_records_alone(tmp_path, monkeypatc
         shutil.rmtree(rle)
     earlier = tables / "05_wholebody.md"
     earlier.write_text("from an earlier, fuller reproduction\n")
-    assert reproduce("smoke", ["01", "02", "05"], train_missing=False) == 0
+    assert reproduce(PROFILES["smoke"], ["01", "02", "05"], train_missing=False) == 0
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").glob("smoke_*"))
     partial = (tables / "01_baselines.csv").read_text()
     assert "DeepPose" in partial and "SimpleBaseline" in partial and "RLE" not in partial

@@ -11,13 +11,15 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from ocdlib import tcd_probe
 from ocdlib.codecs import normalized_to_heatmap
 from ocdlib.engine.evaluate import predict_dataset
 from ocdlib.engine.precision import Precision
 from ocdlib.engine.trainer import forward_loss
-from ocdlib.experiments import OCD_DEEPPOSE, SIMPLEBASELINE, TCD_DEEPPOSE, config_for
-from ocdlib.run_cache import get_run, run_dir
+from ocdlib.grid import tcd_probe
+from ocdlib.grid.gather import config_for
+from ocdlib.grid.rows import OCD_DEEPPOSE, SIMPLEBASELINE, TCD_DEEPPOSE
+from ocdlib.profiles import NOTEBOOK_PROFILES as PROFILES
+from ocdlib.runs.cache import get_run, run_dir
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +28,8 @@ def teacher_and_student(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("OCDLIB_DATA", str(root / "data"))
     mp.setenv("OCDLIB_RUNS", str(root / "runs"))
-    get_run(config_for(SIMPLEBASELINE, "smoke", 0), progress=False)
-    yield root, config_for(TCD_DEEPPOSE, "smoke", 0)
+    get_run(config_for(SIMPLEBASELINE, PROFILES["smoke"], 0), progress=False)
+    yield root, config_for(TCD_DEEPPOSE, PROFILES["smoke"], 0)
     mp.undo()
 
 
@@ -100,7 +102,7 @@ def test_distillation_targets_use_the_ground_truths_normalisation_and_codec(
     _, cfg = teacher_and_student
     s = tcd_probe._setup(cfg)
     # The OCD config's dataset renders heatmap targets beside the regression ones.
-    ocd = config_for(OCD_DEEPPOSE, "smoke", 0)
+    ocd = config_for(OCD_DEEPPOSE, PROFILES["smoke"], 0)
     s_ocd = tcd_probe._setup(ocd)
     objective = tcd_probe._objective(cfg, s, Precision(False, False))
     s_ocd.train_ds.set_epoch(0)
@@ -121,7 +123,7 @@ def test_distillation_targets_use_the_ground_truths_normalisation_and_codec(
 
 def test_source_probe_measures_teacher_and_online_head_at_each_stop(teacher_and_student):
     _, cfg = teacher_and_student
-    ocd = config_for(OCD_DEEPPOSE, "smoke", 0)
+    ocd = config_for(OCD_DEEPPOSE, PROFILES["smoke"], 0)
     runs = {"TCD-DeepPose": (cfg, run_dir(cfg)), "OCD-DeepPose": (ocd, run_dir(ocd))}
     table = tcd_probe.source_probe(runs, stops=[1], n_batches=1, out=lambda *a: None)
     epochs = cfg.train.epochs

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 from ocdlib.data.synthpose import generate_synthpose
 from ocdlib.metainfo import COCO_BODY, COCO_WHOLEBODY
-from ocdlib.viz import (
+from ocdlib.report.viz import (
     draw_pose,
     figure_to_array,
     keypoints_from_annotation,

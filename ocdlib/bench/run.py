@@ -24,8 +24,9 @@ from PIL import features
 from ..cores import cpu_model, usable_cores
 from ..engine.checkpoint import atomic_write_text
 from ..engine.precision import cpu_has_fast_bf16
-from ..engine.runs import git_commit
+from ..engine.run_dir import git_commit
 from ..errors import ConfigError
+from ..profiles import NOTEBOOK_PROFILES
 from . import data_pipeline, eval_cost, model_cost, training_cost
 from .timing import SEED
 
@@ -175,7 +176,8 @@ def run_bench(
                     "cpu", p.train_batch_cpu, p.train_rounds, dev, p.model_overrides
                 ),
             ]
-            result = training_cost.section(groups, training_cost.cached_training_times("cpu"))
+            cached = training_cost.cached_training_times(NOTEBOOK_PROFILES["cpu"])
+            result = training_cost.section(groups, cached)
         elif name == "data":
             result = data_pipeline.measure(
                 p.data_samples, p.data_rounds, p.loader_batch, p.synth_images, p.loader_workers

@@ -16,14 +16,17 @@ import torch
 
 from ..configs import build_config
 from ..engine.distributed import resolve_device
-from ..engine.precision import Precision, resolve_precision
-from ..engine.runs import read_result
+from ..engine.precision import Precision
+from ..engine.run_dir import read_result
 from ..engine.trainer import backward_step, forward_loss
-from ..experiments import DEEPPOSE, OCD_DEEPPOSE, SIMPLEBASELINE, TCD_DEEPPOSE, run_dirs
+from ..grid.gather import run_dirs
+from ..grid.rows import DEEPPOSE, OCD_DEEPPOSE, SIMPLEBASELINE, TCD_DEEPPOSE
 from ..losses import build_objective, heatmap_confidence
 from ..metainfo import get_dataset_info
 from ..models import build_model
 from ..paths import runs_home
+from ..profiles import NotebookProfile
+from ..runs.cache import run_precision
 from .timing import SEED, Spread, interleaved, ratio_to, synchronizer
 
 STEP_TARGET = 1.45  # OCD step / DeepPose step at ResNet-50 256x192
@@ -54,14 +57,14 @@ def step_batch(cfg, k: int, batch: int) -> dict:
     }
 
 
-def step_setup(profile: str, method: str, overrides: dict, batch: int, device, extra: dict):
-    """One training step of the preset `<profile>_<method>` ready to time: (step, model,
+def step_setup(base: str, method: str, overrides: dict, batch: int, device, extra: dict):
+    """One training step of the preset `<base>_<method>` ready to time: (step, model,
     objective, precision, data, cfg), built through the trainer's own functions."""
     sets = {**overrides, "model.pretrained": "none", "train.batch_size": batch, **extra}
-    cfg = build_config(f"{profile}_{method}", sets)
+    cfg = build_config(f"{base}_{method}", sets)
 
     def teacher_of(k: int, precision: Precision):  # as trainer.load_teacher leaves it
-        tcfg = build_config(f"{profile}_simplebaseline", {"model.pretrained": "none", **extra})
+        tcfg = build_config(f"{base}_simplebaseline", {"model.pretrained": "none", **extra})
         teacher = build_model(tcfg.model, k, tcfg.data.input_size, tcfg.data.heatmap_size)
         return teacher.eval().requires_grad_(False).to(device)
 
@@ -91,7 +94,7 @@ def _step_parts(cfg, device, precision: Precision | None, teacher_of=None):
     k = info.num_keypoints
     torch.manual_seed(SEED)
     model = build_model(cfg.model, k, cfg.data.input_size, cfg.data.heatmap_size).to(device)
-    precision = precision or resolve_precision(cfg.train.amp, device)
+    precision = precision or run_precision(cfg, device)
     model = precision.model(model)
     teacher = teacher_of(k, precision) if teacher_of else None
     objective = build_objective(cfg, info, model, teacher).to(device)
@@ -159,7 +162,7 @@ def measure_group(profile: str, batch: int, rounds: int, device, extra: dict | N
     }
 
 
-def cached_training_times(profile: str = "cpu") -> dict:
+def cached_training_times(profile: NotebookProfile) -> dict:
     """Training wall time of the OCD, SimpleBaseline (TCD's teacher) and TCD runs of the
     experiment grid, from the run cache's result.json files (nothing is trained)."""
     found = {}
@@ -168,7 +171,7 @@ def cached_training_times(profile: str = "cpu") -> dict:
         secs = [r["train_time_s"] for r in results if r and "train_time_s" in r]
         if secs:
             found[exp.label] = {"runs": len(secs), "train_time_s": statistics.mean(secs)}
-    return {"profile": profile, "runs_home": str(runs_home()), "runs": found}
+    return {"profile": profile.name, "runs_home": str(runs_home()), "runs": found}
 
 
 def _ms(times) -> Spread:

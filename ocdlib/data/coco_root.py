@@ -2,7 +2,7 @@
 
 The layout is not written down a second time here: the annotation files, image
 folders and the detection file are read off the presets (`BASES` in
-ocdlib/configs.py), relative to their `data.root`. `check_root` verifies a
+ocdlib/configs/presets.py), relative to their `data.root`. `check_root` verifies a
 root (`python -m ocdlib data check --root DIR`); `ocdlib.data.download` fills
 it (`python -m ocdlib data coco --root DIR`). Two files have no stable direct
 URL and are placed by hand; `MANUAL_STEPS` says how.
@@ -74,7 +74,7 @@ def _relative(path: str, root: str, what: str) -> str:
     except ValueError:
         raise AssertionError(
             f"{what}={path!r} of a coco preset is not under its data.root={root!r}; keep the "
-            "coco presets' files under one root (ocdlib/configs.py, _base_coco)"
+            "coco presets' files under one root (ocdlib/configs/presets.py, _base_coco)"
         ) from None
 
 

@@ -384,23 +384,16 @@ def needs_heatmaps(cfg: Config) -> bool:
 
 def build_datasets(cfg: Config, paths: DataPaths, info: DatasetInfo):
     """The training and validation sets of a run (detections for validation if configured)."""
-    train_ds = TopDownPoseDataset.from_coco(
-        paths.train_ann,
-        paths.train_images,
-        info,
-        cfg.data,
-        train=True,
-        with_heatmaps=needs_heatmaps(cfg),
-        seed=cfg.train.seed,
-    )
-    val_ds = TopDownPoseDataset.from_coco(
-        paths.val_ann,
-        paths.val_images,
-        info,
-        cfg.data,
-        train=False,
-        det_file=cfg.eval.det_file or None,
-        det_score_thr=cfg.eval.det_score_thr,
-        with_heatmaps=False,
-    )
+
+    def split(ann, images, train: bool, **kw) -> TopDownPoseDataset:
+        return TopDownPoseDataset.from_coco(ann, images, info, cfg.data, train=train, **kw)
+
+    train_ds = split(
+        paths.train_ann, paths.train_images, True,
+        with_heatmaps=needs_heatmaps(cfg), seed=cfg.train.seed,
+    )  # fmt: skip
+    val_ds = split(
+        paths.val_ann, paths.val_images, False, det_file=cfg.eval.det_file or None,
+        det_score_thr=cfg.eval.det_score_thr, with_heatmaps=False,
+    )  # fmt: skip
     return train_ds, val_ds

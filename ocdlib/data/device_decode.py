@@ -31,10 +31,11 @@ import numpy as np
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg
 
+from ..configs import CHOICES
 from ..errors import ConfigError
 from .coco import open_image
 
-DECODE_MODES = ("auto", "on", "off")
+DECODE_MODES = CHOICES["data.decode_on_device"]
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 _fallback = {"reason": ""}  # the first failure of the device decoder in this process

@@ -31,10 +31,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..configs import CHOICES
 from ..errors import ConfigError
 from .coco import ImageReadError
 
-HOLD_MODES = ("auto", "on", "off")
+HOLD_MODES = CHOICES["data.hold_images"]
 AUTO_SHARE = 0.25  # "auto": at most this share of the device's free memory
 
 

@@ -1,5 +1,5 @@
 """Run a model over a top-down dataset, map its crops back to image pixels, and score the
-predictions with the COCO metric (ocdlib/coco_eval.py)."""
+predictions with the COCO metric (ocdlib/coco_eval/)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,7 @@ from ..data.transforms import normalized_to_image
 from ..errors import ConfigError, MissingFileError
 from ..metainfo import DatasetInfo
 from .distributed import DistInfo, all_gather_objects
-from .run_files import RunDir
-from .runs import load_run_model, run_lock
+from .run_dir import RunDir, load_run_model, run_lock
 
 
 @torch.no_grad()

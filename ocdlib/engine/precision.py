@@ -7,10 +7,10 @@ AVX-512 CPU without bf16, channels_last alone still pays in fp32 (oneDNN's NHWC
 convolutions: 1.16x a cpu-profile training step and 1.47x ResNet-50 inference at
 batch 32, measured on a 2-core Xeon), so it is granted there with fp32.
 `train.amp=False` is plain fp32 in the default memory format everywhere, CUDA
-included. Losses run in fp32 whatever the setting (see losses.py).
+included. Losses run in fp32 whatever the setting (see ocdlib/losses/).
 
 What a machine grants is part of a run's identity: `Precision.tag` ("bf16" or
-"fp32") names the run's folder in the run cache (ocdlib/run_cache.py) and is
+"fp32") names the run's folder in the run cache (ocdlib/runs/cache.py) and is
 recorded in its result.json, so a run trained in one precision is never served
 as the answer to a request that this machine trains in the other.
 """

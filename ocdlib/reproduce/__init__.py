@@ -7,14 +7,14 @@
 - `timebox`: the same within a number of minutes, key rows first (short GPU
   allocations, `make reproduce MINUTES=`); it needs neither papermill nor jupyter;
 - `watcher`: progress lines for runs the notebooks train;
-- `provenance`, `records`: PROVENANCE.md and the profile's run records.
+- `records`: the profile's run records (PROVENANCE.md is written by
+  `ocdlib.report.provenance`).
 
 The names below are the package's public ones. papermill is imported only when a
 notebook runs, so the time box works on machines without it.
 """
 
 from .notebooks import notebooks, reproduce
-from .provenance import grid_training_time, provenance_name, write_provenance
 from .records import write_profile_records
 from .scheduler import default_jobs, train_grid, training_order, with_share_of_cores
 from .watcher import RunWatcher
@@ -22,13 +22,10 @@ from .watcher import RunWatcher
 __all__ = [
     "RunWatcher",
     "default_jobs",
-    "grid_training_time",
     "notebooks",
-    "provenance_name",
     "reproduce",
     "train_grid",
     "training_order",
     "with_share_of_cores",
     "write_profile_records",
-    "write_provenance",
 ]

@@ -126,11 +126,11 @@ def estimate_grid(
     """The estimate for training `todo` (in the order they will start) `jobs` side by
     side, then `notebooks` notebooks. `finished`: {same_run_key: seconds} of
     runs of the same config (another seed) and precision finished on this machine; `names(cfg)` and
-    `teachers(cfg)` give a run's folder name and its teacher's (run_cache.run_dir)."""
+    `teachers(cfg)` give a run's folder name and its teacher's (ocdlib.runs.cache.run_dir)."""
     import torch
 
     from ..cores import usable_cores
-    from ..run_cache import granted_precision, run_dir
+    from ..runs.cache import granted_precision, run_dir
 
     names = names or (lambda c: run_dir(c).name)
     teachers = teachers or (lambda c: Path(c.loss.teacher_run).name if c.loss.teacher_run else "")

@@ -11,22 +11,23 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .. import tcd_probe
 from ..cores import usable_cores
 from ..errors import ConfigError
-from ..experiments import grid_configs, notebook_left_out
+from ..grid import tcd_probe
+from ..grid.gather import grid_configs
+from ..grid.rows import notebook_left_out
 from ..paths import REPO_ROOT, report_dir, runs_home
-from ..profiles import NotebookProfile, notebook_profile
-from ..reporting import clear_notebook_outputs
-from ..run_cache import is_finished, run_dir
-from ..run_records import find_record
+from ..profiles import NotebookProfile
+from ..report.notebook import clear_notebook_outputs
+from ..report.provenance import provenance_name, write_provenance
+from ..runs.cache import is_finished, run_dir
+from ..runs.records import find_record
 from .estimate import (
     NOTEBOOK_S,
     Progress,
     estimate_grid,
     summary_lines,
 )
-from .provenance import provenance_name, write_provenance
 from .scheduler import default_jobs, finished_seconds, train_grid, training_order
 from .watcher import RunWatcher
 
@@ -43,7 +44,7 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
 
 
 def reproduce(
-    profile: str = "cpu",
+    profile: NotebookProfile,
     only: list[str] | None = None,
     jobs: int | None = None,
     train_missing: bool = True,
@@ -63,8 +64,7 @@ def reproduce(
     uses all the cores (small CPU models scale poorly over threads). With
     `train_missing` False nothing is trained: the notebooks report on the finished runs
     and name the missing ones (OCDLIB_TRAIN_MISSING=0 in their environment)."""
-    record = notebook_profile(profile)  # an unknown profile stops here, with the choices
-    books = notebooks(only)  # and so does an --only that names no notebook
+    books = notebooks(only)  # an --only that names no notebook stops here
     out_dir = report_dir(profile)
     executed = out_dir / "notebooks"
     # papermill writes a notebook as it runs; it lands in reports/ only once it has
@@ -73,7 +73,7 @@ def reproduce(
     running.mkdir(parents=True, exist_ok=True)
     # A notebook none of whose own rows runs on this profile (04 on cpu: its rows are in
     # the full grid) is skipped, and its outputs from an earlier reproduction removed.
-    left_out = {b.name: why for b in books if (why := notebook_left_out(b.name[:2], record))}
+    left_out = {b.name: why for b in books if (why := notebook_left_out(b.name[:2], profile))}
     for name, why in left_out.items():
         clear_notebook_outputs(out_dir, name)
         (executed / name).unlink(missing_ok=True)
@@ -86,15 +86,15 @@ def reproduce(
     # Runs that the notebooks train record this command as the one that made them,
     # and the watcher prints a line as each starts, reaches an epoch and finishes.
     with (
-        _env("OCDLIB_COMMAND", _reproduce_command(profile, only, train_missing, minutes)),
+        _env("OCDLIB_COMMAND", _reproduce_command(profile.name, only, train_missing, minutes)),
         _env("OCDLIB_TRAIN_MISSING", "1" if train_missing and minutes is None else "0"),
         # A time-boxed reproduction reports on what this machine trained, not on records.
         _env("OCDLIB_USE_RECORDS", "0" if minutes is not None else "1"),
-        RunWatcher(runs_home(), record),
+        RunWatcher(runs_home(), profile),
     ):
         t0 = time.perf_counter()
         ids = [b.name[:2] for b in books]
-        grid = grid_configs(record, ids)
+        grid = grid_configs(profile, ids)
         cached = sum(is_finished(c) for _, c in grid)
         cache_state = (
             f"run cache at the start: {cached} of the {len(grid)} runs of the grid finished"
@@ -111,14 +111,16 @@ def reproduce(
             )
         if minutes is not None and train_missing:
             left = minutes - (time.perf_counter() - t_all) / 60  # the estimate took some
-            extra_lines += _timeboxed_training(record, ids, jobs, left, len(books), progress, clock)
+            extra_lines += _timeboxed_training(
+                profile, ids, jobs, left, len(books), progress, clock
+            )
             timings.append((f"time-boxed training, {jobs} side by side", time.perf_counter() - t0))
             train_missing = False  # the notebooks report on what finished
         if train_missing and any(b.name.startswith("07") for b in books):
             # The TCD probe measures the first TCD and OCD runs at stops along their
             # training, so it trains them before the grid would train them straight through.
-            tcd_probe.grid_probe(record)
-        trained = train_grid(record, ids, jobs, progress=progress) if train_missing else 0
+            tcd_probe.grid_probe(profile)
+        trained = train_grid(profile, ids, jobs, progress=progress) if train_missing else 0
         if trained:
             timings.append(
                 (f"training {trained} runs, {jobs} side by side", time.perf_counter() - t0)
@@ -126,17 +128,17 @@ def reproduce(
             print(f"trained {trained} runs in {timings[-1][1] / 60:.1f} min", flush=True)
         not_rebuilt: list[str] = []
         for i, nb in enumerate(books, 1):
-            print(f"[{i}/{len(books)}] {nb.name} (profile {profile}) ...", flush=True)
+            print(f"[{i}/{len(books)}] {nb.name} (profile {profile.name}) ...", flush=True)
             t0 = time.perf_counter()
-            missing = [] if train_missing else _unavailable(record, nb.name)
-            n_runs = len(grid_configs(record, [nb.name[:2]]))
+            missing = [] if train_missing else _unavailable(profile, nb.name)
+            n_runs = len(grid_configs(profile, [nb.name[:2]]))
             if missing and len(missing) == n_runs:
                 why = f"none of its {n_runs} runs is trained; its reports stay as they were"
                 not_rebuilt.append(f"{nb.name}: not rebuilt ({why})")
                 print(not_rebuilt[-1], flush=True)
                 continue
             try:
-                _execute(nb, running, out_dir, profile)
+                _execute(nb, running, out_dir, profile.name)
             except Exception as err:
                 if not missing:
                     print(f"{nb.name} did not finish; its partial output is {running / nb.name}")
@@ -194,12 +196,12 @@ def reproduce(
     return 0
 
 
-def _unavailable(record: NotebookProfile, notebook: str) -> list[str]:
+def _unavailable(profile: NotebookProfile, notebook: str) -> list[str]:
     """The runs notebook `notebook` gathers that neither the run cache nor a committed
     record holds (what `reproduce --no-train` cannot show), as run folder names."""
     return [
         run_dir(cfg).name
-        for _, cfg in grid_configs(record, [notebook[:2]])
+        for _, cfg in grid_configs(profile, [notebook[:2]])
         if not is_finished(cfg) and find_record(cfg) is None
     ]
 
@@ -249,7 +251,7 @@ def _announce(grid, jobs: int, books: int, say=print):
     return Progress(est, say=say)
 
 
-def _timeboxed_training(record, ids, jobs, minutes, books, progress, clock) -> list[str]:
+def _timeboxed_training(profile, ids, jobs, minutes, books, progress, clock) -> list[str]:
     """Train within `minutes`, less the notebooks' share; the provenance lines it leaves."""
     from .timebox import reproduce_within
 
@@ -258,7 +260,7 @@ def _timeboxed_training(record, ids, jobs, minutes, books, progress, clock) -> l
         progress.limit_s = 60 * minutes
     estimates = {r.name: r.seconds for r in progress.estimate.runs} if progress else {}
     summary = reproduce_within(
-        record, train_minutes, None, jobs, pictures=False, estimates=estimates,
+        profile, train_minutes, None, jobs, pictures=False, estimates=estimates,
         progress=progress, notebooks=ids, clock=clock,
     )  # fmt: skip
     lines = [

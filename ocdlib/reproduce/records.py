@@ -5,20 +5,21 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..experiments import grid_configs
+from ..grid.gather import grid_configs
 from ..paths import report_dir, runs_home
-from ..profiles import notebook_profile
-from ..run_cache import finished_result, run_dir
-from ..run_records import records_home, write_record
+from ..profiles import NotebookProfile
+from ..runs.cache import finished_result, run_dir
+from ..runs.records import records_home, write_record
 
 
-def write_profile_records(profile, dest_root: Path | None = None, out=print) -> list[Path]:
+def write_profile_records(
+    profile: NotebookProfile, dest_root: Path | None = None, out=print
+) -> list[Path]:
     """The records of every finished run of `profile`'s grid (and its TCD probe tables),
     written to `dest_root` (default reports/<profile>/runs/); returns the folders."""
-    record = notebook_profile(profile)
-    dest_root = Path(dest_root or records_home(report_dir(record.name)))
+    dest_root = Path(dest_root or records_home(report_dir(profile)))
     written, missing = [], []
-    for _, cfg in grid_configs(record):
+    for _, cfg in grid_configs(profile):
         directory = run_dir(cfg)
         if finished_result(directory, cfg) is None:
             missing.append(directory.name)

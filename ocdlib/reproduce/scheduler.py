@@ -11,10 +11,11 @@ from pathlib import Path
 from ..configs import Config
 from ..cores import usable_cores
 from ..data.prepare import resolve_data
-from ..engine.runs import read_result
-from ..experiments import Experiment, grid_configs
-from ..profiles import NotebookProfile, notebook_profile
-from ..run_cache import get_run, is_finished, run_dir
+from ..engine.run_dir import read_result
+from ..grid.gather import grid_configs
+from ..grid.row import Experiment
+from ..profiles import NotebookProfile
+from ..runs.cache import get_run, is_finished, run_dir
 from .estimate import (
     START_UP_S,
     Progress,
@@ -67,7 +68,7 @@ def training_order(
 
 
 def train_grid(
-    profile: str | NotebookProfile,
+    profile: NotebookProfile,
     notebooks: list[str] | None = None,
     jobs: int | None = None,
     out=print,
@@ -78,7 +79,6 @@ def train_grid(
     Each run is one process holding its run's lock, so the notebooks (or a second
     `reproduce`) wait for a run in progress instead of training it again. TCD rows
     start once their teacher has finished. Returns the number of runs trained."""
-    profile = notebook_profile(profile)
     jobs = jobs or default_jobs()
     todo = [(e, c) for e, c in grid_configs(profile, notebooks) if not is_finished(c)]
     if not todo:

@@ -7,7 +7,7 @@ once can raise the total images/s), as many as fit the minutes. A run whose esti
 earlier record of the same config name and schedule) does not fit the minutes left is not
 started; a run without an estimate stops after its first epoch whose pace says it would
 end late (checkpointed, so a later allocation on the same machine resumes it). Each run
-that finishes is written to OUT/runs/ as a record (ocdlib/run_records.py: config, result,
+that finishes is written to OUT/runs/ as a record (ocdlib/runs/records.py: config, result,
 evaluations, log; no weights), with a picture of its keypoints drawn where its weights
 are, and everything is packed into OUT/records.tar.gz beside OUT/timebox.md.
 
@@ -28,10 +28,11 @@ from pathlib import Path
 from ..configs import Config
 from ..data.prepare import is_ready, resolve_data
 from ..engine.evaluate import head_metrics
-from ..engine.run_files import RESULT, RunDir
-from ..engine.runs import git_commit, load_run_config, read_result
+from ..engine.run_dir import RESULT, RunDir, git_commit, load_run_config, read_result
 from ..errors import GenerationAbandoned
-from ..experiments import (
+from ..grid.gather import grid_configs
+from ..grid.row import Experiment
+from ..grid.rows import (
     DEEPPOSE,
     OCD_DEEPPOSE,
     OCD_RLE,
@@ -39,13 +40,11 @@ from ..experiments import (
     RLE,
     SIMPLEBASELINE,
     TCD_DEEPPOSE,
-    Experiment,
-    grid_configs,
 )
 from ..paths import reports_home, runs_home
-from ..profiles import NotebookProfile, notebook_profile
-from ..run_cache import finished_result, get_run, granted_precision, run_dir
-from ..run_records import find_record, write_record
+from ..profiles import NotebookProfile
+from ..runs.cache import finished_result, get_run, granted_precision, run_dir
+from ..runs.records import find_record, write_record
 from .estimate import Progress
 from .scheduler import with_share_of_cores
 
@@ -56,13 +55,12 @@ MIN_MINUTES_TO_START = 0.5
 
 
 def timeboxed_order(
-    profile: str | NotebookProfile, notebooks: list[str] | None = None
+    profile: NotebookProfile, notebooks: list[str] | None = None
 ) -> list[tuple[Experiment, Config]]:
     """The grid's runs in the order a short allocation should train them: DeepPose,
     SimpleBaseline and OCD after a warm-up seed by seed, then OCD, TCD (after its teacher,
     SimpleBaseline's first seed), RLE and OCD-RLE on the first seed, then every other row
     on the first seed, then the remaining seeds."""
-    profile = notebook_profile(profile)
     grid = grid_configs(profile, notebooks)
 
     def rank(item: tuple[Experiment, Config]) -> tuple:
@@ -229,7 +227,7 @@ def _result_line(result: dict) -> str:
 
 
 def reproduce_within(
-    profile: str | NotebookProfile,
+    profile: NotebookProfile,
     minutes: float,
     out: Path | None = None,
     jobs: int = 1,
@@ -252,13 +250,14 @@ def reproduce_within(
     prints the reproduction's progress line as runs end; `notebooks` limits the grid
     to theirs."""
     box = _Box(minutes, clock, say, estimates or {}, progress)
-    record = notebook_profile(profile)
     todo = [
         (e, c)
-        for e, c in timeboxed_order(record, notebooks)
+        for e, c in timeboxed_order(profile, notebooks)
         if finished_result(run_dir(c), c) is None and find_record(c) is None
     ]
-    say(f"{len(todo)} runs of the {record.name} grid missing; {minutes:g} min from now", flush=True)
+    say(
+        f"{len(todo)} runs of the {profile.name} grid missing; {minutes:g} min from now", flush=True
+    )
     if out is not None:
         out = Path(out)
         (out / "runs").mkdir(parents=True, exist_ok=True)
@@ -270,7 +269,7 @@ def reproduce_within(
     else:
         _side_by_side(box, todo, planned, roots, out, jobs)
     summary = {
-        "profile": record.name,
+        "profile": profile.name,
         "minutes": minutes,
         "wall_min": round((clock() - box.t0) / 60, 2),
         "jobs": jobs,
@@ -351,7 +350,7 @@ def _side_by_side(box: _Box, todo, planned: set[str], roots, out, jobs: int) -> 
 
 
 def _draw_keypoints(finished: list[tuple[Experiment, str]], out: Path) -> None:
-    from ..figures import keypoint_comparison
+    from ..report.pictures import keypoint_comparison
 
     body = {e.label: d for e, d in finished if not e.wholebody}
     if body:

@@ -7,9 +7,8 @@ import os
 import threading
 from pathlib import Path
 
-from ..engine.run_files import RunDir
-from ..engine.runs import load_run_config, read_result
-from ..profiles import NotebookProfile, notebook_profile
+from ..engine.run_dir import RunDir, load_run_config, read_result
+from ..profiles import NotebookProfile
 
 
 class RunWatcher:
@@ -21,14 +20,11 @@ class RunWatcher:
     finishes (with its AP). Runs finished before the watcher started are quiet.
     """
 
-    def __init__(
-        self, runs_dir: Path, profile: str | NotebookProfile, interval: float = 15.0, out=print
-    ):
+    def __init__(self, runs_dir: Path, profile: NotebookProfile, interval: float = 15.0, out=print):
         self.runs_dir = Path(runs_dir)
         self.profile = profile
         # Runs are named after their config base (cpu_full trains cpu_* configs).
-        prof = notebook_profile(profile)
-        self._prefixes = (f"{prof.body}_", f"{prof.wholebody}_")
+        self._prefixes = (f"{profile.body}_", f"{profile.wholebody}_")
         self.interval = interval
         self.out = out
         self._seen: dict[str, str] = {}  # run name -> last state reported

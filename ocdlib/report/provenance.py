@@ -1,16 +1,78 @@
-"""PROVENANCE.md of a reproduction: the command, machine, commit and the time each step took."""
+"""Provenance: where a table comes from (the profile, the command that rewrites it, the
+commit and the date), and PROVENANCE.md of a whole reproduction (the command, machine,
+commit and the time each step took). The one writer of both.
+"""
 
 from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..cores import cpu_model, usable_cores
-from ..engine.runs import command_line, git_commit, read_result
-from ..experiments import grid_configs
-from ..run_cache import run_dir
+from ..engine.run_dir import command_line, git_commit, read_result
+from ..grid.gather import NOT_TRAINED, grid_configs
+from ..paths import REPO_ROOT
+from ..profiles import NotebookProfile
+from ..runs.cache import run_dir
+
+PROVENANCE_NOTE = (
+    "Every number here is written by code (ocdlib/report/) from the run directories; "
+    "nothing is typed by hand."
+)
+
+
+def git_state() -> str:
+    """Short commit of the checkout, marked when the code (ocdlib/, notebooks/) has local edits."""
+    commit = git_commit()
+    try:
+        status = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "ocdlib", "notebooks"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        status = ""
+    return f"{commit} (with uncommitted code changes)" if status else commit
+
+
+def provenance(profile: NotebookProfile, notebook: str) -> dict[str, str]:
+    """Where a table comes from: profile, the command that rewrites it, commit and date."""
+    number = notebook[:2]
+    return {
+        "profile": profile.name,
+        "command": f"python -m ocdlib reproduce --profile {profile.name} --only {number}",
+        "notebook": f"notebooks/{notebook}.ipynb",
+        "git_commit": git_state(),
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "note": PROVENANCE_NOTE,
+        **({"not_trained": not_trained_line()} if NOT_TRAINED else {}),
+    }
+
+
+def not_trained_line() -> str:
+    """The rows left out of this notebook's tables for want of runs, with their seeds."""
+    rows = "; ".join(
+        f"{label} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
+        for label, seeds in NOT_TRAINED.items()
+    )
+    return f"not trained yet, so left out of this notebook's tables and figures: {rows}"
+
+
+def provenance_markdown(prov: Mapping[str, str]) -> str:
+    return (
+        f"<!-- written by {prov['notebook']}; do not edit, rerun the command below -->\n"
+        f"- profile: `{prov['profile']}`\n"
+        f"- command: `{prov['command']}` ({prov['notebook']})\n"
+        f"- git commit: {prov['git_commit']}\n"
+        f"- date: {prov['date']}\n"
+        f"- {prov['note']}\n"
+        + (f"- **{prov['not_trained']}**\n" if prov.get("not_trained") else "")
+    )
 
 
 def provenance_name(only: list[str] | None) -> str:
@@ -21,7 +83,7 @@ def provenance_name(only: list[str] | None) -> str:
 
 def write_provenance(
     out_dir: Path,
-    profile: str,
+    profile: NotebookProfile,
     timings,
     total: float,
     partial: bool,
@@ -38,7 +100,7 @@ def write_provenance(
         device, threads = "unknown", 0
     cpu = cpu_model()
     lines = [
-        f"# Reproduction provenance ({profile} profile)",
+        f"# Reproduction provenance ({profile.name} profile)",
         "",
         f"- command: `{command_line()}`",
         f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
@@ -60,7 +122,7 @@ def write_provenance(
     (out_dir / name).write_text("\n".join(lines))
 
 
-def grid_training_time(profile: str) -> str:
+def grid_training_time(profile: NotebookProfile) -> str:
     """One line: how many runs of the profile's grid (the runs `reproduce` trains) are
     finished and how long their training loops took in all, from the runs' own records
     (the cost of a reproduction from an empty run cache, less evaluation and notebook

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import ConfigError
-from .paths import REPO_ROOT
+from ..errors import ConfigError
+from ..paths import REPO_ROOT
 
 BEGIN = "<!-- results:begin (written by `python -m ocdlib readme` from reports/; do not edit) -->"
 END = "<!-- results:end -->"

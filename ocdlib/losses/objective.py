@@ -1,4 +1,4 @@
-"""Task losses and the training objective: baselines, OCD, TCD and the reduced head.
+"""The training objective: baselines, OCD, TCD and the reduced head.
 
 The whole of docs/METHOD.md, section 'The losses', lives in `Objective.forward`, one
 `if` per term, each switched on by a non-zero weight in `LossConfig`:
@@ -19,16 +19,8 @@ neither computed nor reported, so a run with every distillation weight at 0 is
 the baseline, bit for bit.
 
 Conventions chosen here (docs/METHOD.md, section 'The losses', marks them as the
-kit's reconstruction):
+kit's reconstruction; those of the task losses L_reg and L_hm are in task.py):
 
-- Regression losses are mmpose's: element-wise loss times the keypoint weight,
-  then the mean over all N*K*2 entries (SmoothL1 with beta 1 on normalised
-  coordinates, as mmpose's DeepPose). RLE follows mmpose's RLELoss: summed
-  over keypoints and both axes, averaged over the batch.
-- `HeatmapMSELoss` is mmpose 1.x's KeypointMSELoss with target weights (the
-  mean of w * (H - G)^2 over every pixel, no factor 0.5), times
-  `hm_loss_scale`, because a per-pixel MSE of Gaussians is ~1e-3 and would
-  otherwise be drowned by the regression loss.
 - For an RLE student, term b is the RLE loss itself against the decoded
   heatmap coordinates (the task loss is the distillation loss, the flow is
   shared), and term c renders the RLE head's mu.
@@ -56,141 +48,16 @@ kit's reconstruction):
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import codecs
-from .configs import Config, LossConfig
-from .errors import ConfigError, UnknownNameError
-from .metainfo import DatasetInfo
-
-REG_LOSSES = ("smooth_l1", "l1", "rle")
-DECODERS = ("argmax", "soft_argmax")
-TEACHER_SOURCES = ("teacher", "online", "both")
-
-
-def _expand_weight(weight: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    """(N, K) keypoint weights broadcast over the trailing dims of `like`."""
-    if weight is None:
-        return torch.ones_like(like)
-    weight = weight.to(like.dtype)
-    return weight.view(*weight.shape, *([1] * (like.dim() - weight.dim())))
-
-
-class SmoothL1Loss(nn.Module):
-    """mmpose's DeepPose loss: smooth L1 (beta 1) times keypoint weight, mean over all entries."""
-
-    def __init__(self, beta: float = 1.0):
-        super().__init__()
-        self.beta = beta
-
-    def forward(self, pred, target, weight=None):
-        pred, target = pred.float(), target.float()
-        loss = F.smooth_l1_loss(pred, target, reduction="none", beta=self.beta)
-        return (loss * _expand_weight(weight, loss)).mean()
-
-
-class L1Loss(nn.Module):
-    """|pred - target| times keypoint weight, mean over all entries."""
-
-    def forward(self, pred, target, weight=None):
-        loss = (pred.float() - target.float()).abs()
-        return (loss * _expand_weight(weight, loss)).mean()
-
-
-class HeatmapMSELoss(nn.Module):
-    """Target-weighted heatmap MSE (mean over all pixels of w_k (H - G)^2), times `scale`."""
-
-    def __init__(self, scale: float = 1.0):
-        super().__init__()
-        self.scale = scale
-
-    def forward(self, pred, target, weight=None):
-        loss = (pred.float() - target.float()) ** 2
-        return (loss * _expand_weight(weight, loss)).mean() * self.scale
-
-
-class RealNVP(nn.Module):
-    """A 2-D RealNVP flow: the learned density of RLE's normalised error.
-
-    Six affine coupling layers with alternating masks; each has a scale net and
-    a translation net (2 -> 64 -> 64 -> 2, LeakyReLU; tanh bounds the scale),
-    initialised near the identity (Xavier, gain 0.01), over a standard normal
-    prior. The same shape as the RLE paper's flow and mmpose's.
-    """
-
-    def __init__(self, num_layers: int = 6, hidden: int = 64):
-        super().__init__()
-        masks = torch.tensor([[0.0, 1.0], [1.0, 0.0]]).repeat(num_layers // 2, 1)
-        self.register_buffer("masks", masks)
-
-        def mlp(bounded: bool) -> nn.Sequential:
-            layers = [nn.Linear(2, hidden), nn.LeakyReLU(), nn.Linear(hidden, hidden)]
-            layers += [nn.LeakyReLU(), nn.Linear(hidden, 2)] + ([nn.Tanh()] if bounded else [])
-            return nn.Sequential(*layers)
-
-        self.scale_nets = nn.ModuleList(mlp(True) for _ in range(num_layers))
-        self.shift_nets = nn.ModuleList(mlp(False) for _ in range(num_layers))
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight, gain=0.01)
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """log density of points x (M, 2): invert the couplings down to the prior."""
-        z = x
-        log_det = x.new_zeros(x.shape[0])
-        for i in reversed(range(len(self.masks))):
-            keep = self.masks[i]
-            z_kept = z * keep
-            s = self.scale_nets[i](z_kept) * (1 - keep)
-            t = self.shift_nets[i](z_kept) * (1 - keep)
-            z = z_kept + (1 - keep) * (z - t) * torch.exp(-s)
-            log_det = log_det - s.sum(dim=1)
-        log_prior = -0.5 * (z**2).sum(dim=1) - math.log(2 * math.pi)
-        return log_prior + log_det
-
-
-class RLELoss(nn.Module):
-    """Residual Log-likelihood Estimation (Li et al., ICCV 2021), Laplace residual.
-
-    Input is the RLE head's (N, K, 4) output (mu_x, mu_y, sigma_x, sigma_y) with
-    sigma in (0, 1). The error (mu - y) / sigma is scored by a Laplace density
-    times the flow's learned correction; the flow trains with the model (its
-    parameters belong to this loss, hence to the Objective). Sigma is clamped
-    to [1e-6, 1] so that log(sigma) and the division stay finite as the
-    sigmoid saturates; everything runs in float32 with autocast off.
-    """
-
-    SIGMA_MIN = 1e-6
-
-    def __init__(self):
-        super().__init__()
-        self.flow = RealNVP()
-
-    def forward(self, pred, target, weight=None):
-        with torch.autocast(pred.device.type, enabled=False):
-            pred, target = pred.float(), target.float()
-            mu, sigma = pred[..., :2], pred[..., 2:4].clamp(self.SIGMA_MIN, 1.0)
-            error = (mu - target) / sigma
-            log_phi = self.flow.log_prob(error.reshape(-1, 2)).view(*error.shape[:-1], 1)
-            nf_loss = torch.log(sigma) - log_phi
-            laplace = torch.log(2 * sigma) + error.abs()
-            loss = (nf_loss + laplace) * _expand_weight(weight, error)
-            return loss.sum() / pred.shape[0]
-
-
-def build_reg_loss(name: str) -> nn.Module:
-    if name == "smooth_l1":
-        return SmoothL1Loss()
-    if name == "l1":
-        return L1Loss()
-    if name == "rle":
-        return RLELoss()
-    raise ConfigError(f"loss.reg_loss={name!r} is unknown; choose one of {list(REG_LOSSES)}")
+from .. import codecs
+from ..configs import LossConfig
+from ..errors import UnknownNameError
+from .task import HeatmapMSELoss, _expand_weight, build_reg_loss
 
 
 def heatmap_confidence(heatmaps: torch.Tensor) -> torch.Tensor:
@@ -423,113 +290,3 @@ class Objective(nn.Module):
         pred = self.teacher.heads["hm"](feat)
         ones = torch.ones(pred.shape[:2], device=pred.device)
         return self.hm_loss(pred, teacher_hm, self._distill_weight(ones, batch))
-
-
-def build_objective(
-    cfg: Config, info: DatasetInfo, model: nn.Module, teacher: nn.Module | None = None
-) -> Objective:
-    """Check `cfg.loss` against the model's heads and the teacher, and build the Objective."""
-    L = cfg.loss
-    model = getattr(model, "module", model)  # DistributedDataParallel
-    heads = set(model.heads)
-    for name, head in model.heads.items():
-        if getattr(head, "num_keypoints", info.num_keypoints) != info.num_keypoints:
-            raise ConfigError(
-                f"the model's {name!r} head predicts {head.num_keypoints} keypoints, but "
-                f"data.dataset={info.name!r} has {info.num_keypoints}; build the model with "
-                "info.num_keypoints"
-            )
-    if L.reg_loss not in REG_LOSSES:
-        raise ConfigError(
-            f"loss.reg_loss={L.reg_loss!r} is unknown; choose one of {list(REG_LOSSES)}"
-        )
-    if L.distill_decode not in DECODERS:
-        raise ConfigError(
-            f"loss.distill_decode={L.distill_decode!r} is unknown; choose one of {list(DECODERS)}"
-        )
-    if L.teacher_source not in TEACHER_SOURCES:
-        raise ConfigError(
-            f"loss.teacher_source={L.teacher_source!r} is unknown; "
-            f"choose one of {list(TEACHER_SOURCES)}"
-        )
-    weights = {
-        f.name: getattr(L, f.name) for f in dataclasses.fields(L) if f.name.endswith("_weight")
-    }
-    for name, value in weights.items():
-        if value < 0:
-            raise ConfigError(f"loss.{name}={value} is negative; weights must be >= 0")
-    if not any(v > 0 for v in weights.values()):
-        raise ConfigError(f"every loss weight is 0 ({weights}); set at least loss.reg_weight > 0")
-
-    def need(head: str, because: str) -> None:
-        if head not in heads:
-            raise ConfigError(
-                f"{because} needs the {head!r} head, but model.heads={sorted(heads)}; add "
-                f"{head!r} to model.heads or set that weight to 0"
-            )
-
-    reg_head = "rle" if L.reg_loss == "rle" else "reg"
-    for name in ("reg_weight", "task_distill_weight", "head_distill_weight"):
-        if getattr(L, name) > 0:
-            need(reg_head, f"loss.{name} with loss.reg_loss={L.reg_loss!r}")
-    if L.hm_weight > 0:
-        need("hm", "loss.hm_weight")
-    if L.small_hm_weight > 0:
-        need("hm_small", "loss.small_hm_weight")
-    for name in ("small_head_distill_weight", "small_task_distill_weight"):
-        if getattr(L, name) > 0:
-            need("hm_small", f"loss.{name}")
-            need("hm", f"loss.{name}")
-
-    if L.teacher_run and teacher is None:
-        raise ConfigError(
-            f"loss.teacher_run={L.teacher_run!r} is set but no teacher model was passed to "
-            "build_objective; load it first (ocdlib.engine.trainer.load_teacher)"
-        )
-    if teacher is None:
-        if L.cross_head_weight > 0:
-            raise ConfigError(
-                "loss.cross_head_weight > 0 needs a heatmap teacher; set loss.teacher_run to a "
-                "finished heatmap run or set loss.cross_head_weight=0"
-            )
-        if L.task_distill_weight > 0 or L.head_distill_weight > 0:
-            need("hm", "loss.task_distill_weight / head_distill_weight without a teacher")
-    else:
-        teacher = getattr(teacher, "module", teacher)
-        if "hm" not in getattr(teacher, "heads", {}):
-            raise ConfigError(
-                f"loss.teacher_run={L.teacher_run!r}: the teacher has no 'hm' head; TCD needs a "
-                "heatmap teacher"
-            )
-        if tuple(teacher.input_size) != tuple(cfg.data.input_size):
-            raise ConfigError(
-                f"loss.teacher_run={L.teacher_run!r}: the teacher's input size "
-                f"{teacher.input_size} differs from data.input_size={cfg.data.input_size}; "
-                "train the teacher at the student's input size"
-            )
-        teacher_k = teacher.heads["hm"].num_keypoints
-        if teacher_k != info.num_keypoints:
-            raise ConfigError(
-                f"loss.teacher_run={L.teacher_run!r}: the teacher predicts {teacher_k} "
-                f"keypoints, data.dataset={cfg.data.dataset!r} has {info.num_keypoints}"
-            )
-        if L.teacher_source in ("online", "both") and (
-            L.task_distill_weight > 0 or L.head_distill_weight > 0
-        ):
-            need("hm", f"loss.teacher_source={L.teacher_source!r}")
-        teacher.eval().requires_grad_(False)
-
-    adapter = None
-    if L.cross_head_weight > 0:
-        c_student = model.backbone.out_channels
-        c_teacher = teacher.backbone.out_channels
-        adapter = nn.Identity() if c_student == c_teacher else nn.Conv2d(c_student, c_teacher, 1)
-    return Objective(
-        L,
-        cfg.data.input_size,
-        cfg.data.heatmap_size,
-        cfg.data.sigma,
-        reg_head,
-        teacher=teacher,
-        adapter=adapter,
-    )

@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-from .metainfo import COCO_BODY, COCO_WHOLEBODY, DATASETS, DatasetInfo, layout_from_category
+from ..metainfo import COCO_BODY, COCO_WHOLEBODY, DATASETS, DatasetInfo, layout_from_category
 
 
 def _as_people(keypoints) -> list[np.ndarray]:

@@ -2,8 +2,8 @@
 margin rule, a sentence per comparison, the benchmark's own checks, the calibration
 floors, the target and the ablation.
 
-The claims themselves (which row beats which, by how much) are defined beside the rows
-in `ocdlib.experiments`; here they meet a summary frame (`reporting.summary_frame`).
+The claims themselves (which row beats which, by how much) are defined in
+`ocdlib.grid.claims`; here they meet a summary frame (`ocdlib.report.tables.summary_frame`).
 A claim whose rows are not in the summary raises with their names: it never passes,
 and never silently drops out of a table.
 """
@@ -11,13 +11,16 @@ and never silently drops out of a table.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
-from .errors import UnknownNameError
-from .experiments import TARGET, Comparison, Experiment, Floor, Target
+from ..errors import UnknownNameError
+from ..profiles import NotebookProfile
+from .claims import TARGET, Comparison, Floor, Target, comparisons_among
+from .row import Experiment
+from .rows import gathered_rows
 
 Row = Experiment | str  # a row of the grid, or its label
 
@@ -42,7 +45,7 @@ def indexed_rows(summary: pd.DataFrame, *rows: Row, what: str) -> pd.DataFrame:
 def comparisons(
     summary: pd.DataFrame, claims: Sequence[Comparison], metric: str = "AP"
 ) -> pd.DataFrame:
-    """One row per comparison, with the margin rule. (`experiments.comparisons_among(rows,
+    """One row per comparison, with the margin rule. (`claims.comparisons_among(rows,
     profile)` lists what a notebook can claim; a comparison whose rows are missing raises.)
 
     spread = the larger of the two sample standard deviations over seeds; the
@@ -137,7 +140,7 @@ def sanity_checks(
 
 
 def floor_checks(summary: pd.DataFrame, floors: Sequence[Floor]) -> pd.DataFrame:
-    """The profile's calibration targets (`experiments.floors_among(rows)`): each baseline at
+    """The profile's calibration targets (`claims.floors_among(rows)`): each baseline at
     least its floor (mean over seeds). A row that did not run raises."""
     by_label = indexed_rows(summary, *(f.row for f in floors), what="the calibration floors")
     rows = []
@@ -252,7 +255,7 @@ def ablation_sentences(ablation: pd.DataFrame) -> list[str]:
 
 
 def budget_gains(summary: pd.DataFrame, budgets, metric: str = "AP") -> pd.DataFrame:
-    """OCD's gain over DeepPose at each budget (`experiments.BUDGETS`: (k, candidate,
+    """OCD's gain over DeepPose at each budget (`claims.BUDGETS`: (k, candidate,
     baseline) rows), with the crops each run saw and the margin rule's spread; budgets
     whose rows are not in `summary` are left out."""
     present = set(summary["label"])
@@ -264,3 +267,11 @@ def budget_gains(summary: pd.DataFrame, budgets, metric: str = "AP") -> pd.DataF
     table = comparisons(summary, claims, metric)
     table.insert(0, "budget", [int(c.name[:-1]) for c in claims])
     return table.drop(columns=["comparison", "claim"])
+
+
+def claims_table(
+    summary: pd.DataFrame, results: Iterable[Mapping[str, Any]], profile: NotebookProfile
+) -> pd.DataFrame:
+    """A notebook's comparisons: those between the rows it gathered a run of (`results`;
+    with `reproduce --no-train`, the rows trained so far), judged against `summary`."""
+    return comparisons(summary, comparisons_among(gathered_rows(results), profile))

@@ -23,25 +23,25 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from . import run_cache
-from .coco_eval import evaluate_coco
-from .configs import Config
-from .data.dataset import build_datasets
-from .data.device_pipeline import collate_of, finish_batch
-from .data.layout import resolve_layout
-from .data.prepare import resolve_data
-from .engine.checkpoint import load_checkpoint
-from .engine.distributed import resolve_device
-from .engine.evaluate import batch_predictions, predict_dataset
-from .engine.precision import Precision, resolve_precision
-from .engine.run_files import RunDir
-from .engine.runs import read_result, run_lock
-from .engine.trainer import load_teacher, train
-from .errors import ConfigError
-from .experiments import OCD_DEEPPOSE, TCD_DEEPPOSE, config_for, train_missing_default
-from .losses import Objective, build_objective, heatmap_confidence
-from .models import build_model
-from .paths import REPO_ROOT, reports_home, runs_home
+from ..coco_eval import evaluate_coco
+from ..configs import Config
+from ..data.dataset import build_datasets
+from ..data.device_pipeline import collate_of, finish_batch
+from ..data.layout import resolve_layout
+from ..data.prepare import resolve_data
+from ..engine.checkpoint import load_checkpoint
+from ..engine.distributed import resolve_device
+from ..engine.evaluate import batch_predictions, predict_dataset
+from ..engine.precision import Precision
+from ..engine.run_dir import RunDir, read_result, run_lock
+from ..engine.trainer import load_teacher, train
+from ..errors import ConfigError
+from ..losses import Objective, build_objective, heatmap_confidence
+from ..models import build_model
+from ..paths import REPO_ROOT, reports_home, runs_home
+from ..runs import cache as run_cache
+from .gather import config_for, train_missing_default
+from .rows import OCD_DEEPPOSE, TCD_DEEPPOSE
 
 PCK_FRACTION = 0.05  # of the crop height: a keypoint within it counts as found
 FP32 = Precision(autocast=False, channels_last=False)
@@ -132,7 +132,7 @@ def teacher_path_scores(cfg: Config, out_dir: Path) -> pd.DataFrame:
         own, s.val_ds, "hm", cfg.data.input_size, batch_size=cfg.eval.batch_size
     )
     rows.append(("the teacher's own head, no flip test", _coco_ap(preds, s, out_dir / "own")))
-    granted = resolve_precision(cfg.train.amp, s.device)
+    granted = run_cache.run_precision(cfg, s.device)
     for name, precision in (("fp32", FP32), (f"{granted.tag}, as TCD trains", granted)):
         objective = _objective(cfg, s, precision)
         preds = _tcd_path_predictions(objective, s, precision)
@@ -246,7 +246,7 @@ def source_probe(
         run_dir = Path(run_dir)
         probe_cfg = replace(cfg, loss=replace(cfg.loss, teacher_run=teacher_run))
         s = _setup(cfg)
-        precision = resolve_precision(cfg.train.amp, s.device)
+        precision = run_cache.run_precision(cfg, s.device)
         batches = probe_batches(s, n_batches)
         # Held from the first stop to the last: a notebook that gathers this run meanwhile
         # waits for it to finish instead of training it past the stops.

@@ -22,10 +22,10 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from .configs import Config
-from .engine.run_files import CONFIG, EVALS, LOG, RESULT, RunDir
-from .errors import KitError, MissingFileError
-from .paths import REPO_ROOT, reports_home
+from ..configs import Config
+from ..engine.run_dir import CONFIG, EVALS, LOG, RESULT, RunDir
+from ..errors import KitError, MissingFileError
+from ..paths import REPO_ROOT, reports_home
 
 RECORD_FILES = (CONFIG, RESULT, EVALS)
 

@@ -1,11 +1,11 @@
-"""From run records to tables: frames, claims checked against numbers, provenance, and
-the folder a notebook writes to.
+"""From run records to tables: frames, and markdown/CSV tables with a provenance header.
 
-The notebooks stay thin: they ask `experiments.gather` for the results of their rows,
-then call the functions below to turn them into frames, comparisons and markdown/CSV
-tables with a provenance header (figures: `ocdlib.figures`). Nothing in `reports/` is
-typed by hand: every number and every sentence about a number is produced from the run
-directories.
+The notebooks stay thin: they ask `ocdlib.grid.gather` for the results of their rows,
+then call the functions below to turn them into frames and tables (claims judged:
+`ocdlib.grid.judge`; provenance: `ocdlib.report.provenance`; figures:
+`ocdlib.report.figures`; the folder a notebook writes to: `ocdlib.report.notebook`).
+Nothing in `reports/` is typed by hand: every number and every sentence about a number
+is produced from the run directories.
 
 Conventions of the frames:
 
@@ -23,17 +23,19 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from .comparisons import (
+from ..configs import Config
+from ..engine.evaluate import head_metrics
+from ..engine.precision import tag_of_record
+from ..engine.run_dir import RunDir, has_weights, load_run_config, read_result, student_latency_ms
+from ..grid.claims import TARGET, comparisons_among, floors_among
+from ..grid.judge import (
     Row,
     ablation_frame,
     ablation_sentences,
@@ -45,31 +47,16 @@ from .comparisons import (
     sanity_checks,
     target_checks,
 )
-from .configs import Config
-from .engine.evaluate import head_metrics
-from .engine.precision import tag_of_record
-from .engine.run_files import RunDir
-from .engine.runs import (
-    git_commit,
-    has_weights,
-    load_run_config,
-    read_result,
-    student_latency_ms,
-)
-from .experiments import NOT_TRAINED, TARGET, Experiment, comparisons_among, floors_among
-from .models.pose_model import HEAD_NAMES
-from .paths import REPO_ROOT, report_dir
-from .viz import save_figure
+from ..grid.row import Experiment
+from ..models.pose_model import HEAD_NAMES
+from ..profiles import NotebookProfile
+from .provenance import provenance, provenance_markdown
 
 METRICS = ("AP", "AP50", "AP75", "AR")
 PART_METRICS = ("body/AP", "foot/AP", "face/AP", "hand/AP", "wholebody/AP")
 # Decimal places of the markdown tables, per column; other floats get DEFAULT_DIGITS.
 DIGITS = {"GMACs": 3, "train_time_min": 2, "latency_ms": 2, "images_per_s": 1}
 DEFAULT_DIGITS = 1
-PROVENANCE_NOTE = (
-    "Every number here is written by code (ocdlib/reporting.py) from the run directories; "
-    "nothing is typed by hand."
-)
 
 
 # ----------------------------------------------------------------------------- frames
@@ -234,60 +221,10 @@ def markdown_table(df: pd.DataFrame, digits: Mapping[str, int] | None = None) ->
     return "\n".join([header, rule, *body]) + "\n"
 
 
-def git_state() -> str:
-    """Short commit of the checkout, marked when the code (ocdlib/, notebooks/) has local edits."""
-    commit = git_commit()
-    try:
-        status = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "ocdlib", "notebooks"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        status = ""
-    return f"{commit} (with uncommitted code changes)" if status else commit
-
-
-def provenance(profile: str, notebook: str) -> dict[str, str]:
-    """Where a table comes from: profile, the command that rewrites it, commit and date."""
-    number = notebook[:2]
-    return {
-        "profile": profile,
-        "command": f"python -m ocdlib reproduce --profile {profile} --only {number}",
-        "notebook": f"notebooks/{notebook}.ipynb",
-        "git_commit": git_state(),
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "note": PROVENANCE_NOTE,
-        **({"not_trained": not_trained_line()} if NOT_TRAINED else {}),
-    }
-
-
-def not_trained_line() -> str:
-    """The rows left out of this notebook's tables for want of runs, with their seeds."""
-    rows = "; ".join(
-        f"{label} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
-        for label, seeds in NOT_TRAINED.items()
-    )
-    return f"not trained yet, so left out of this notebook's tables and figures: {rows}"
-
-
-def provenance_markdown(prov: Mapping[str, str]) -> str:
-    return (
-        f"<!-- written by {prov['notebook']}; do not edit, rerun the command below -->\n"
-        f"- profile: `{prov['profile']}`\n"
-        f"- command: `{prov['command']}` ({prov['notebook']})\n"
-        f"- git commit: {prov['git_commit']}\n"
-        f"- date: {prov['date']}\n"
-        f"- {prov['note']}\n"
-        + (f"- **{prov['not_trained']}**\n" if prov.get("not_trained") else "")
-    )
-
-
 def write_table(
     df: pd.DataFrame,
     path_stem: str | Path,
-    profile: str,
+    profile: NotebookProfile,
     notebook: str,
     title: str | None = None,
     digits: Mapping[str, int] | None = None,
@@ -352,7 +289,9 @@ def training_time_sentence(summary: pd.DataFrame) -> str:
     )
 
 
-def results_markdown(summary: pd.DataFrame, rows: Sequence[Experiment], profile: str) -> str:
+def results_markdown(
+    summary: pd.DataFrame, rows: Sequence[Experiment], profile: NotebookProfile
+) -> str:
     """The whole of reports/results.md for the grid `rows` (gathered into `summary`):
     provenance, results, comparisons in words, benchmark checks, calibration floors, and
     the target and the ablation where their rows are among `rows`. Rows without a run
@@ -362,7 +301,7 @@ def results_markdown(summary: pd.DataFrame, rows: Sequence[Experiment], profile:
     comps = comparisons(summary, claims)
     prov = provenance(profile, "06_results")
     lines = [
-        f"# Results ({profile} profile)",
+        f"# Results ({profile.name} profile)",
         "",
         provenance_markdown(prov),
         "AP, AP50, AP75 and AR are COCO OKS metrics x 100 on the validation set of the "
@@ -402,7 +341,10 @@ def results_markdown(summary: pd.DataFrame, rows: Sequence[Experiment], profile:
 
 
 def write_results(
-    summary: pd.DataFrame, rows: Sequence[Experiment], reports_dir: str | Path, profile: str
+    summary: pd.DataFrame,
+    rows: Sequence[Experiment],
+    reports_dir: str | Path,
+    profile: NotebookProfile,
 ) -> tuple[Path, Path]:
     """`<reports_dir>/results.md` (all sections) and `results.csv` (+ `results.meta.json`)."""
     root = Path(reports_dir)
@@ -471,74 +413,3 @@ def add_latency(summary: pd.DataFrame, repeats: int = 20, threads: int = 1) -> p
 
 
 # ----------------------------------------------------------------------------- notebook glue
-
-
-def clear_notebook_outputs(root: str | Path, notebook: str) -> list[Path]:
-    """Remove the tables and figures that notebook `NN_...` wrote under `root` before,
-    so that what a reproduction leaves is exactly what its own run wrote. Returns them."""
-    number = notebook[:2]
-    gone = []
-    for folder in ("tables", "figures"):
-        for path in sorted((Path(root) / folder).glob(f"{number}_*")):
-            if path.is_file():
-                path.unlink()
-                gone.append(path)
-    return gone
-
-
-class NotebookReport:
-    """Where one notebook writes: `<reports_dir>/tables/NN_*.md|csv` and `figures/NN_*.png`.
-
-    `table` and `figure` write the file, show it in the notebook and print
-    where it went, so a notebook never writes a number it does not display.
-    """
-
-    def __init__(self, notebook: str, profile: str, reports_dir: str | Path | None = None):
-        self.notebook = notebook
-        self.number = notebook[:2]
-        self.profile = profile
-        self.root = Path(reports_dir) if reports_dir else report_dir(profile)
-        self.tables = self.root / "tables"
-        self.figures = self.root / "figures"
-        self.written: list[Path] = []
-
-    def table(
-        self,
-        df: pd.DataFrame,
-        name: str,
-        title: str | None = None,
-        digits: Mapping[str, int] | None = None,
-    ) -> None:
-        md, csv = write_table(
-            df, self.tables / f"{self.number}_{name}", self.profile, self.notebook, title, digits
-        )
-        _show_frame(format_frame(df, digits))
-        self.written += [md, csv]
-        print(f"written: {self._shown(md)} (+ .csv, .meta.json)")
-
-    def figure(self, fig: Figure | None, name: str, dpi: int = 110) -> None:
-        if fig is None:
-            return
-        path = save_figure(fig, self.figures / f"{self.number}_{name}.png", dpi=dpi)
-        self.written.append(path)
-        try:
-            from IPython.display import Image, display
-
-            display(Image(filename=str(path)))
-        except ImportError:
-            pass
-        print(f"written: {self._shown(path)}")
-
-    def _shown(self, path: Path) -> str:
-        """`path` as the reports folder's own path (reproduce stages a notebook's files
-        before they replace its earlier ones, so the folder written to is not where they end)."""
-        return f"<reports>/{path.relative_to(self.root).as_posix()}"
-
-
-def _show_frame(df: pd.DataFrame) -> None:
-    try:
-        from IPython.display import display
-
-        display(df)
-    except ImportError:
-        print(df.to_string())

@@ -10,7 +10,7 @@ says they trained in the precision asked for, so no finished run is orphaned.
 
 `get_run` reads a finished run back, resumes an interrupted one and trains a
 missing one. The engine (ocdlib/engine) trains and scores one run wherever it is
-told; the grid (ocdlib/experiments.py) and `train` ask this module where.
+told; the grid (ocdlib/grid/) and `train` ask this module where.
 """
 
 from __future__ import annotations
@@ -20,24 +20,30 @@ import sys
 import time
 from pathlib import Path
 
-from .configs import Config
-from .engine.distributed import resolve_device
-from .engine.precision import resolve_precision, tag_of_record
-from .engine.runs import read_result, run_lock
-from .engine.trainer import train
-from .paths import runs_home
+from ..configs import Config
+from ..engine.distributed import resolve_device
+from ..engine.precision import Precision, resolve_precision, tag_of_record
+from ..engine.run_dir import read_result, run_lock
+from ..engine.trainer import train
+from ..paths import runs_home
 
 PRECISIONS = ("bf16", "fp32")
 
 
 @functools.cache
-def _granted(amp: bool, device: str) -> str:
-    return resolve_precision(amp, resolve_device(device)).tag
+def _granted(amp: bool, device: str) -> Precision:
+    return resolve_precision(amp, resolve_device(device))
+
+
+def run_precision(cfg: Config, device: str | None = None) -> Precision:
+    """The precision this machine trains `cfg` in (on `device`, default `train.device`):
+    resolved once here and handed to the engine, which trains the run in it."""
+    return _granted(cfg.train.amp, str(device or cfg.train.device))
 
 
 def granted_precision(cfg: Config) -> str:
-    """The precision this machine trains `cfg` in: "bf16" or "fp32"."""
-    return _granted(cfg.train.amp, cfg.train.device)
+    """The precision this machine trains `cfg` in, as its tag: "bf16" or "fp32"."""
+    return run_precision(cfg).tag
 
 
 def legacy_dir(cfg: Config, root: Path | None = None) -> Path:
@@ -114,6 +120,12 @@ def get_run(
                     flush=True,
                 )
             result = train(
-                cfg, directory, resume=True, progress=progress, deadline=deadline, clock=clock
+                cfg,
+                directory,
+                resume=True,
+                progress=progress,
+                deadline=deadline,
+                clock=clock,
+                precision=run_precision(cfg),
             )
     return {**result, "run_dir": str(directory)}

@@ -1,10 +1,13 @@
-"""One run directory: what the trainer writes there and how it is read back.
+"""One run directory: its files, named once, and how they are read back.
 
-A run directory holds config.json, log.csv, evals.json, checkpoint.pt,
-student.pt and result.json (see trainer.py). This module reads them back, takes
-the directory's lock while a process writes it, and records where a run came
-from. Which directory a config trains into (the run cache) is decided above the
-engine, in `ocdlib.experiments`.
+A run directory holds config.json (the config it trains), log.csv (every loss term per
+step), evals.json (the evaluations along the way and the final one), checkpoint.pt (each
+epoch; once finished, the weights only), student.pt (the deployed model) and result.json
+(written last: a run with one is finished). Every module that reads or writes one of
+them names it through `RunDir`. This module also reads a run back (its config, result
+and model), takes the directory's lock while a process writes it, and records where a
+run came from. Which directory a config trains into (the run cache) is decided above
+the engine, in `ocdlib.runs.cache`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,7 +34,27 @@ from ..models import build_model, export_student
 from ..models.complexity import measure_latency_ms
 from ..paths import REPO_ROOT
 from .checkpoint import load_checkpoint
-from .run_files import RunDir
+
+CONFIG, RESULT, EVALS, LOG = "config.json", "result.json", "evals.json", "log.csv"
+CHECKPOINT, STUDENT = "checkpoint.pt", "student.pt"
+
+
+def _file(name: str) -> property:
+    return property(lambda run: run.path / name, doc=f"the run's {name}")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    config, result, evals = _file(CONFIG), _file(RESULT), _file(EVALS)
+    log, checkpoint, student = _file(LOG), _file(CHECKPOINT), _file(STUDENT)
+
+    def is_finished(self) -> bool:
+        return self.result.is_file()
 
 
 def git_commit() -> str:
