@@ -48,6 +48,7 @@ def _reproduce(checkout: Path, profile: str, out: Path, data: Path) -> None:
         "OCDLIB_RUNS": str(out / "runs"),
         "OCDLIB_DATA": str(data),
     }
+    out.mkdir(parents=True, exist_ok=True)
     log = out / f"{profile}.log"
     cmd = [sys.executable, "-m", "ocdlib", "reproduce", "--profile", profile, "--no-train"]
     with log.open("w") as f:
