@@ -482,3 +482,18 @@ def test_tables_say_the_precision_each_row_trained_in():
     assert list(runs["precision"]) == ["bf16", "bf16", "fp32"]
     shown = reporting.display_frame(reporting.summary_frame(runs))
     assert list(shown["precision"]) == ["bf16", "fp32"]
+
+
+def test_heatmap_head_of_a_record_without_its_scores_is_left_empty(tmp_path, capsys):
+    """A run record keeps no weights: where it kept no scores of the heatmap head either,
+    the table leaves that cell empty and says why, instead of stopping the notebook."""
+    cfg = config_for(by_label("OCD-DeepPose"), PROFILES["smoke"], 0)
+    record = tmp_path / "record"
+    record.mkdir()
+    (record / "config.json").write_text(cfg.to_json())
+    result = {"metrics": {"AP": 0.25}, "seed": 0, "config_hash": cfg.hash}
+    (record / "result.json").write_text(json.dumps(result))
+    summary = pd.DataFrame([{"label": "OCD-DeepPose", "run_dirs": [str(record)]}])
+    aux = reporting.aux_head_frame(summary)
+    assert aux.loc[0, "student AP"] == 25.0 and math.isnan(aux.loc[0, "hm head AP"])
+    assert "no weights and no kept scores of its hm head" in capsys.readouterr().out

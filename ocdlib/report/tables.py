@@ -34,6 +34,7 @@ from ..configs import Config
 from ..engine.evaluate import head_metrics
 from ..engine.precision import tag_of_record
 from ..engine.run_dir import RunDir, has_weights, load_run_config, read_result, student_latency_ms
+from ..errors import MissingFileError
 from ..grid.claims import TARGET, comparisons_among, floors_among
 from ..grid.judge import (
     Row,
@@ -263,7 +264,12 @@ def aux_head_frame(
             if head not in model.heads or model.deploy_head == head:
                 continue
             result = read_result(run_dir)
-            student, scored = result["metrics"], head_metrics(run_dir, head)
+            try:
+                scored = head_metrics(run_dir, head)
+            except MissingFileError:  # a run record that kept no scores of this head
+                print(f"{run_dir}: no weights and no kept scores of its {head} head: left empty")
+                scored = dict.fromkeys(metrics, math.nan)
+            student = result["metrics"]
             values = [100 * student[m] for m in metrics] + [100 * scored[m] for m in metrics]
             rows.append([r["label"], int(result["seed"]), *values, str(run_dir)])
     return pd.DataFrame(rows, columns=["label", "seed", *columns, "run_dir"])
