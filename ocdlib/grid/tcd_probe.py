@@ -257,7 +257,14 @@ def source_probe(
                     continue
                 if done < stop:
                     out(f"{label}: training to epoch {stop} of {cfg.train.epochs} ({run_dir.name})")
-                    train(cfg, run_dir, resume=True, progress=False, stop_after_epochs=stop - done)
+                    train(
+                        cfg,
+                        run_dir,
+                        resume=True,
+                        progress=False,
+                        stop_after_epochs=stop - done,
+                        precision=run_cache.run_precision(cfg),
+                    )
                 model = _model_at(run_dir, cfg, s, precision)
                 objective = _objective(probe_cfg, s, precision, model=model)
                 for r in source_measures(model, objective, batches, precision, s.device):
