@@ -106,8 +106,11 @@ class TopDownPoseDataset(torch.utils.data.Dataset):
         self._no_keypoints = np.zeros((info.num_keypoints, 3), dtype=np.float32)
         # data.pipeline "device": samples carry the decoded image and the crop's map;
         # the loader stacks them and the training device cuts and encodes (device_pipeline).
+        # The one place `data.pipeline` is read: the bank, JPEG decoding on the device
+        # and the loader's collate ask the dataset (`on_device`), never the config again.
+        self.on_device = cfg.pipeline == "device"
         self.collate_fn = None
-        if cfg.pipeline == "device":
+        if self.on_device:
             from .device_pipeline import Collate, CropSpec
 
             hm = self.heatmap_size if with_heatmaps else None
@@ -286,7 +289,7 @@ class TopDownPoseDataset(torch.utils.data.Dataset):
         # warp is known, so that data.jpeg_draft can decode a JPEG at a reduced scale.
         image = self._image(inst, decode=False)
         geometry = self.crop_geometry(index, image.width)
-        if self.cfg.pipeline == "device":
+        if self.on_device:
             return self._device_sample(inst, image, geometry)
         image_warp = geometry.image_warp
         if self.cfg.jpeg_draft:

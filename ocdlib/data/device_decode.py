@@ -51,7 +51,7 @@ def decodes_on_device(dataset, device: torch.device, mode: str, say=None) -> boo
     all_jpeg = all(Path(i.image_path).suffix.lower() in JPEG_SUFFIXES for i in dataset.instances)
     on = (
         mode != "off"
-        and cfg.pipeline == "device"
+        and dataset.on_device
         and dataset._bank_rows is None  # held images need no decoding
         and all_jpeg
         and (mode == "on" or (device.type == "cuda" and cfg.bad_images == "error"))

@@ -145,7 +145,7 @@ def hold_images(
     say = say or (lambda line: None)
     if mode not in HOLD_MODES:
         raise ConfigError(f"data.hold_images={mode!r}: expected one of {', '.join(HOLD_MODES)}")
-    if mode == "off" or dataset.cfg.pipeline != "device":
+    if mode == "off" or not dataset.on_device:
         return None
     firsts, rows = distinct_images(dataset)
     w, h = largest_size(dataset, firsts)
