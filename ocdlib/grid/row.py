@@ -101,6 +101,9 @@ class Experiment:
     # Profiles that leave this row out, each with the reason (said in the notebook).
     skip: tuple[tuple[str, str], ...] = ()
     n_seeds: int = 0  # a key row on only the first `n_seeds` of the profile's seeds (0: all)
+    # Where a time box (reproduce --minutes) trains this row: (0, k) k-th on every seed
+    # before anything else, (1, k) k-th on the first seed next; None: with the rest.
+    priority: tuple[int, int] | None = field(default=None, compare=False)
 
     def seeds(self, profile: NotebookProfile) -> tuple[int, ...]:
         seeds = profile.seeds

@@ -26,17 +26,25 @@ from .row import (
 # 01: the baselines, each head trained alone.
 # DeepPose and SimpleBaseline also score the validation set every few epochs while
 # they train: the learning curves of the two representations (notebook 01).
-DEEPPOSE = _e("01", "DeepPose", "deeppose", LEARNING_CURVE, key=True, group="baseline")
-RLE = _e("01", "RLE", "rle", key=True, group="baseline")
+DEEPPOSE = _e(
+    "01", "DeepPose", "deeppose", LEARNING_CURVE, key=True, group="baseline", priority=(0, 0)
+)
+RLE = _e("01", "RLE", "rle", key=True, group="baseline", priority=(1, 2))
 SIMPLEBASELINE = _e(
-    "01", "SimpleBaseline (heatmap)", "simplebaseline", LEARNING_CURVE, key=True, group="baseline"
+    "01",
+    "SimpleBaseline (heatmap)",
+    "simplebaseline",
+    LEARNING_CURVE,
+    key=True,
+    group="baseline",
+    priority=(0, 1),
 )
 REDUCED_ALONE = _e(
     "01", "Reduced heatmap head alone", "reduced_alone", group="baseline", skip=IN_THE_FULL_GRID
 )
 # 02: OCD, and one row per loss term.
-OCD_DEEPPOSE = _e("02", "OCD-DeepPose", "ocd", key=True, group="ocd")
-OCD_RLE = _e("02", "OCD-RLE", "ocd_rle", key=True, group="ocd")
+OCD_DEEPPOSE = _e("02", "OCD-DeepPose", "ocd", key=True, group="ocd", priority=(1, 0))
+OCD_RLE = _e("02", "OCD-RLE", "ocd_rle", key=True, group="ocd", priority=(1, 3))
 # At lr 2e-3 OCD's heatmap head collapsed on one seed of three (9.6 AP against 28.5 on
 # the others), falling behind from the first hundred steps: terms b and c pull the
 # shared backbone towards a regression head that is still near the mean pose. Do
@@ -49,6 +57,7 @@ OCD_WARMUP = _e(
     ("loss.distill_warmup_steps", first_part_of_training(0.25)),
     key=True,
     group="ocd",
+    priority=(0, 2),
 )
 # Or is it term c pulling the shared backbone (as for OCD-RLE below)?
 OCD_C_OFF_BACKBONE = _e(
@@ -143,7 +152,9 @@ OCD_LIGHT_HEAD_TERM = _e(
     skip=IN_THE_FULL_GRID,
 )
 # 03: TCD with the SimpleBaseline of 01 as the frozen teacher.
-TCD_DEEPPOSE = _e("03", "TCD-DeepPose", "tcd", teacher=SIMPLEBASELINE, key=True, group="tcd")
+TCD_DEEPPOSE = _e(
+    "03", "TCD-DeepPose", "tcd", teacher=SIMPLEBASELINE, key=True, group="tcd", priority=(1, 1)
+)
 # TCD with a heatmap head trained online on the student's own backbone, distilling from
 # it and from the frozen teacher: on every seed, so that the margin rule can judge it.
 TCD_AUX = _e(

@@ -32,15 +32,6 @@ from ..engine.run_dir import RESULT, RunDir, git_commit, load_run_config, read_r
 from ..errors import GenerationAbandoned
 from ..grid.gather import grid_configs
 from ..grid.row import Experiment
-from ..grid.rows import (
-    DEEPPOSE,
-    OCD_DEEPPOSE,
-    OCD_RLE,
-    OCD_WARMUP,
-    RLE,
-    SIMPLEBASELINE,
-    TCD_DEEPPOSE,
-)
 from ..paths import reports_home, runs_home
 from ..profiles import NotebookProfile
 from ..runs.cache import finished_result, get_run, granted_precision, run_dir
@@ -49,27 +40,27 @@ from .estimate import Progress
 from .scheduler import with_share_of_cores
 
 # The rows whose claims matter most, on every seed; then the other key rows on the first.
-FIRST_ON_EVERY_SEED = (DEEPPOSE, SIMPLEBASELINE, OCD_WARMUP)
-THEN_ON_THE_FIRST_SEED = (OCD_DEEPPOSE, TCD_DEEPPOSE, RLE, OCD_RLE)
 MIN_MINUTES_TO_START = 0.5
 
 
 def timeboxed_order(
     profile: NotebookProfile, notebooks: list[str] | None = None
 ) -> list[tuple[Experiment, Config]]:
-    """The grid's runs in the order a short allocation should train them: DeepPose,
-    SimpleBaseline and OCD after a warm-up seed by seed, then OCD, TCD (after its teacher,
-    SimpleBaseline's first seed), RLE and OCD-RLE on the first seed, then every other row
-    on the first seed, then the remaining seeds."""
+    """The grid's runs in the order a short allocation should train them, by each row's
+    `priority` (ocdlib/grid/rows.py): DeepPose, SimpleBaseline and OCD after a warm-up
+    seed by seed, then OCD, TCD (after its teacher, SimpleBaseline's first seed), RLE and
+    OCD-RLE on the first seed, then every other row on the first seed, then the
+    remaining seeds."""
     grid = grid_configs(profile, notebooks)
 
     def rank(item: tuple[Experiment, Config]) -> tuple:
         exp, cfg = item
         seed_index = exp.seeds(profile).index(cfg.train.seed)
-        if exp in FIRST_ON_EVERY_SEED:
-            return (0, seed_index, FIRST_ON_EVERY_SEED.index(exp))
-        if seed_index == 0 and exp in THEN_ON_THE_FIRST_SEED:
-            return (1, 0, THEN_ON_THE_FIRST_SEED.index(exp))
+        tier, k = exp.priority or (None, 0)
+        if tier == 0:
+            return (0, seed_index, k)
+        if tier == 1 and seed_index == 0:
+            return (1, 0, k)
         return (2 + min(seed_index, 1), seed_index, 0)
 
     return sorted(grid, key=rank)  # sorted is stable: grid order within a rank
