@@ -143,3 +143,15 @@ def test_gather_without_training_reads_the_finished_runs_and_names_the_missing(
     assert [r["experiment"] for r in results] == [DEEPPOSE] == gathered_rows(results)
     assert results[0]["metrics"] == {"AP": 0.5}
     assert "RLE: seeds [0] not trained yet" in capsys.readouterr().out
+
+
+def test_a_profile_name_where_its_record_belongs_gets_the_fix():
+    from ocdlib.errors import ConfigError
+    from ocdlib.grid.gather import gather
+    from ocdlib.grid.rows import DEEPPOSE
+    from ocdlib.report.notebook import NotebookReport
+
+    with pytest.raises(ConfigError, match=r"notebook_profile\('smoke'\)"):
+        gather([DEEPPOSE], "smoke")
+    with pytest.raises(ConfigError, match=r"notebook_profile\('cpu'\)"):
+        NotebookReport("01_baselines", "cpu")

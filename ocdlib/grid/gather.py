@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..configs import Config, build_config
+from ..errors import ConfigError
 from ..profiles import NotebookProfile
 from ..runs.cache import get_run, is_finished, run_dir
 from ..runs.records import find_record, read_record
@@ -79,6 +80,11 @@ def gather(
     `train_missing` False (default: `train_missing_default()`), named and left out. Rows
     the profile leaves out are named with the reason and left out. Prints one line per run.
     """
+    if not isinstance(profile, NotebookProfile):  # a name typed in a notebook cell
+        raise ConfigError(
+            f"gather takes a NotebookProfile, not {profile!r}: resolve the name once with "
+            f"ocdlib.profiles.notebook_profile({profile!r}) and pass what it returns"
+        )
     train_missing = train_missing_default() if train_missing is None else train_missing
     if isinstance(rows, str):
         rows = experiments(rows)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..errors import ConfigError
 from ..paths import report_dir
 from ..profiles import NotebookProfile
 from .tables import format_frame, write_table
@@ -38,6 +39,11 @@ class NotebookReport:
     def __init__(
         self, notebook: str, profile: NotebookProfile, reports_dir: str | Path | None = None
     ):
+        if not isinstance(profile, NotebookProfile):  # a name typed in a notebook cell
+            raise ConfigError(
+                f"NotebookReport takes a NotebookProfile, not {profile!r}: resolve the name "
+                f"once with ocdlib.profiles.notebook_profile({profile!r})"
+            )
         self.notebook = notebook
         self.number = notebook[:2]
         self.profile = profile
