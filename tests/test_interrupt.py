@@ -9,10 +9,12 @@ import sys
 import pytest
 import torch
 
+import ocdlib.engine.hooks as hooks
 import ocdlib.engine.trainer as trainer
 from ocdlib.configs import build_config
 from ocdlib.engine.checkpoint import atomic_write_text
 from ocdlib.engine.interrupt import StopRequest
+from ocdlib.engine.run_dir import RunDir
 from ocdlib.errors import RunInterrupted
 
 
@@ -134,12 +136,19 @@ def test_a_run_stopped_under_ddp_saves_weights_a_resume_can_load(tmp_path):
             dist=DistInfo(),
             optimizer=optimizer,
             scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0),
-            ckpt_path=tmp_path / "checkpoint.pt",
+            out_dir=tmp_path,
+            files=RunDir(tmp_path),
+            rows=[],
+            evals=[],
+            epoch=0,
+            step=3,
+            train_time=1.0,
+            loader=range(8),
             batches_done=3,
             stop=types.SimpleNamespace(signum=signal.SIGTERM),
         )
-        trainer._save_mid_epoch(loop, [], [], tmp_path, 0, 3, 1.0)
-        assert isinstance(trainer._interrupted(loop, tmp_path, 0, 3, 8), RunInterrupted)
+        hooks._save_mid_epoch(loop)
+        assert isinstance(hooks._interrupted(loop), RunInterrupted)
     finally:
         dist.destroy_process_group()
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["model"]

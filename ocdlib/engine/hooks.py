@@ -48,7 +48,6 @@ class Loop:
     cfg: Config
     dist: DistInfo
     out_dir: Path
-    ckpt_path: Path
     precision: Precision
     train_ds: TopDownPoseDataset
     val_ds: TopDownPoseDataset
@@ -77,6 +76,10 @@ class Loop:
     seen: int = 0  # images this process trained in whole epochs, and their seconds
     timed: float = 0.0
     result: dict = field(default_factory=dict)  # result.json, on the main process
+
+    @property
+    def files(self) -> RunDir:
+        return RunDir(self.out_dir)
 
 
 class Hook:
@@ -157,9 +160,9 @@ class Checkpointer(Hook):
 
     def before_train(self, loop: Loop) -> None:
         finished = False
-        if self.resume and loop.ckpt_path.is_file():
+        if self.resume and loop.files.checkpoint.is_file():
             finished = self._load(loop)
-        evals = _read_json(RunDir(loop.out_dir).evals, [])
+        evals = _read_json(loop.files.evals, [])
         loop.evals = [e for e in evals if e["epoch"] <= loop.start_epoch]
         loop.trained = loop.start_epoch
         if finished:
@@ -169,7 +172,7 @@ class Checkpointer(Hook):
 
     def _load(self, loop: Loop) -> bool:
         """The checkpoint's state into `loop`; whether the run had finished."""
-        ckpt = load_checkpoint(loop.ckpt_path, loop.cfg.hash)
+        ckpt = load_checkpoint(loop.files.checkpoint, loop.cfg.hash)
         unwrapped(loop.model).load_state_dict(ckpt["model"])
         loop.objective.load_state_dict(ckpt["objective"])
         finished = bool(ckpt.get("finished"))  # a finished run keeps its weights only
@@ -183,7 +186,7 @@ class Checkpointer(Hook):
         if loop.skipped is not None:
             loop.skipped = SkippedImages.from_dict(ckpt.get("skipped_images"))
         if loop.dist.is_main:
-            truncate_log(RunDir(loop.out_dir).log, loop.step)
+            truncate_log(loop.files.log, loop.step)
             print(
                 f"resumed {loop.out_dir} at epoch {loop.start_epoch} (step {loop.step})",
                 file=sys.stderr,
@@ -192,40 +195,27 @@ class Checkpointer(Hook):
 
     def after_step(self, loop: Loop, settled: bool) -> bool:
         if settled and loop.dist.is_main and len(loop.rows) >= LOG_FLUSH_STEPS:
-            write_log(loop.rows, RunDir(loop.out_dir).log, append=True)  # keep log.csv current
+            write_log(loop.rows, loop.files.log, append=True)  # keep log.csv current
             loop.rows.clear()
         return False
 
     def after_epoch(self, loop: Loop) -> None:
         if loop.interrupted:
-            _save_mid_epoch(
-                loop, loop.rows, loop.evals, loop.out_dir, loop.epoch, loop.step, loop.train_time
-            )
+            _save_mid_epoch(loop)
         else:
             loop.trained = loop.epoch + 1
-            save_run(
-                loop, loop.rows, loop.evals, loop.out_dir, loop.trained, loop.step, loop.train_time
-            )
+            save_run(loop, loop.trained)
 
     def after_train(self, loop: Loop) -> None:
         if not loop.dist.is_main:
             return
-        files = RunDir(loop.out_dir)
-        atomic_write_text(json.dumps(loop.evals, indent=1), files.evals)
-        atomic_write_text(json.dumps(loop.result, indent=1), files.result)
+        atomic_write_text(json.dumps(loop.evals, indent=1), loop.files.evals)
+        atomic_write_text(json.dumps(loop.result, indent=1), loop.files.result)
         # A finished run has nothing left to resume: its checkpoint keeps the weights of
         # every head and drops the optimizer, scheduler and RNG state (two thirds of the file
         # under Adam). `train --resume` on the finished run still re-scores it.
-        state = _checkpoint(
-            unwrapped(loop.model),
-            loop.objective,
-            loop.cfg,
-            loop.skipped,
-            loop.trained,
-            loop.step,
-            loop.train_time,
-        )
-        atomic_save({**state, "finished": True}, loop.ckpt_path)
+        state = _checkpoint(loop, loop.trained)
+        atomic_save({**state, "finished": True}, loop.files.checkpoint)
 
 
 class StopAfterEpochs(Hook):
@@ -267,10 +257,10 @@ class Deadline(Hook):
 
     def after_epoch(self, loop: Loop) -> dict | None:
         if loop.past_deadline:
-            return _stopped_for_deadline(loop.out_dir, loop.epoch, loop.step, loop.cfg, loop.dist)
+            return _stopped_for_deadline(loop, loop.epoch)
         if loop.interrupted or loop.done or not _pace_says_stop(self.pace, loop.dist, loop.step):
             return None
-        return _stopped_for_deadline(loop.out_dir, loop.epoch + 1, loop.step, loop.cfg, loop.dist)
+        return _stopped_for_deadline(loop, loop.epoch + 1)
 
 
 class Interrupts(Hook):
@@ -282,7 +272,7 @@ class Interrupts(Hook):
 
     def after_epoch(self, loop: Loop) -> None:
         if loop.interrupted and not loop.past_deadline:
-            raise _interrupted(loop, loop.out_dir, loop.epoch, loop.step, len(loop.loader))
+            raise _interrupted(loop)
 
 
 def _pace_says_stop(pace: Pace, dist: DistInfo, step: int) -> bool:
@@ -297,11 +287,13 @@ def _pace_says_stop(pace: Pace, dist: DistInfo, step: int) -> bool:
     return stop
 
 
-def _stopped_for_deadline(out_dir: Path, epoch: int, step: int, cfg, dist: DistInfo) -> dict:
-    if dist.is_main:
+def _stopped_for_deadline(loop: Loop, epoch: int) -> dict:
+    step = loop.step
+    if loop.dist.is_main:
         print(
-            f"{out_dir.name}: stopped at step {step}, {epoch} of {cfg.train.epochs} epochs done:"
-            " at its steady pace it would end past the deadline; saved, rerun to resume it",
+            f"{loop.out_dir.name}: stopped at step {step}, {epoch} of {loop.cfg.train.epochs} "
+            "epochs done: at its steady pace it would end past the deadline; saved, rerun to "
+            "resume it",
             file=sys.stderr,
         )
     return {"stopped_at_epoch": epoch, "stopped_at_step": step, "past_deadline": True}
@@ -319,55 +311,53 @@ def _stop_requested(loop: Loop, step: int) -> bool:
     return bool(flag.item())
 
 
-def _interrupted(loop: Loop, out_dir: Path, epoch: int, step: int, steps_per_epoch: int):
+def _interrupted(loop: Loop) -> RunInterrupted:
     """RunInterrupted for a run stopped by a signal and saved, saying how to resume."""
     name = signal.Signals(loop.stop.signum).name
     return RunInterrupted(
-        f"{out_dir}: stopped by {name} after step {step} (epoch {epoch + 1}, batch "
-        f"{loop.batches_done} of {steps_per_epoch}) and saved; run the same command again "
+        f"{loop.out_dir}: stopped by {name} after step {loop.step} (epoch {loop.epoch + 1}, "
+        f"batch {loop.batches_done} of {len(loop.loader)}) and saved; run the same command again "
         "to resume from this step (python -m ocdlib train ... --resume, or reproduce again)",
         loop.stop.signum,
     )
 
 
-def save_run(loop: Loop, rows, evals, out_dir: Path, epoch: int, step: int, train_time, **more):
-    """On the main process: `rows` appended to log.csv, evals.json, then checkpoint.pt after
-    `epoch` epochs and `step` steps (`more`: its entries before the optimizer's); every
-    rank waits for it."""
+def save_run(loop: Loop, epoch: int, **more):
+    """On the main process: the loop's log rows appended to log.csv, evals.json, then
+    checkpoint.pt after `epoch` epochs (`more`: its entries before the optimizer's);
+    every rank waits for it."""
     if loop.dist.is_main:
         # The log before the checkpoint: a run killed in between has rows past its
         # checkpoint, which a resume drops, rather than a checkpoint past its log.
-        write_log(rows, RunDir(out_dir).log, append=True)
-        atomic_write_text(json.dumps(evals, indent=1), RunDir(out_dir).evals)
-        state = _checkpoint(
-            unwrapped(loop.model), loop.objective, loop.cfg, loop.skipped, epoch, step, train_time
-        )
+        write_log(loop.rows, loop.files.log, append=True)
+        atomic_write_text(json.dumps(loop.evals, indent=1), loop.files.evals)
+        state = _checkpoint(loop, epoch)
         state.update(
             **more,
             optimizer=loop.optimizer.state_dict(),
             scheduler=loop.scheduler.state_dict(),
             rng=rng_state(),
         )
-        atomic_save(state, loop.ckpt_path)
+        atomic_save(state, loop.files.checkpoint)
     barrier(loop.dist)
 
 
-def _save_mid_epoch(loop: Loop, rows, evals, out_dir: Path, epoch: int, step: int, train_time):
+def _save_mid_epoch(loop: Loop) -> None:
     """Save a run stopped mid-epoch (by a signal or the pace), resumable at this very step."""
-    save_run(loop, rows, evals, out_dir, epoch, step, train_time, epoch_batches=loop.batches_done)
+    save_run(loop, loop.epoch, epoch_batches=loop.batches_done)
 
 
-def _checkpoint(model, objective, cfg: Config, skipped, epoch: int, step: int, train_time: float):
+def _checkpoint(loop: Loop, epoch: int) -> dict:
     """What checkpoint.pt holds of a run after `epoch` besides the optimizer, scheduler
     and RNG state that only an unfinished run needs."""
     return {
-        "model": model.state_dict(),
-        "objective": objective.state_dict(),
+        "model": unwrapped(loop.model).state_dict(),
+        "objective": loop.objective.state_dict(),
         "epoch": epoch,
-        "step": step,
-        "train_time": train_time,
-        "config_hash": cfg.hash,
-        "skipped_images": skipped.to_dict() if skipped is not None else None,
+        "step": loop.step,
+        "train_time": loop.train_time,
+        "config_hash": loop.cfg.hash,
+        "skipped_images": loop.skipped.to_dict() if loop.skipped is not None else None,
     }
 
 

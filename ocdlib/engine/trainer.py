@@ -50,8 +50,6 @@ from .hooks import (
     ReplacedImages,
     SetUpTime,
     StopAfterEpochs,
-    _interrupted,  # noqa: F401 (the tests call it from here)
-    _save_mid_epoch,  # noqa: F401 (the tests call it from here)
     heatmap_head_along,
     unwrapped,
 )
@@ -125,7 +123,7 @@ def train_one_epoch(loop: Loop) -> None:
             named = dict(zip(names, rest, strict=True))
             if not math.isfinite(total):
                 step, epoch = row["step"] - 1, row["epoch"] - 1
-                raise non_finite_error(named, total, step, epoch, loop.ckpt_path)
+                raise non_finite_error(named, total, step, epoch, loop.files.checkpoint)
             if dist.is_main:
                 loop.rows.append({**row, **named, "time": seconds})
         if dist.is_main:
@@ -305,17 +303,17 @@ def _set_up(
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = RunDir(out_dir).checkpoint
+    files = RunDir(out_dir)
     if dist.is_main:
         remove_stale_temporaries(out_dir)  # of a process killed while it wrote (SIGKILL)
-        if ckpt_path.is_file():
+        if files.checkpoint.is_file():
             if not resume:
                 raise ExistingRunError(
                     f"{out_dir} already holds a run; pass --resume to continue it or choose "
                     "another --out"
                 )
-            load_checkpoint(ckpt_path, cfg.hash)  # refuse another config's run, change nothing
-        atomic_write_text(cfg.to_json(), RunDir(out_dir).config)
+            load_checkpoint(files.checkpoint, cfg.hash)  # refuse another config's run
+        atomic_write_text(cfg.to_json(), files.config)
 
     if dist.is_main:
         paths = resolve_data(cfg.data, progress=progress)
@@ -389,7 +387,6 @@ def _set_up(
         cfg=cfg,
         dist=dist,
         out_dir=out_dir,
-        ckpt_path=ckpt_path,
         precision=precision,
         train_ds=train_ds,
         val_ds=val_ds,
@@ -410,7 +407,7 @@ def _result(loop: Loop, metrics: dict) -> dict:
     student = export_student(unwrapped(loop.model), cfg.model.deploy_head).cpu()
     atomic_save(
         {"model": student.state_dict(), "config": cfg.to_dict(), "config_hash": cfg.hash},
-        RunDir(loop.out_dir).student,
+        loop.files.student,
     )
     w, h = cfg.data.input_size
     speed = round(loop.seen / loop.timed, 1) if loop.seen and loop.timed else None

@@ -122,8 +122,9 @@ def _finished_or_recorded(exp: Experiment, profile: NotebookProfile) -> list[dic
     out, missing, recorded = [], [], []
     for seed in exp.seeds(profile):
         cfg = config_for(exp, profile, seed)
-        record = None if is_finished(cfg) else find_record(cfg)
-        if is_finished(cfg):
+        finished = is_finished(cfg)
+        record = None if finished else find_record(cfg)
+        if finished:
             result = get_run(cfg, progress=False)
         elif record is not None:
             result = read_record(record)

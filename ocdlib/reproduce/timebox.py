@@ -118,8 +118,9 @@ class _Box:
         return "the time box ran out" if self.clock() >= self.deadline else None
 
     def skip(self, cfg: Config, why: str) -> None:
-        self.skipped.append((run_dir(cfg).name, why))
-        self.dropped.add(str(run_dir(cfg)))
+        directory = run_dir(cfg)
+        self.skipped.append((directory.name, why))
+        self.dropped.add(str(directory))
 
     def ready(self, exp: Experiment, cfg: Config, planned: set[str], roots) -> bool:
         """Whether `cfg` may start now: its teacher's weights are here or trained first in
@@ -179,13 +180,14 @@ class _Box:
             self.progress.ended(name)
 
     def started(self, exp: Experiment, cfg: Config) -> None:
-        self._started_at[run_dir(cfg).name] = self.clock()
+        name = run_dir(cfg).name
+        self._started_at[name] = self.clock()
         if self.progress is not None:
-            self.progress.started(run_dir(cfg).name)
+            self.progress.started(name)
         if self.first_start is None:
-            self.first_start = self._started_at[run_dir(cfg).name]
+            self.first_start = self._started_at[name]
         self.say(
-            f"start {run_dir(cfg).name} ({exp.label}, seed {cfg.train.seed}; "
+            f"start {name} ({exp.label}, seed {cfg.train.seed}; "
             f"{self.minutes_left():.1f} min left)",
             flush=True,
         )
