@@ -1,5 +1,5 @@
-"""Command line: python -m ocdlib {synth,data,presets,train,eval,export,predict,reproduce,
-readme,records,bench}."""
+"""Command line: python -m ocdlib {synth,data,presets,train,pretrain,eval,export,predict,
+reproduce,readme,records,bench}."""
 
 from __future__ import annotations
 
@@ -127,6 +127,42 @@ def cmd_reproduce(args) -> int:
     )
 
 
+def cmd_pretrain(args) -> int:
+    from .pretrain import install_weights, pretrain, pretrain_config
+
+    cfg = pretrain_config(args.config, args.set)
+    command = "python -m ocdlib " + " ".join(args.argv)
+    record = pretrain(cfg, Path(args.out) if args.out else None, command=command)
+    if args.install:
+        from .pretrain import pretrain_dir
+
+        run = Path(args.out) if args.out else pretrain_dir(cfg, record["precision_tag"])
+        target = install_weights(run, args.install)
+        print(f"installed as model.pretrained={args.install}: {target} and its record")
+    print(json.dumps({k: record[k] for k in ("name", "hash", "sha256", "minutes", "final_acc")}))
+    return 0
+
+
+def _add_pretrain_parser(sub) -> None:
+    from .pretrain import PRETRAIN_PRESETS
+
+    p = sub.add_parser(
+        "pretrain",
+        help="pre-train a backbone on generated images, no natural images or keypoints "
+        "(resumable; weights for model.pretrained)",
+    )
+    p.add_argument("--config", required=True, choices=sorted(PRETRAIN_PRESETS))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", help="run folder (default: runs/pretrain/<name>-<hash>-s<seed>-<tag>)")
+    p.add_argument(
+        "--install",
+        metavar="NAME",
+        help="copy the finished weights and record to ocdlib/pretrained/NAME.{pth,json}, "
+        "where model.pretrained=NAME finds them",
+    )
+    p.set_defaults(func=cmd_pretrain)
+
+
 def cmd_records(args) -> int:
     from .reproduce import write_profile_records
 
@@ -200,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true", help="continue from checkpoint.pt")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    _add_pretrain_parser(sub)
 
     p = sub.add_parser("eval", help="evaluate a finished run (COCO OKS AP)")
     p.add_argument("--run", required=True)

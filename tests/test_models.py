@@ -256,5 +256,5 @@ def test_narrow_resnets_keep_resnet18_layout_at_a_fraction_of_the_cost():
         assert narrow.layer4[1].conv2.out_channels == 8 * width
         ratio = count_params(narrow) / count_params(full)
         assert ratio < (width / 64) ** 2 * 1.1  # widths scale the parameters quadratically
-        with pytest.raises(ValueError, match="no pretrained weights"):
+        with pytest.raises(ValueError, match="has no ImageNet weights; use a kit pre-training"):
             build_backbone(name, "imagenet")

@@ -108,9 +108,9 @@ def test_no_module_imports_one_that_imports_it_back():
 # imports modules of its own floor or of floors below it, never above.
 LAYERS = (
     ("ocdlib.errors", "ocdlib.metainfo", "ocdlib.synth_spec", "ocdlib.cores", "ocdlib.profiles",
-     "ocdlib.paths", "ocdlib.configs"),
+     "ocdlib.paths", "ocdlib.weights", "ocdlib.configs"),
     ("ocdlib.data", "ocdlib.models", "ocdlib.losses", "ocdlib.codecs", "ocdlib.coco_eval"),
-    ("ocdlib.engine",),
+    ("ocdlib.engine", "ocdlib.pretrain"),
     ("ocdlib.runs",),
     ("ocdlib.grid",),
     ("ocdlib.report", "ocdlib.bench", "ocdlib.export", "ocdlib.predict"),

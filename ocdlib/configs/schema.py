@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..synth_spec import SynthPoseSpec
+from ..weights import weights_digest
 
 __all__ = [
     "EXECUTION", "HASH_NEUTRAL_DEFAULT", "Config", "DataConfig", "EvalConfig", "LossConfig",
@@ -106,8 +107,9 @@ class DataConfig:
 class ModelConfig:
     backbone: str = "resnet50"  # resnet18/34/50/101/152, mobilenet_v2
     # "none": random init; "imagenet": torchvision's file from the torch hub cache
-    # (never downloaded);
-    # anything else: a path to a local state_dict file.
+    # (never downloaded); a kit pre-training's name (ocdlib/pretrained/, e.g.
+    # "fractal_w32"); anything else: a path to a local state_dict file. The weights'
+    # SHA-256, not this name, enters the hash (ocdlib/weights.py).
     pretrained: str = "none"
     # Heads on the shared backbone: "reg" (DeepPose), "rle" (RLE), "hm" (full
     # heatmap head), "hm_small" (reduced heatmap head).
@@ -204,6 +206,11 @@ class Config:
         """Short stable hash of everything that changes the result (the name does not)."""
         d = _hash_dict(self)
         d.pop("name")
+        # Weights are identified by their content: a run from other weights is never
+        # served for this one; "none" and "imagenet" hash as the names they are.
+        digest = weights_digest(d["model"]["pretrained"])
+        if digest:
+            d["model"]["pretrained"] = digest
         # A teacher is named by its run folder (whose name holds its own hash), not by
         # where the run cache happens to live: moving a checkout keeps TCD runs cached.
         # The folder's precision suffix is left out: a student trains in the precision

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torchvision
 
 from ..errors import ConfigError, MissingFileError
+from ..weights import kit_weights_names, resolve_weights
 
 # name -> (torchvision builder, its ImageNet weights enum value, feature channels)
 # IMAGENET1K_V1 are the classic torchvision weights that mmpose's `torchvision://`
@@ -37,7 +38,8 @@ _BACKBONES = {
 }
 # Narrow ResNet-18s (torchvision's BasicBlock layout, base width 32 or 16 instead of
 # 64): the same architecture family at a quarter or a sixteenth of the FLOPs, for
-# training from scratch on a CPU. There are no ImageNet weights for them.
+# training on a CPU. There are no ImageNet weights for them; the kit pre-trains them
+# itself (`python -m ocdlib pretrain`, weights in ocdlib/pretrained/).
 _NARROW = {"resnet18_w32": 32, "resnet18_w16": 16}
 BACKBONE_NAMES = tuple(_BACKBONES) + tuple(_NARROW)
 # Keys of torchvision's classification heads, absent from a backbone.
@@ -130,36 +132,39 @@ def missing_imagenet_message(name: str, path: Path) -> str:
 
 
 def build_backbone(name: str, pretrained: str = "none") -> nn.Module:
-    """Build backbone `name` with weights `pretrained`: "none", "imagenet" or a file path.
+    """Build backbone `name` with weights `pretrained`: "none", "imagenet", a kit
+    pre-training's name or a file path (ocdlib/weights.py).
 
     The returned module maps (N, 3, H, W) to (N, C, H/32, W/32) (ceil for sizes
     not divisible by 32) and has `out_channels` = C.
     """
     if name in _NARROW:
-        if pretrained not in ("", "none"):
-            raise ConfigError(
-                f"model.backbone={name!r} has no pretrained weights; use "
-                "--set model.pretrained=none or a standard backbone such as resnet18"
-            )
-        return ResNetBackbone(narrow_resnet18(_NARROW[name]), 8 * _NARROW[name])
-    builder, _, channels = _spec(name)
-    net = getattr(torchvision.models, builder)(weights=None)
-    if name.startswith("resnet"):
-        backbone: nn.Module = ResNetBackbone(net, channels)
+        backbone: nn.Module = ResNetBackbone(narrow_resnet18(_NARROW[name]), 8 * _NARROW[name])
     else:
-        backbone = MobileNetV2Backbone(net, channels)
+        builder, _, channels = _spec(name)
+        net = getattr(torchvision.models, builder)(weights=None)
+        if name.startswith("resnet"):
+            backbone = ResNetBackbone(net, channels)
+        else:
+            backbone = MobileNetV2Backbone(net, channels)
     if pretrained in ("", "none"):
         return backbone
     if pretrained == "imagenet":
+        if name in _NARROW:
+            raise ConfigError(
+                f"model.backbone={name!r} has no ImageNet weights; use a kit pre-training "
+                f"({kit_weights_names()}), a file, or --set model.pretrained=none"
+            )
         path = imagenet_weights_file(name)
         if not path.is_file():
             raise MissingFileError(missing_imagenet_message(name, path))
     else:
-        path = Path(pretrained).expanduser()
-        if not path.is_file():
-            raise MissingFileError(
-                f"model.pretrained={pretrained!r}: no such file. Give the path of a "
-                f"torchvision {name} state_dict (.pth), 'imagenet' (torch hub cache) or 'none'"
+        path, _, record = resolve_weights(pretrained)
+        if record is not None and record.get("backbone") != name:
+            raise ConfigError(
+                f"model.pretrained={pretrained!r} holds weights of {record.get('backbone')}, "
+                f"not of model.backbone={name!r}; pre-train that backbone (python -m ocdlib "
+                f"pretrain) or set model.backbone={record.get('backbone')}"
             )
     load_backbone_weights(backbone, path, name)
     return backbone
@@ -191,6 +196,14 @@ def load_backbone_weights(backbone: nn.Module, path: Path, name: str) -> None:
         f"Pass a state_dict of torchvision.models.{name}() or set model.backbone to the "
         "architecture the file was saved from"
     )
+    stem, want = state.get("conv1.weight"), getattr(backbone, "conv1", None)
+    if stem is not None and want is not None and stem.shape != want.weight.shape:
+        raise ConfigError(
+            f"model.pretrained={str(path)!r} does not fit backbone {name}: it holds a backbone "
+            f"of stem width {stem.shape[0]} ({_name_of_width(stem.shape[0])}), {name} has "
+            f"{want.weight.shape[0]}. "
+            f"{fix}"
+        )
     try:
         result = backbone.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shape mismatches raise even when not strict
@@ -204,6 +217,13 @@ def load_backbone_weights(backbone: nn.Module, path: Path, name: str) -> None:
             f"{len(missing)} missing key(s) {missing[:3]}, {len(unexpected)} unexpected "
             f"key(s) {unexpected[:3]}. {fix}"
         )
+
+
+def _name_of_width(width: int) -> str:
+    names = [n for n, w in _NARROW.items() if w == width] or (
+        ["resnet18/34/50/101/152"] if width == 64 else ["an unknown architecture"]
+    )
+    return names[0]
 
 
 def _spec(name: str) -> tuple[str, str, int]:
