@@ -45,6 +45,17 @@ NOTEBOOK_PROFILES: dict[str, NotebookProfile] = {
             "whole-body regression and investigations too; shares cpu's runs",
         ),
         NotebookProfile(
+            "cpu_pretrained", "cpu_pretrained", "cpu_pretrained_wholebody", (0, 1, 2),
+            "cpu_pretrained",
+            "the cpu reproduction from a backbone pre-trained on fractals (the paper's regime "
+            "in miniature: every model of the paper starts from pre-trained weights)",
+        ),
+        NotebookProfile(
+            "cpu_pretrained_full", "cpu_pretrained", "cpu_pretrained_wholebody", (0, 1, 2),
+            "cpu_pretrained_full",
+            "every row of the cpu_pretrained grid; shares cpu_pretrained's runs",
+        ),
+        NotebookProfile(
             "gpu_synth", "gpu_synth", "gpu_synth_wholebody", (0, 1), "gpu_synth",
             "SynthPose at COCO size (256x192, ResNet-50) on one GPU",
         ),

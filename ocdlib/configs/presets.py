@@ -23,7 +23,8 @@ from .schema import (
 )
 
 __all__ = [
-    "BASES", "CPU_EPOCHS", "CPU_SYNTH_SPEC", "GPU_SYNTH_EPOCHS", "GPU_SYNTH_IMAGES", "METHODS",
+    "BASES", "CPU_EPOCHS", "CPU_PRETRAINED_WEIGHTS", "CPU_SYNTH_SPEC", "GPU_SYNTH_EPOCHS",
+    "GPU_SYNTH_IMAGES", "METHODS",
     "build_config", "get_preset", "preset_names"
 ]  # fmt: skip
 
@@ -124,6 +125,24 @@ def _base_cpu_wholebody() -> Config:
     return replace(cfg, data=data)
 
 
+# The paper's regime in miniature: the cpu profile's recipe from a backbone pre-trained
+# without natural images or keypoints (ocdlib/pretrained/, `python -m ocdlib pretrain`),
+# as every model of the paper starts from ImageNet weights. Chosen on the baselines
+# (docs/CALIBRATION.md, reports/pretraining/calibration.md).
+CPU_PRETRAINED_WEIGHTS = "fractal_w32"
+
+
+def _base_cpu_pretrained() -> Config:
+    """The cpu profile's recipe from the kit's pre-trained narrow ResNet-18."""
+    cfg = _base_cpu()
+    return replace(cfg, model=replace(cfg.model, pretrained=CPU_PRETRAINED_WEIGHTS))
+
+
+def _base_cpu_pretrained_wholebody() -> Config:
+    cfg = _base_cpu_wholebody()
+    return replace(cfg, model=replace(cfg.model, pretrained=CPU_PRETRAINED_WEIGHTS))
+
+
 # gpu_synth's size: one run of 12 epochs of 15,000 images (about 37,400 figures an
 # epoch, 450 k crops) lets DeepPose, SimpleBaseline and OCD of one seed finish in one
 # 9-minute command on an H200 (docs/GPU.md has the arithmetic).
@@ -211,6 +230,7 @@ def _base_coco(backbone: str, dataset: str = "coco") -> Callable[[], Config]:
 BASES: dict[str, Callable[[], Config]] = {
     "smoke": _base_smoke,
     "cpu": _base_cpu,
+    "cpu_pretrained": _base_cpu_pretrained,
     "gpu_synth": _base_gpu_synth,
     **{f"coco_{b}": _base_coco(f"resnet{b[1:]}") for b in ("r50", "r101", "r152")},
     "coco_wholebody_r50": _base_coco("resnet50", "coco_wholebody"),
@@ -227,6 +247,7 @@ def _wholebody(cfg: Config) -> Config:
 for _p in ("smoke", "gpu_synth"):
     BASES[f"{_p}_wholebody"] = (lambda p: lambda: _wholebody(BASES[p]()))(_p)
 BASES["cpu_wholebody"] = _base_cpu_wholebody
+BASES["cpu_pretrained_wholebody"] = _base_cpu_pretrained_wholebody
 
 
 def _method(cfg: Config, heads, deploy, **loss) -> Config:

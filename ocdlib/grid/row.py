@@ -22,12 +22,15 @@ FULL_GRID_ONLY = (
     "in the full grid only (make reproduce-full): cut from make reproduce to keep it "
     "within two hours on two cores"
 )
-IN_THE_FULL_GRID = (("cpu", FULL_GRID_ONLY),)
+# The profiles that train a cut of the cpu grid, and those that train all of it.
+CPU_CUTS = ("cpu", "cpu_pretrained")
+CPU_FULLS = ("cpu_full", "cpu_pretrained_full")
+IN_THE_FULL_GRID = tuple((p, FULL_GRID_ONLY) for p in CPU_CUTS)
 N0_NEEDS_A_FINER_MAP = (
     "N=0 predicts from the stride-32 backbone map (4x3 at 128x96): too coarse to localise "
     "anything, so it is left out of this profile"
 )
-N0_SKIP = (("cpu", N0_NEEDS_A_FINER_MAP), ("cpu_full", N0_NEEDS_A_FINER_MAP))
+N0_SKIP = tuple((p, N0_NEEDS_A_FINER_MAP) for p in CPU_CUTS + CPU_FULLS)
 # The investigations of notebooks 07 (why a frozen teacher hurts) and 08 (does OCD's gain
 # survive a longer budget) are hours of CPU training: make reproduce-full only.
 INVESTIGATION_ONLY = (
@@ -35,7 +38,7 @@ INVESTIGATION_ONLY = (
     "cores, cut from make reproduce"
 )
 INVESTIGATION = (
-    ("cpu", INVESTIGATION_ONLY),
+    *((p, INVESTIGATION_ONLY) for p in CPU_CUTS),
     ("gpu_synth", "an investigation of the cpu regime"),
     ("coco", "an investigation of the cpu regime"),
 )
