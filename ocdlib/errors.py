@@ -68,7 +68,11 @@ class RunInterrupted(KitError):
 
     def __init__(self, message: str, signum: int):
         super().__init__(message)
+        self.signum = signum
         self.exit_status = 128 + signum
+
+    def __reduce__(self):  # crosses process boundaries whole (a run side by side)
+        return (type(self), (str(self), self.signum))
 
 
 class UnknownNameError(KitError, KeyError):

@@ -154,3 +154,42 @@ def test_a_run_stopped_under_ddp_saves_weights_a_resume_can_load(tmp_path):
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["model"]
     assert set(state) == set(model.state_dict())
     model.load_state_dict(state)
+
+
+def _wait_for_a_stop(ready: str) -> None:
+    """A stand-in for a side-by-side run: saves (here: returns) on its first SIGTERM."""
+    import time
+    from pathlib import Path
+
+    got = []
+    signal.signal(signal.SIGTERM, lambda s, f: got.append(s))
+    Path(ready).write_text("ready")
+    t0 = time.monotonic()
+    while not got and time.monotonic() - t0 < 60:
+        time.sleep(0.02)
+    if got:
+        raise RunInterrupted("run saved at step 3", got[0])
+    raise RuntimeError("no SIGTERM reached the run")
+
+
+def test_a_sigterm_to_reproduce_reaches_the_runs_it_trains_side_by_side(tmp_path):
+    import multiprocessing
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ocdlib.reproduce.stops import ForwardStops
+
+    ready = tmp_path / "ready"
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=ctx) as pool, ForwardStops(pool, "CMD") as stops:
+        fut = pool.submit(_wait_for_a_stop, str(ready))
+        t0 = time.monotonic()
+        while not ready.exists() and time.monotonic() - t0 < 60:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)  # to the command only, as `kill PID` sends it
+        with pytest.raises(RunInterrupted, match="saved at step 3") as err:
+            fut.result(timeout=60)
+        assert err.value.signum == signal.SIGTERM  # the run's own error, whole, across processes
+        assert stops.requested
+        assert "CMD resumes them" in str(stops.interrupted())
+    assert signal.getsignal(signal.SIGTERM) is not stops._handle

@@ -141,3 +141,14 @@ def test_source_probe_measures_teacher_and_online_head_at_each_stop(teacher_and_
         assert table[column].notna().all() and (table[column] >= 0).all(), column
     # Both runs ended as the grid's runs: finished, in the run cache.
     assert all((d / "result.json").is_file() for _, d in runs.values())
+
+
+def test_the_grid_probe_trains_the_teacher_before_its_student_from_an_empty_cache(homes):
+    """`reproduce` runs the probe before the grid: from an empty run cache it must train
+    SimpleBaseline's first seed (TCD's teacher) first, not fail on its missing folder."""
+    profile = PROFILES["smoke"]
+    teacher = config_for(SIMPLEBASELINE, profile, 0)
+    assert not run_dir(teacher).exists()
+    table = tcd_probe.grid_probe(profile, n_batches=1, out=lambda *a, **k: None)
+    assert (run_dir(teacher) / "result.json").is_file()
+    assert len(table) > 0

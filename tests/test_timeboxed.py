@@ -86,6 +86,49 @@ def test_a_run_past_its_deadline_stops_saved_and_resumes_to_the_end(homes):
     assert done["steps"] == 3 * (result["stopped_at_step"] // (result["stopped_at_epoch"] or 1))
 
 
+def test_a_run_whose_steps_take_minutes_stops_within_one_step_of_the_deadline(homes):
+    """Steps of minutes (ResNet-50 on a small CPU) and a deadline already near: the run
+    stops at its first step past it, long before its losses are next read back."""
+    import ocdlib.engine.trainer as trainer
+
+    cfg = build_config("smoke_deeppose", {"train.epochs": 40, "data.synth.train": 48})
+    clock = FakeClock(tick=0.0)
+    steps = []
+
+    class Minutes:  # every step moves the clock by three minutes
+        def after_step(self, loop, settled):
+            clock.now += 180.0
+            steps.append(loop.step)
+            return False
+
+        def __getattr__(self, name):
+            return lambda *a, **k: None
+
+    hooks_of = trainer.Deadline
+    try:
+        trainer.Deadline = lambda deadline, clk: _with(hooks_of(deadline, clk), Minutes())
+        result = train(cfg, homes / "slow", progress=False, deadline=clock.now + 200, clock=clock)
+    finally:
+        trainer.Deadline = hooks_of
+    assert result["past_deadline"]
+    assert result["stopped_at_step"] == 2 < trainer.SETTLE_STEPS  # 360 s > 200 s: one step past
+    assert (homes / "slow" / "checkpoint.pt").is_file()
+
+
+class _with:
+    """Two hooks as one: the clock-moving hook runs first, then the deadline's."""
+
+    def __init__(self, deadline, mover):
+        self.deadline, self.mover = deadline, mover
+
+    def after_step(self, loop, settled):
+        self.mover.after_step(loop, settled)
+        return self.deadline.after_step(loop, settled)
+
+    def __getattr__(self, name):
+        return getattr(self.deadline, name)
+
+
 def test_the_whole_allocation_path_on_the_cpu_with_a_fake_clock(homes, monkeypatch):
     """Bare data folder, generation, pace, records, archive; then the --no-train rebuild
     of a notebook from the archive alone, on a machine without the runs."""

@@ -248,8 +248,13 @@ class Deadline(Hook):
         self.pace.start(loop.step)
 
     def after_step(self, loop: Loop, settled: bool) -> bool:
-        # Only where the losses were read back: before that, the clock would time the
-        # host's queueing, not the device's work.
+        # The pace only where the losses were read back: before that, the clock would time
+        # the host's queueing, not the device's work. The deadline itself on every step
+        # (a clock read, no device sync), so a run whose steps take minutes, or whose
+        # set-up overran, stops within one step of it; under DDP rank 0 decides, below.
+        if not loop.dist.enabled and self.clock() >= self.deadline:
+            loop.past_deadline = True
+            return True
         if settled and _pace_says_stop(self.pace, loop.dist, loop.step):
             loop.past_deadline = True
             return True

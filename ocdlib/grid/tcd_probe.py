@@ -40,7 +40,7 @@ from ..losses import Objective, build_objective, heatmap_confidence
 from ..models import build_model
 from ..paths import REPO_ROOT, reports_home, runs_home
 from ..runs import cache as run_cache
-from .gather import config_for, train_missing_default
+from .gather import config_for, teacher_config, train_missing_default
 from .rows import OCD_DEEPPOSE, TCD_DEEPPOSE
 
 PCK_FRACTION = 0.05  # of the crop height: a keypoint within it counts as found
@@ -307,10 +307,13 @@ PROBE_STOPS = (1, 2, 4, 8, 12)  # epochs of the cpu profile's 16 at which the so
 def grid_probe(profile, n_batches: int = 8, out=print) -> pd.DataFrame:
     """`cached_source_probe` of the grid's first TCD-DeepPose and OCD-DeepPose runs on
     `profile` (both distil from step 0; the OCD run is measured against TCD's teacher too)."""
+    train = train_missing_default()
+    if train:  # the teacher before its student: the probe trains TCD from step 0
+        run_cache.get_run(teacher_config(TCD_DEEPPOSE.teacher, profile), progress=False)
     runs = {}
     for exp in (TCD_DEEPPOSE, OCD_DEEPPOSE):
         cfg = config_for(exp, profile, exp.seeds(profile)[0])
         runs[exp.label] = (cfg, run_cache.run_dir(cfg))
     epochs = runs[TCD_DEEPPOSE.label][0].train.epochs
     stops = [s for s in PROBE_STOPS if s < epochs]
-    return cached_source_probe(runs, stops, n_batches, out, train=train_missing_default())
+    return cached_source_probe(runs, stops, n_batches, out, train=train)

@@ -120,7 +120,10 @@ def reproduce(
             # The TCD probe measures the first TCD and OCD runs at stops along their
             # training, so it trains them before the grid would train them straight through.
             tcd_probe.grid_probe(profile)
-        trained = train_grid(profile, ids, jobs, progress=progress) if train_missing else 0
+        resume = _reproduce_command(profile.name, only, True, minutes)
+        trained = (
+            train_grid(profile, ids, jobs, progress=progress, resume=resume) if train_missing else 0
+        )
         if trained:
             timings.append(
                 (f"training {trained} runs, {jobs} side by side", time.perf_counter() - t0)

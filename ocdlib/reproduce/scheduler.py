@@ -12,6 +12,7 @@ from ..configs import Config
 from ..cores import usable_cores
 from ..data.prepare import resolve_data
 from ..engine.run_dir import read_result
+from ..errors import RunInterrupted
 from ..grid.gather import grid_configs
 from ..grid.row import Experiment
 from ..profiles import NotebookProfile
@@ -21,6 +22,7 @@ from .estimate import (
     Progress,
     same_run_key,
 )
+from .stops import ForwardStops
 
 
 def default_jobs(cores: int | None = None) -> int:
@@ -73,6 +75,7 @@ def train_grid(
     jobs: int | None = None,
     out=print,
     progress: Progress | None = None,
+    resume: str = "the same command",
 ) -> int:
     """Train every missing run of the grid, `jobs` at a time, before the notebooks read them.
 
@@ -89,10 +92,15 @@ def train_grid(
         resolve_data(data)  # each SynthPose copy once, before the runs that share it start
     ctx = multiprocessing.get_context("spawn")
     done: set[str] = set()
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    with (
+        ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool,
+        ForwardStops(pool, resume) as stops,
+    ):
         pending: dict = {}
         waiting = list(todo)
         while waiting or pending:
+            if stops.requested:  # start nothing more; wait for the runs to save
+                waiting.clear()
             ready = [
                 ec
                 for ec in waiting
@@ -108,16 +116,24 @@ def train_grid(
                 if progress is not None:
                     progress.started(run_dir(ec[1]).name)
             if not pending:
+                if stops.requested:
+                    break
                 raise RuntimeError(
                     "runs wait for teachers that are not in the grid: "
                     + ", ".join(c.loss.teacher_run for _, c in waiting)
                 )
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            finished, _ = wait(pending, timeout=5, return_when=FIRST_COMPLETED)
             for fut in finished:
                 exp, cfg = pending.pop(fut)
-                done.add(fut.result())  # a failed run stops the reproduction with its error
+                try:
+                    done.add(fut.result())  # a failed run stops the reproduction with its error
+                except RunInterrupted:
+                    if not stops.requested:
+                        raise
                 if progress is not None:
                     progress.ended(run_dir(cfg).name)
+        if stops.requested:
+            raise stops.interrupted()
     return len(todo)
 
 

@@ -29,7 +29,7 @@ from ..configs import Config
 from ..data.prepare import is_ready, resolve_data
 from ..engine.evaluate import head_metrics
 from ..engine.run_dir import RESULT, RunDir, git_commit, load_run_config, read_result
-from ..errors import GenerationAbandoned
+from ..errors import GenerationAbandoned, RunInterrupted
 from ..grid.gather import grid_configs
 from ..grid.row import Experiment
 from ..paths import reports_home, runs_home
@@ -38,6 +38,7 @@ from ..runs.cache import finished_result, get_run, granted_precision, run_dir
 from ..runs.records import find_record, write_record
 from .estimate import Progress
 from .scheduler import with_share_of_cores
+from .stops import ForwardStops
 
 # The rows whose claims matter most, on every seed; then the other key rows on the first.
 MIN_MINUTES_TO_START = 0.5
@@ -158,6 +159,10 @@ class _Box:
                 return False
             self.say(f"generated {cfg.data.synth.train + cfg.data.synth.val} SynthPose images "
                      f"in {self.clock() - t:.0f} s", flush=True)  # fmt: skip
+            if self.minutes_left() < MIN_MINUTES_TO_START:  # the minimum counts after set-up
+                self.skip(cfg, "no time left once its data was generated")
+                self.out_of_time = True
+                return False
         return True
 
     def ended(self, exp: Experiment, cfg: Config, directory: str, complete: bool, out) -> None:
@@ -316,10 +321,15 @@ def _one_by_one(box: _Box, todo, planned: set[str], roots, out) -> None:
 
 def _side_by_side(box: _Box, todo, planned: set[str], roots, out, jobs: int) -> None:
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    with (
+        ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool,
+        ForwardStops(pool) as stops,
+    ):
         pending: dict = {}
         waiting = list(todo)
         while waiting or pending:
+            if stops.requested:  # start nothing more; wait for the runs to save
+                waiting.clear()
             for item in list(waiting):
                 if len(pending) >= jobs:
                     break
@@ -335,11 +345,18 @@ def _side_by_side(box: _Box, todo, planned: set[str], roots, out, jobs: int) -> 
                 pending[pool.submit(_train_until, cfg, box.deadline)] = item
             if not pending:
                 break
-            done, _ = wait(pending, timeout=30, return_when=FIRST_COMPLETED)
+            done, _ = wait(pending, timeout=5, return_when=FIRST_COMPLETED)
             for fut in done:
                 exp, cfg = pending.pop(fut)
-                directory, complete = fut.result()
+                try:
+                    directory, complete = fut.result()
+                except RunInterrupted:
+                    if not stops.requested:
+                        raise
+                    continue
                 box.ended(exp, cfg, directory, complete, out)
+        if stops.requested:
+            raise stops.interrupted()
 
 
 def _draw_keypoints(finished: list[tuple[Experiment, str]], out: Path) -> None:
