@@ -82,6 +82,17 @@ class Floor:
     value: float
 
 
+# COCO val2017 AP of a row's counterpart in the paper's regime (ResNet-50 from ImageNet
+# weights, 256x192; docs/METHOD.md, 'Anchor numbers'): the paper's own DeepPose and OCD,
+# mmpose's model zoo for the heatmap and RLE baselines.
+PAPER_AP: dict[str, tuple[float, str]] = {
+    DEEPPOSE.label: (52.8, "the paper"),
+    OCD_DEEPPOSE.label: (62.8, "the paper"),
+    RLE.label: (70.6, "mmpose model zoo"),
+    SIMPLEBASELINE.label: (71.8, "mmpose model zoo"),
+}
+
+
 COMPARISONS: tuple[Comparison, ...] = (
     Comparison(
         "OCD-DeepPose vs DeepPose",

@@ -16,7 +16,12 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import ConfigError
+from ..grid.claims import PAPER_AP
 from ..paths import REPO_ROOT
+
+# The regime of every model in the paper, in miniature: the cpu grid from a backbone the
+# kit pre-trained without natural images or keypoints (profile cpu_pretrained).
+PRETRAINED_FOLDER = "cpu_pretrained"
 
 BEGIN = "<!-- results:begin (written by `python -m ocdlib readme` from reports/; do not edit) -->"
 END = "<!-- results:end -->"
@@ -121,9 +126,82 @@ def results_block(reports: Path) -> str:
         lines.append(
             f"| {r['comparison']} | {r['delta AP']:+.1f} | {spread} | {verdict} | {r['claim']} |"
         )
+    lines += _regimes_lines(reports, results)
     lines += _gpu_synth_lines(reports / "gpu_synth")
     lines += ["", END]
     return "\n".join(lines)
+
+
+def _verdicts(comparisons: pd.DataFrame) -> dict[str, str]:
+    out = {}
+    for _, r in comparisons.iterrows():
+        separated = str(r["margin > 2x spread"])
+        verdict = {"True": "better" if r["delta AP"] > 0 else "worse", "False": "no"}.get(
+            separated, "one seed"
+        )
+        out[r["comparison"]] = f"{r['delta AP']:+.1f} ({verdict})"
+    return out
+
+
+def _regimes_lines(reports: Path, scratch: pd.DataFrame) -> list[str]:
+    """The two regimes side by side with the paper's numbers, once the pre-trained
+    regime's reports exist: every row's AP from scratch and from pre-trained weights,
+    DeepPose's ratio to SimpleBaseline in each, and each claim's verdict in each."""
+    folder = reports / PRETRAINED_FOLDER
+    if not (folder / "results.csv").is_file():
+        return []
+    pre = pd.read_csv(folder / "results.csv").set_index("label")
+    prov_file = folder / "PROVENANCE.md"
+    prov = _provenance(prov_file.read_text()) if prov_file.is_file() else {}
+    lines = [
+        "",
+        "**Both regimes, beside the paper's.** From scratch (above) and from a backbone the "
+        "kit pre-trained on fractals (`model.pretrained=fractal_w32`, no natural image, no "
+        f"keypoint), from `reports/{PRETRAINED_FOLDER}/results.csv`, written by "
+        f"`{prov.get('command', '?')}` at commit {prov.get('git commit', '?')} "
+        f"({prov.get('machine', '?')}). The paper's column is COCO val2017 with ImageNet "
+        "ResNet-50s (docs/METHOD.md).",
+        *_timing_lines(prov),
+        "",
+        "| row | from scratch: seeds, AP | pre-trained: seeds, AP | paper, COCO AP |",
+        "|---|---|---|---:|",
+    ]
+    labels = list(dict.fromkeys([*scratch["label"], *pre.index]))
+    by_label = scratch.set_index("label")
+    for label in labels:
+        cells = []
+        for frame in (by_label, pre):
+            if label in frame.index:
+                r = frame.loc[label]
+                cells.append(f"{r['seeds']}: {_mean_sd(r['AP'], r['AP_std'])}")
+            else:
+                cells.append("not trained")
+        paper = PAPER_AP.get(label)
+        paper_cell = f"{paper[0]:.1f} ({paper[1]})" if paper else ""
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} | {paper_cell} |")
+    dp, sb = PAPER_AP.get("DeepPose"), PAPER_AP.get("SimpleBaseline (heatmap)")
+    ratios = []
+    for frame in (by_label, pre):
+        if {"DeepPose", "SimpleBaseline (heatmap)"} <= set(frame.index):
+            ratios.append(
+                f"{frame.loc['DeepPose', 'AP'] / frame.loc['SimpleBaseline (heatmap)', 'AP']:.2f}"
+            )
+        else:
+            ratios.append("-")
+    paper_ratio = f"{dp[0] / sb[0]:.2f}" if dp and sb else ""
+    lines.append(f"| DeepPose / SimpleBaseline | {ratios[0]} | {ratios[1]} | {paper_ratio} |")
+    comparisons = folder / "tables" / "06_comparisons.csv"
+    if comparisons.is_file():
+        before = _verdicts(pd.read_csv(reports / "tables" / "06_comparisons.csv"))
+        after = _verdicts(pd.read_csv(comparisons))
+        lines += [
+            "",
+            "| comparison | from scratch: delta AP | pre-trained: delta AP |",
+            "|---|---:|---:|",
+        ]
+        for name in dict.fromkeys([*before, *after]):
+            lines.append(f"| {name} | {before.get(name, '-')} | {after.get(name, '-')} |")
+    return lines
 
 
 def _gpu_synth_lines(folder: Path) -> list[str]:
