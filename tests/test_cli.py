@@ -171,8 +171,8 @@ def test_runs_record_the_reproduce_command_inside_a_notebook(monkeypatch):
 
 
 def test_provenance_sums_the_grids_training_time(tmp_path, monkeypatch):
+    from ocdlib.grid.catalogue import by_label
     from ocdlib.grid.gather import grid_configs, run_dirs
-    from ocdlib.grid.rows import by_label
     from ocdlib.report.provenance import grid_training_time
 
     monkeypatch.setenv("OCDLIB_RUNS", str(tmp_path / "runs"))

@@ -16,9 +16,7 @@ from ocdlib.configs import build_config
 from ocdlib.cores import cgroup_cpu_limit
 from ocdlib.engine import precision as precision_mod
 from ocdlib.engine.precision import cpu_has_fast_bf16, resolve_precision
-from ocdlib.grid.claims import FLOORS, TARGET
-from ocdlib.grid.gather import grid_configs, run_dirs
-from ocdlib.grid.rows import (
+from ocdlib.grid.catalogue import (
     DEEPPOSE,
     OCD_DEEPPOSE,
     OCD_RLE,
@@ -29,6 +27,8 @@ from ocdlib.grid.rows import (
     notebook_rows,
     skipped_on,
 )
+from ocdlib.grid.claims import FLOORS, TARGET
+from ocdlib.grid.gather import grid_configs, run_dirs
 from ocdlib.profiles import NOTEBOOK_PROFILES as PROFILES
 from ocdlib.report.notebook import clear_notebook_outputs
 from ocdlib.reproduce import train_grid, with_share_of_cores

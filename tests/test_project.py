@@ -141,13 +141,13 @@ def test_no_module_imports_from_a_floor_above_its_own():
 
 def test_the_floor_check_sees_an_upward_import():
     # The engine importing the grid would be an upward arrow.
-    assert _floor("ocdlib.grid.rows") > _floor("ocdlib.engine.trainer")
+    assert _floor("ocdlib.grid.catalogue") > _floor("ocdlib.engine.trainer")
     assert _floor("ocdlib.configs.schema") < _floor("ocdlib.data.dataset")
 
 
 def test_importing_the_grid_loads_no_torch():
     code = (
-        "import sys, ocdlib.grid, ocdlib.grid.rows, ocdlib.grid.claims, ocdlib.grid.judge; "
+        "import sys, ocdlib.grid, ocdlib.grid.catalogue, ocdlib.grid.claims, ocdlib.grid.judge; "
         "print(sorted(m for m in ('torch', 'PIL', 'matplotlib') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -12,9 +12,9 @@ import pytest
 
 from ocdlib.data.stats import annotation_stats, stats_frame
 from ocdlib.grid import judge as claims_mod
+from ocdlib.grid.catalogue import by_label
 from ocdlib.grid.claims import FLOORS, comparisons_among
 from ocdlib.grid.gather import config_for, gather
-from ocdlib.grid.rows import by_label
 from ocdlib.profiles import NOTEBOOK_PROFILES as PROFILES
 from ocdlib.report import figures, pictures
 from ocdlib.report import tables as reporting

@@ -7,8 +7,8 @@ import torch
 
 from ocdlib.configs import build_config
 from ocdlib.engine.precision import resolve_precision, tag_of_record
+from ocdlib.grid.catalogue import SIMPLEBASELINE, TCD_DEEPPOSE
 from ocdlib.grid.gather import config_for
-from ocdlib.grid.rows import SIMPLEBASELINE, TCD_DEEPPOSE
 from ocdlib.profiles import NOTEBOOK_PROFILES as PROFILES
 from ocdlib.runs import cache as run_cache
 
@@ -129,8 +129,8 @@ def test_a_real_run_records_its_precision_and_an_ocd_run_scores_its_heatmap_head
 def test_gather_without_training_reads_the_finished_runs_and_names_the_missing(
     homes, monkeypatch, capsys
 ):
+    from ocdlib.grid.catalogue import DEEPPOSE, RLE, gathered_rows
     from ocdlib.grid.gather import gather
-    from ocdlib.grid.rows import DEEPPOSE, RLE, gathered_rows
 
     def boom(*a, **k):
         raise AssertionError("gather(train_missing=False) must not train")
@@ -147,8 +147,8 @@ def test_gather_without_training_reads_the_finished_runs_and_names_the_missing(
 
 def test_a_profile_name_where_its_record_belongs_gets_the_fix():
     from ocdlib.errors import ConfigError
+    from ocdlib.grid.catalogue import DEEPPOSE
     from ocdlib.grid.gather import gather
-    from ocdlib.grid.rows import DEEPPOSE
     from ocdlib.report.notebook import NotebookReport
 
     with pytest.raises(ConfigError, match=r"notebook_profile\('smoke'\)"):

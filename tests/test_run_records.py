@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
+from ocdlib.grid.catalogue import DEEPPOSE
 from ocdlib.grid.gather import config_for, gather
-from ocdlib.grid.rows import DEEPPOSE
 from ocdlib.profiles import NOTEBOOK_PROFILES as PROFILES
 from ocdlib.report.figures import read_log
 from ocdlib.report.tables import learning_curve_frame, results_frame, summary_frame

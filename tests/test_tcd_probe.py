@@ -16,8 +16,8 @@ from ocdlib.engine.evaluate import predict_dataset
 from ocdlib.engine.precision import Precision
 from ocdlib.engine.trainer import forward_loss
 from ocdlib.grid import tcd_probe
+from ocdlib.grid.catalogue import OCD_DEEPPOSE, SIMPLEBASELINE, TCD_DEEPPOSE
 from ocdlib.grid.gather import config_for
-from ocdlib.grid.rows import OCD_DEEPPOSE, SIMPLEBASELINE, TCD_DEEPPOSE
 from ocdlib.profiles import NOTEBOOK_PROFILES as PROFILES
 from ocdlib.runs.cache import get_run, run_dir
 

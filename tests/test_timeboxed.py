@@ -15,8 +15,8 @@ from conftest import FakeClock
 from ocdlib.configs import build_config
 from ocdlib.engine.pace import EVAL_FIXED_S, Pace
 from ocdlib.engine.trainer import train
+from ocdlib.grid.catalogue import DEEPPOSE, OCD_WARMUP, SIMPLEBASELINE, TCD_DEEPPOSE
 from ocdlib.grid.gather import config_for
-from ocdlib.grid.rows import DEEPPOSE, OCD_WARMUP, SIMPLEBASELINE, TCD_DEEPPOSE
 from ocdlib.profiles import NOTEBOOK_PROFILES as PROFILES
 from ocdlib.reproduce.timebox import reproduce_within, timeboxed_order
 from ocdlib.runs import cache as run_cache

@@ -19,8 +19,8 @@ from ..engine.distributed import resolve_device
 from ..engine.precision import Precision
 from ..engine.run_dir import read_result
 from ..engine.trainer import backward_step, forward_loss
+from ..grid.catalogue import DEEPPOSE, OCD_DEEPPOSE, SIMPLEBASELINE, TCD_DEEPPOSE
 from ..grid.gather import run_dirs
-from ..grid.rows import DEEPPOSE, OCD_DEEPPOSE, SIMPLEBASELINE, TCD_DEEPPOSE
 from ..losses import build_objective, heatmap_confidence
 from ..metainfo import get_dataset_info
 from ..models import build_model

@@ -10,8 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..profiles import NotebookProfile
-from .row import Experiment
-from .rows import (
+from .catalogue import (
     DEEPPOSE,
     DEEPPOSE_2X,
     DEEPPOSE_4X,
@@ -44,6 +43,7 @@ from .rows import (
     WB_SIMPLEBASELINE,
     skipped_on,
 )
+from .row import Experiment
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from ..errors import ConfigError
 from ..profiles import NotebookProfile
 from ..runs.cache import get_run, is_finished, run_dir
 from ..runs.records import find_record, read_record
+from .catalogue import EXPERIMENTS, experiments, notebook_rows, skipped_on
 from .row import Derived, Experiment
-from .rows import EXPERIMENTS, experiments, notebook_rows, skipped_on
 
 
 def run_dirs(exp: Experiment, profile: NotebookProfile) -> list[Path]:

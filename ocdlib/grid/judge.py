@@ -18,9 +18,9 @@ import pandas as pd
 
 from ..errors import UnknownNameError
 from ..profiles import NotebookProfile
+from .catalogue import gathered_rows
 from .claims import TARGET, Comparison, Floor, Target, comparisons_among
 from .row import Experiment
-from .rows import gathered_rows
 
 Row = Experiment | str  # a row of the grid, or its label
 

@@ -1,6 +1,6 @@
 """One row of the experiment grid: a method preset plus overrides on a notebook profile.
 
-A row (`Experiment`) is a value: the catalogue of rows is `ocdlib.grid.rows`, the claims
+A row (`Experiment`) is a value: the catalogue of rows is `ocdlib.grid.catalogue`, the claims
 about them `ocdlib.grid.claims`, and the runs that fill them `ocdlib.grid.gather`.
 Overrides may be computed from the row's preset (`Derived`), such as a budget multiplied
 by `k` (`budget`). Nothing here imports torch.

@@ -40,8 +40,8 @@ from ..losses import Objective, build_objective, heatmap_confidence
 from ..models import build_model
 from ..paths import REPO_ROOT, reports_home, runs_home
 from ..runs import cache as run_cache
+from .catalogue import OCD_DEEPPOSE, TCD_DEEPPOSE
 from .gather import config_for, teacher_config, train_missing_default
-from .rows import OCD_DEEPPOSE, TCD_DEEPPOSE
 
 PCK_FRACTION = 0.05  # of the crop height: a keypoint within it counts as found
 FP32 = Precision(autocast=False, channels_last=False)

@@ -14,8 +14,8 @@ The names below are the package's public ones. papermill is imported only when a
 notebook runs, so the time box works on machines without it.
 """
 
-from .notebooks import notebooks, reproduce
-from .records import write_profile_records
+from .command import notebooks, reproduce
+from .profile_records import write_profile_records
 from .scheduler import default_jobs, train_grid, training_order, with_share_of_cores
 from .watcher import RunWatcher
 

@@ -48,7 +48,7 @@ def timeboxed_order(
     profile: NotebookProfile, notebooks: list[str] | None = None
 ) -> list[tuple[Experiment, Config]]:
     """The grid's runs in the order a short allocation should train them, by each row's
-    `priority` (ocdlib/grid/rows.py): DeepPose, SimpleBaseline and OCD after a warm-up
+    `priority` (ocdlib/grid/catalogue.py): DeepPose, SimpleBaseline and OCD after a warm-up
     seed by seed, then OCD, TCD (after its teacher, SimpleBaseline's first seed), RLE and
     OCD-RLE on the first seed, then every other row on the first seed, then the
     remaining seeds."""

@@ -14,8 +14,8 @@ from pathlib import Path
 from ..cores import usable_cores
 from ..errors import ConfigError
 from ..grid import tcd_probe
+from ..grid.catalogue import notebook_left_out
 from ..grid.gather import grid_configs
-from ..grid.rows import notebook_left_out
 from ..paths import REPO_ROOT, report_dir, runs_home
 from ..profiles import NotebookProfile
 from ..report.notebook import clear_notebook_outputs
