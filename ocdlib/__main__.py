@@ -192,14 +192,8 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ocdlib", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    from .data.synthpose import add_synth_subparser
-
-    add_synth_subparser(sub)
-
+def _add_data_parsers(sub) -> None:
+    """COCO: check a root, download it."""
     p = sub.add_parser("data", help="COCO: check a root (data check), download it (data coco)")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     p = data_sub.add_parser("check", help="check a COCO root against the coco_* presets")
@@ -225,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.set_defaults(func=cmd_data_coco)
 
+
+def _add_run_parsers(sub) -> None:
+    """One run: presets, train, pretrain, eval, export, predict."""
     p = sub.add_parser("presets", help="list the notebook profiles and the config presets")
     p.add_argument("--show", metavar="PRESET", help="print one preset's resolved config")
     p.set_defaults(func=cmd_presets)
@@ -278,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.set_defaults(func=cmd_predict)
 
+
+def _add_reproduce_parsers(sub) -> None:
+    """The grid: reproduce, readme, records, bench."""
     p = sub.add_parser("reproduce", help="run the notebooks in order with papermill")
     p.add_argument(
         "--profile",
@@ -342,6 +342,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     p.add_argument("--out", help="folder for perf.md and perf.json (default: reports/)")
     p.set_defaults(func=cmd_bench)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ocdlib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    from .data.synthpose import add_synth_subparser
+
+    add_synth_subparser(sub)
+
+    _add_data_parsers(sub)
+    _add_run_parsers(sub)
+    _add_reproduce_parsers(sub)
 
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
