@@ -101,10 +101,11 @@ def has_weights(directory: Path) -> bool:
 
 
 def read_result(directory: Path) -> dict | None:
-    path = RunDir(Path(directory)).result
-    if not path.is_file():
+    """A finished run's result.json (None while it is unfinished: `RunDir.is_finished`)."""
+    run = RunDir(Path(directory))
+    if not run.is_finished():
         return None
-    return json.loads(path.read_text())
+    return json.loads(run.result.read_text())
 
 
 # Locks this process holds: path -> depth. flock is per open file, so a nested

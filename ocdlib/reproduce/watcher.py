@@ -31,7 +31,7 @@ class RunWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         for d in self._run_dirs():
-            if RunDir(d).result.is_file():
+            if RunDir(d).is_finished():
                 self._seen[d.name] = "done"
 
     def _run_dirs(self) -> list[Path]:

@@ -42,7 +42,7 @@ def records_home(report_folder: Path | None = None) -> Path:
 def write_record(run_dir: Path, dest_root: Path) -> Path:
     """Copy a finished run's record into `dest_root`/<run folder name>/ and return it."""
     run_dir = Path(run_dir)
-    if not RunDir(run_dir).result.is_file():
+    if not RunDir(run_dir).is_finished():
         raise MissingFileError(f"{run_dir} has no result.json: only a finished run has a record")
     dest = Path(dest_root) / run_dir.name
     tmp = dest.with_name(dest.name + ".tmp")
@@ -97,7 +97,7 @@ def find_record(cfg: Config, roots: Iterable[Path] | None = None) -> Path | None
                 f"{cfg.hash} ({cfg.name}, seed {cfg.train.seed}); the grid's config has "
                 "changed since the run: train it again, or delete the stale record"
             )
-        if RunDir(d).result.is_file():
+        if RunDir(d).is_finished():
             return d
     return None
 
