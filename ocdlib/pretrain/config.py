@@ -38,6 +38,7 @@ class PretrainConfig:
     label_smoothing: float = 0.1
     seed: int = 0
     amp: bool = True  # bf16 autocast where the machine runs it fast (engine/precision.py)
+    device: str = field(default="auto", metadata=EXECUTION)  # auto (CUDA when present) | cpu
     checkpoint_every: int = 250  # steps
     # Steps at which to keep the backbone as backbone-step<k>.pth too (points of the
     # downstream-AP-against-minutes curve); they do not change the run, so not hashed.
@@ -73,8 +74,18 @@ PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
         steps=7200,
         snapshots=(3600,),
     ),
+    # For gpu_synth's ResNet-50 on a GPU (docs/GPU.md): 2.56 M images at 128x128.
     "fractal_r50": PretrainConfig(
-        name="fractal_r50", backbone="resnet50", image_size=128, classes=1000, instances=100
+        name="fractal_r50",
+        backbone="resnet50",
+        image_size=128,
+        classes=200,
+        instances=100,
+        steps=10000,
+        batch_size=256,
+        lr=0.2,  # 0.1 at batch 128, scaled linearly
+        warmup_steps=500,
+        checkpoint_every=1000,
     ),
     "smoke": PretrainConfig(
         name="smoke",

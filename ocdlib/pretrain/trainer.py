@@ -88,7 +88,8 @@ def pretrain(
         raise ConfigError("pretrain: steps and batch_size must be at least 1")
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    device = torch.device("cpu")
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if use_cuda else "cpu")
     precision = resolve_precision(cfg.amp, device)
     out = Path(out) if out else pretrain_dir(cfg, precision.tag)
     record_file = out / "record.json"
@@ -101,7 +102,7 @@ def pretrain(
     bank = load_bank(cfg, data_home() / "pretrain", say)
     torch.manual_seed(cfg.seed)
     model = PretextModel(build_backbone(cfg.backbone, "none"), pretext_classes(cfg))
-    model = precision.model(model)
+    model = precision.model(model.to(device))
     opt = torch.optim.SGD(
         model.parameters(),
         lr=cfg.lr,
@@ -113,7 +114,7 @@ def pretrain(
     state = {"step": 0, "curve": [], "seconds": 0.0}
     ckpt = out / "checkpoint.pt"
     if ckpt.is_file():
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+        saved = torch.load(ckpt, map_location=device, weights_only=False)
         if saved.get("hash") != cfg.hash:
             raise ConfigError(
                 f"{ckpt} was written by config {saved.get('hash')}, not {cfg.hash}; "
@@ -144,6 +145,7 @@ def pretrain(
         while state["step"] < cfg.steps:
             step = state["step"]
             images, labels = make_batch(bank, cfg, step)
+            images, labels = images.to(device, non_blocking=True), labels.to(device)
             for group in opt.param_groups:
                 group["lr"] = _lr_at(cfg, step)
             with precision.context(device):
@@ -152,13 +154,14 @@ def pretrain(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if not math.isfinite(loss.item()):
+            loss_value = loss.item()  # one sync a step: the pretext's steps are short anyway
+            if not math.isfinite(loss_value):
                 raise ConfigError(
-                    f"pretrain {cfg.name}: the loss is {loss.item()} at step {step}; lower lr "
+                    f"pretrain {cfg.name}: the loss is {loss_value} at step {step}; lower lr "
                     f"(--set lr={cfg.lr / 2:g}) and remove {out} to start again"
                 )
             acc = (logits.argmax(1) == labels).float().mean().item()
-            window.append((loss.item(), acc))
+            window.append((loss_value, acc))
             state["step"] = step + 1
             state["seconds"] = time.monotonic() - started
             if state["step"] % progress_every == 0 or state["step"] == cfg.steps:
