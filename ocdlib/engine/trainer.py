@@ -302,19 +302,54 @@ def _set_up(
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
+    _claim_run_dir(cfg, out_dir, resume, dist)
+    paths, info, train_ds, val_ds, bank, setup = _set_up_data(cfg, out_dir, progress, dist)
+    model, precision, objective, optimizer = _set_up_model(cfg, info, dist, precision)
+    loader, scheduler = _set_up_loader(cfg, train_ds, optimizer, dist)
+    return Loop(
+        model=_wrapped(model, cfg, dist),
+        objective=objective,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loader=loader,
+        cfg=cfg,
+        dist=dist,
+        out_dir=out_dir,
+        precision=precision,
+        train_ds=train_ds,
+        val_ds=val_ds,
+        info=info,
+        paths=paths,
+        progress=progress,
+        skipped=SkippedImages() if cfg.data.bad_images == "skip" else None,
+        stop=stop,
+        bank=bank,
+        started_at=t_start,
+        setup_times=setup,
+    )
+
+
+def _claim_run_dir(cfg: Config, out_dir: Path, resume: bool, dist: DistInfo) -> None:
+    """The folder made, a killed write's leftovers removed, another run's refused, the
+    config written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     files = RunDir(out_dir)
-    if dist.is_main:
-        remove_stale_temporaries(out_dir)  # of a process killed while it wrote (SIGKILL)
-        if files.checkpoint.is_file():
-            if not resume:
-                raise ExistingRunError(
-                    f"{out_dir} already holds a run; pass --resume to continue it or choose "
-                    "another --out"
-                )
-            load_checkpoint(files.checkpoint, cfg.hash)  # refuse another config's run
-        atomic_write_text(cfg.to_json(), files.config)
+    if not dist.is_main:
+        return
+    remove_stale_temporaries(out_dir)  # of a process killed while it wrote (SIGKILL)
+    if files.checkpoint.is_file():
+        if not resume:
+            raise ExistingRunError(
+                f"{out_dir} already holds a run; pass --resume to continue it or choose "
+                "another --out"
+            )
+        load_checkpoint(files.checkpoint, cfg.hash)  # refuse another config's run
+    atomic_write_text(cfg.to_json(), files.config)
 
+
+def _set_up_data(cfg: Config, out_dir: Path, progress: bool, dist: DistInfo):
+    """The data (generated on rank 0 first), its layout, the datasets, the images held on
+    the device; and when each part of the set-up ended."""
     if dist.is_main:
         paths = resolve_data(cfg.data, progress=progress)
     barrier(dist)
@@ -336,7 +371,12 @@ def _set_up(
     bank = hold_images(train_ds, dist.device, cfg.data.hold_images, decoders, say)
     setup["held images"] = time.perf_counter()
     decodes_on_device(train_ds, dist.device, cfg.data.decode_on_device, say)
+    return paths, info, train_ds, val_ds, bank, setup
 
+
+def _set_up_model(cfg: Config, info, dist: DistInfo, precision: Precision | None):
+    """The model in its precision and memory format, the teacher, the objective and the
+    optimiser."""
     model = build_model(cfg.model, info.num_keypoints, cfg.data.input_size, cfg.data.heatmap_size)
     if cfg.train.sync_bn and dist.enabled and dist.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -350,7 +390,11 @@ def _set_up(
     params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
     optim_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.train.optimizer]
     optimizer = optim_cls(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    return model, precision, objective, optimizer
 
+
+def _set_up_loader(cfg: Config, train_ds, optimizer, dist: DistInfo):
+    """The training loader (this rank's share of the batch) and the learning-rate schedule."""
     per_rank_batch = cfg.train.batch_size // dist.world_size
     if per_rank_batch * dist.world_size != cfg.train.batch_size:
         raise ConfigError(
@@ -367,38 +411,21 @@ def _set_up(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, steps_per_epoch, cfg.train)
     )
-    ddp_model = model
+    return loader, scheduler
+
+
+def _wrapped(model: nn.Module, cfg: Config, dist: DistInfo) -> nn.Module:
+    """The model the training forward runs: under DDP and, where asked, compiled."""
     if dist.enabled:
         # Heads used only through detached outputs get no gradient on some steps.
-        ddp_model = DistributedDataParallel(
+        model = DistributedDataParallel(
             model,
             device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
             find_unused_parameters=True,
         )
-
     if cfg.train.compile:  # the training forward; evaluation and checkpoints unwrap it
-        ddp_model = torch.compile(ddp_model)
-    return Loop(
-        model=ddp_model,
-        objective=objective,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        loader=loader,
-        cfg=cfg,
-        dist=dist,
-        out_dir=out_dir,
-        precision=precision,
-        train_ds=train_ds,
-        val_ds=val_ds,
-        info=info,
-        paths=paths,
-        progress=progress,
-        skipped=SkippedImages() if cfg.data.bad_images == "skip" else None,
-        stop=stop,
-        bank=bank,
-        started_at=t_start,
-        setup_times=setup,
-    )
+        model = torch.compile(model)
+    return model
 
 
 def _result(loop: Loop, metrics: dict) -> dict:
