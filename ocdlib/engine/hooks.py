@@ -70,8 +70,12 @@ class Loop:
     rows: list[dict] = field(default_factory=list)  # the epoch's log rows not yet written
     evals: list[dict] = field(default_factory=list)  # evals.json
     done: bool = False  # the epoch just trained is the run's last
-    interrupted: bool = False  # the last epoch stopped early, on a hook's request
-    past_deadline: bool = False  # that hook was the pace's
+    # Why the run stops before its end, set by a hook (`request_stop`): "interrupt" (a
+    # signal), "deadline" (the pace, or the deadline itself) or "epochs" (stop_after_epochs).
+    # The loop checks it after every step and epoch; the run ends in one place (`_train`).
+    stop_reason: str | None = None
+    interrupted: bool = False  # the last epoch stopped early, mid-epoch, on that request
+    past_deadline: bool = False  # the reason was the deadline
     first_batch_at: float | None = None  # perf_counter() when this process got its first batch
     seen: int = 0  # images this process trained in whole epochs, and their seconds
     timed: float = 0.0
@@ -80,6 +84,12 @@ class Loop:
     @property
     def files(self) -> RunDir:
         return RunDir(self.out_dir)
+
+    def request_stop(self, reason: str) -> None:
+        """Stop the run, saved, at the next point the loop checks (the first reason holds)."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self.past_deadline = reason == "deadline"
 
 
 class Hook:
@@ -91,15 +101,14 @@ class Hook:
     def before_epoch(self, loop: Loop) -> None:
         """Before `loop.epoch`."""
 
-    def after_step(self, loop: Loop, settled: bool) -> bool:
+    def after_step(self, loop: Loop, settled: bool) -> None:
         """After step `loop.step`; `settled`: the losses were just read back from the device,
-        so it has caught up. True stops the epoch here, and the later hooks are not asked."""
-        return False
+        so it has caught up. `loop.request_stop(reason)` ends the epoch at this step, and
+        the later hooks are not asked."""
 
-    def after_epoch(self, loop: Loop) -> dict | None:
-        """After an epoch, or its part before a stop (`loop.interrupted`). A dict stops the
-        run: train() returns it."""
-        return None
+    def after_epoch(self, loop: Loop) -> None:
+        """After an epoch, or its part before a stop (`loop.interrupted`);
+        `loop.request_stop(reason)` ends the run here, saved."""
 
     def after_train(self, loop: Loop) -> None:
         """After the final evaluation; `loop.result` is result.json on the main process."""
@@ -193,11 +202,10 @@ class Checkpointer(Hook):
             )
         return finished
 
-    def after_step(self, loop: Loop, settled: bool) -> bool:
+    def after_step(self, loop: Loop, settled: bool) -> None:
         if settled and loop.dist.is_main and len(loop.rows) >= LOG_FLUSH_STEPS:
             write_log(loop.rows, loop.files.log, append=True)  # keep log.csv current
             loop.rows.clear()
-        return False
 
     def after_epoch(self, loop: Loop) -> None:
         if loop.interrupted:
@@ -224,10 +232,10 @@ class StopAfterEpochs(Hook):
     def __init__(self, epochs: int):
         self.epochs = epochs
 
-    def after_epoch(self, loop: Loop) -> dict | None:
-        if loop.interrupted or loop.done or loop.epoch + 1 - loop.start_epoch < self.epochs:
-            return None
-        return {"stopped_at_epoch": loop.epoch + 1}
+    def after_epoch(self, loop: Loop) -> None:
+        if not loop.interrupted and not loop.done:
+            if loop.epoch + 1 - loop.start_epoch >= self.epochs:
+                loop.request_stop("epochs")
 
 
 class Deadline(Hook):
@@ -247,37 +255,30 @@ class Deadline(Hook):
         self.pace = Pace(self.deadline, total, eval_steps=eval_steps, clock=self.clock)
         self.pace.start(loop.step)
 
-    def after_step(self, loop: Loop, settled: bool) -> bool:
+    def after_step(self, loop: Loop, settled: bool) -> None:
         # The pace only where the losses were read back: before that, the clock would time
         # the host's queueing, not the device's work. The deadline itself on every step
         # (a clock read, no device sync), so a run whose steps take minutes, or whose
         # set-up overran, stops within one step of it; under DDP rank 0 decides, below.
         if not loop.dist.enabled and self.clock() >= self.deadline:
-            loop.past_deadline = True
-            return True
-        if settled and _pace_says_stop(self.pace, loop.dist, loop.step):
-            loop.past_deadline = True
-            return True
-        return False
+            loop.request_stop("deadline")
+        elif settled and _pace_says_stop(self.pace, loop.dist, loop.step):
+            loop.request_stop("deadline")
 
-    def after_epoch(self, loop: Loop) -> dict | None:
-        if loop.past_deadline:
-            return _stopped_for_deadline(loop, loop.epoch)
-        if loop.interrupted or loop.done or not _pace_says_stop(self.pace, loop.dist, loop.step):
-            return None
-        return _stopped_for_deadline(loop, loop.epoch + 1)
+    def after_epoch(self, loop: Loop) -> None:
+        if loop.stop_reason or loop.done:
+            return
+        if _pace_says_stop(self.pace, loop.dist, loop.step):
+            loop.request_stop("deadline")
 
 
 class Interrupts(Hook):
     """SIGTERM / SIGINT (`loop.stop`): stop after the step it came in, saved, and raise
     RunInterrupted, which says how to resume."""
 
-    def after_step(self, loop: Loop, settled: bool) -> bool:
-        return _stop_requested(loop, loop.step)
-
-    def after_epoch(self, loop: Loop) -> None:
-        if loop.interrupted and not loop.past_deadline:
-            raise _interrupted(loop)
+    def after_step(self, loop: Loop, settled: bool) -> None:
+        if _stop_requested(loop, loop.step):
+            loop.request_stop("interrupt")
 
 
 def _pace_says_stop(pace: Pace, dist: DistInfo, step: int) -> bool:
@@ -290,6 +291,17 @@ def _pace_says_stop(pace: Pace, dist: DistInfo, step: int) -> bool:
         torch.distributed.broadcast(flag, src=0)
         stop = bool(flag.item())
     return stop
+
+
+def stopped(loop: Loop) -> dict:
+    """How a run that stops before its end ends, saved: a signal raises RunInterrupted (with
+    the line that resumes it); the deadline or stop_after_epochs return what train() returns."""
+    epochs_done = loop.epoch if loop.interrupted else loop.epoch + 1
+    if loop.stop_reason == "interrupt":
+        raise _interrupted(loop)
+    if loop.stop_reason == "deadline":
+        return _stopped_for_deadline(loop, epochs_done)
+    return {"stopped_at_epoch": epochs_done}
 
 
 def _stopped_for_deadline(loop: Loop, epoch: int) -> dict:

@@ -51,6 +51,7 @@ from .hooks import (
     SetUpTime,
     StopAfterEpochs,
     heatmap_head_along,
+    stopped,
     unwrapped,
 )
 from .interrupt import StopRequest
@@ -148,7 +149,11 @@ def train_one_epoch(loop: Loop) -> None:
         settled = len(pending) >= SETTLE_STEPS
         if settled:
             settle()
-        if any(hook.after_step(loop, settled) for hook in loop.hooks):
+        for hook in loop.hooks:
+            hook.after_step(loop, settled)
+            if loop.stop_reason:
+                break
+        if loop.stop_reason:
             loop.interrupted = True
             break
         if cfg.train.max_steps and loop.step >= cfg.train.max_steps:
@@ -272,9 +277,9 @@ def _train(
             cfg.train.max_steps and loop.step >= cfg.train.max_steps
         )
         for hook in loop.hooks:
-            stopped = hook.after_epoch(loop)
-            if stopped is not None:
-                return stopped
+            hook.after_epoch(loop)
+        if loop.stop_reason:
+            return stopped(loop)
         if loop.done:
             break
 
