@@ -47,8 +47,8 @@ NOTEBOOK_PROFILES: dict[str, NotebookProfile] = {
         NotebookProfile(
             "cpu_pretrained", "cpu_pretrained", "cpu_pretrained_wholebody", (0, 1, 2),
             "cpu_pretrained",
-            "the cpu reproduction from a backbone pre-trained on fractals (the paper's regime "
-            "in miniature: every model of the paper starts from pre-trained weights)",
+            "the cpu reproduction from a backbone the kit pre-trained without natural images or "
+            "keypoints (the paper's regime in miniature: its models start from ImageNet weights)",
         ),
         NotebookProfile(
             "cpu_pretrained_full", "cpu_pretrained", "cpu_pretrained_wholebody", (0, 1, 2),

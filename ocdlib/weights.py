@@ -6,7 +6,9 @@
 - "imagenet": torchvision's ImageNet file, from the torch hub cache (never downloaded);
 - the name of a kit pre-training committed in `ocdlib/pretrained/` (`<name>.pth`
   beside its record `<name>.json`, written by `python -m ocdlib pretrain`), e.g.
-  "fractal_w32";
+  "fractal_w32". A record may stand without its weights (a pre-training the kit
+  compared but does not use): its runs keep their identity, and loading it says
+  how to rebuild the weights;
 - a path to a state_dict file (a `.pth` of torchvision's layout, or the `backbone.pth`
   of a pre-training run under `runs/pretrain/`).
 
@@ -27,8 +29,8 @@ from pathlib import Path
 from .errors import ConfigError, MissingFileError
 
 __all__ = [
-    "KIT_WEIGHTS_DIR", "file_digest", "kit_record", "kit_weights_names", "resolve_weights",
-    "weights_digest",
+    "KIT_WEIGHTS_DIR", "file_digest", "kit_record", "kit_weights_names", "kit_weights_with_files",
+    "resolve_weights", "weights_digest",
 ]  # fmt: skip
 
 KIT_WEIGHTS_DIR = Path(__file__).resolve().parent / "pretrained"
@@ -36,8 +38,13 @@ NO_FILE = ("", "none", "imagenet")
 
 
 def kit_weights_names() -> list[str]:
-    """The kit pre-trainings committed with the package."""
+    """The kit pre-trainings whose records are committed with the package."""
     return sorted(p.stem for p in KIT_WEIGHTS_DIR.glob("*.json"))
+
+
+def kit_weights_with_files() -> list[str]:
+    """The kit pre-trainings whose weights are committed beside their records."""
+    return [n for n in kit_weights_names() if (KIT_WEIGHTS_DIR / f"{n}.pth").is_file()]
 
 
 def _is_kit_name(pretrained: str) -> bool:

@@ -20,7 +20,13 @@ from ocdlib.pretrain.fractals import (
     system_sigma_factor,
 )
 from ocdlib.pretrain.pretexts import load_bank, make_batch
-from ocdlib.weights import KIT_WEIGHTS_DIR, file_digest, kit_record, kit_weights_names
+from ocdlib.weights import (
+    KIT_WEIGHTS_DIR,
+    file_digest,
+    kit_record,
+    kit_weights_names,
+    kit_weights_with_files,
+)
 
 
 @pytest.fixture
@@ -148,7 +154,7 @@ def test_a_kit_weights_file_whose_hash_disagrees_with_its_record_is_refused(tmp_
         build_backbone("resnet18_w32", "mine")
 
 
-@pytest.mark.parametrize("name", kit_weights_names())
+@pytest.mark.parametrize("name", kit_weights_with_files())
 def test_the_committed_weights_match_their_record(name):
     record = kit_record(name)
     path = KIT_WEIGHTS_DIR / f"{name}.pth"
@@ -157,3 +163,21 @@ def test_the_committed_weights_match_their_record(name):
     assert record["config"]["backbone"] == record["backbone"]
     assert record["curve"] and record["machine"] and record["minutes"] > 0
     build_backbone(record["backbone"], name)  # loads strictly
+
+
+@pytest.mark.parametrize(
+    "name", sorted(set(kit_weights_names()) - set(kit_weights_with_files())) or ["(none)"]
+)
+def test_a_record_without_its_weights_keeps_its_runs_identity_and_says_how_to_rebuild(name):
+    if name == "(none)":
+        pytest.skip("every committed record has its weights")
+    cfg = build_config("cpu_deeppose", [f"model.pretrained={name}"])
+    assert cfg.hash != build_config("cpu_deeppose").hash  # the runs it trained stay findable
+    with pytest.raises(MissingFileError, match="python -m ocdlib pretrain"):
+        build_backbone(kit_record(name)["backbone"], name)
+
+
+def test_the_cpu_pretrained_base_uses_committed_weights():
+    from ocdlib.configs.presets import CPU_PRETRAINED_WEIGHTS
+
+    assert CPU_PRETRAINED_WEIGHTS in kit_weights_with_files()

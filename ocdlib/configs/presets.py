@@ -129,7 +129,7 @@ def _base_cpu_wholebody() -> Config:
 # without natural images or keypoints (ocdlib/pretrained/, `python -m ocdlib pretrain`),
 # as every model of the paper starts from ImageNet weights. Chosen on the baselines
 # (docs/CALIBRATION.md, reports/pretraining/calibration.md).
-CPU_PRETRAINED_WEIGHTS = "fractal_w32"
+CPU_PRETRAINED_WEIGHTS = "synth_rotation_w32"
 
 
 def _base_cpu_pretrained() -> Config:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..configs.presets import CPU_PRETRAINED_WEIGHTS
 from ..errors import ConfigError
 from ..grid.claims import PAPER_AP
 from ..paths import REPO_ROOT
@@ -156,8 +157,9 @@ def _regimes_lines(reports: Path, scratch: pd.DataFrame) -> list[str]:
     lines = [
         "",
         "**Both regimes, beside the paper's.** From scratch (above) and from a backbone the "
-        "kit pre-trained on fractals (`model.pretrained=fractal_w32`, no natural image, no "
-        f"keypoint), from `reports/{PRETRAINED_FOLDER}/results.csv`, written by "
+        f"kit pre-trained itself (`model.pretrained={CPU_PRETRAINED_WEIGHTS}`: no natural "
+        "image, no keypoint; docs/CALIBRATION.md), from "
+        f"`reports/{PRETRAINED_FOLDER}/results.csv`, written by "
         f"`{prov.get('command', '?')}` at commit {prov.get('git commit', '?')} "
         f"({prov.get('machine', '?')}). The paper's column is COCO val2017 with ImageNet "
         "ResNet-50s (docs/METHOD.md).",
