@@ -30,12 +30,13 @@ sys.path.insert(0, str(REPO))
 
 from ocdlib.configs import build_config  # noqa: E402
 from ocdlib.cores import usable_cores  # noqa: E402
-from ocdlib.grid.rows import DEEPPOSE, RLE, SIMPLEBASELINE  # noqa: E402
+from ocdlib.grid.catalogue import DEEPPOSE, RLE, SIMPLEBASELINE  # noqa: E402
 from ocdlib.pretrain import pretrain_config, pretrain_dir  # noqa: E402
 from ocdlib.runs.cache import finished_result, run_dir  # noqa: E402
 
 OUT = REPO / "reports" / "pretraining"
 ROW = {"deeppose": "DeepPose", "rle": "RLE", "simplebaseline": "SimpleBaseline"}
+SCRATCH = "none (from scratch)"
 # The grid's own rows: their overrides (DeepPose's and SimpleBaseline's learning curves)
 # are part of the config, so a run trained here is the run the grid looks for.
 GRID_ROW = {"deeppose": DEEPPOSE, "rle": RLE, "simplebaseline": SIMPLEBASELINE}
@@ -183,7 +184,7 @@ def scratch_rows() -> list[dict]:
                 result = json.loads((folder / "result.json").read_text())
                 rows.append(
                     {
-                        "pretext": "none (from scratch)",
+                        "pretext": SCRATCH,
                         "pretrain_step": 0,
                         "pretrain_minutes": 0.0,
                         "method": method,
@@ -196,6 +197,18 @@ def scratch_rows() -> list[dict]:
                 )
                 break
     return rows
+
+
+def _scratch_summary(label: str) -> str:
+    """A from-scratch row without committed records, from the cpu profile's results.csv."""
+    import csv
+
+    with open(REPO / "reports" / "results.csv") as f:
+        for r in csv.DictReader(f):
+            if r["label"] == label:
+                n = len(r["seeds"].split(","))
+                return f"{float(r['AP']):.1f} ± {float(r['AP_std']):.1f} (n={n}, results.csv)"
+    return "-"
 
 
 def write(rows: list[dict], command: str) -> None:
@@ -235,10 +248,10 @@ def write(rows: list[dict], command: str) -> None:
         dp, sb = by.get("deeppose", []), by.get("simplebaseline", [])
         ratio = f"{statistics.mean(dp) / statistics.mean(sb):.2f}" if dp and sb else "-"
         mins = f"{minutes:.1f}" if minutes is not None else "-"
-        lines.append(
-            f"| {pre} | {step} | {mins} | {cell(dp)} | {cell(by.get('rle', []))} | "
-            f"{cell(sb)} | {ratio} |"
-        )
+        rle = cell(by.get("rle", []))
+        if pre == SCRATCH and rle == "-":
+            rle = _scratch_summary("RLE")
+        lines.append(f"| {pre} | {step} | {mins} | {cell(dp)} | {rle} | {cell(sb)} | {ratio} |")
     (OUT / "calibration.md").write_text("\n".join(lines) + "\n")
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -247,7 +260,7 @@ def write(rows: list[dict], command: str) -> None:
         dp, sb = by.get("deeppose", []), by.get("simplebaseline", [])
         if dp and sb and minutes is not None:
             curves.setdefault(pre, []).append((minutes, statistics.mean(dp) / statistics.mean(sb)))
-    scratch = curves.pop("none (from scratch)", [])
+    scratch = curves.pop(SCRATCH, [])
     for pre, pts in sorted(curves.items()):
         pts = sorted(scratch + pts)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=pre)
