@@ -2,7 +2,7 @@
 pre-training preset, and the minutes its whole schedule would take here.
 
     python benchmarks/bench_pretrain.py [--presets fractal_w32 synth_rotation_w32 fractal_r50]
-                                        [--steps 40] [--batch N]
+                                        [--steps 40] [--batch N] [--bank PRESET ...]
 
 Each preset trains `--steps` steps of its own recipe (the batch drawn and augmented, the
 forward and backward passes in this machine's precision, the optimiser step) after 5
@@ -60,6 +60,16 @@ def time_steps(name: str, steps: int, batch: int | None, folder: Path) -> dict:
             times.append(time.perf_counter() - t0)
     per_step = statistics.median(times)
     per_image = per_step / cfg.batch_size
+    # The batch alone at the preset's own size, drawn and augmented on the host: what
+    # one host thread can feed a GPU at most.
+    full = replace(cfg, batch_size=full_batch)
+    drawn = []
+    for step in range(3 + min(steps, 10)):
+        t0 = time.perf_counter()
+        make_batch(bank, full, step)
+        if step >= 3:
+            drawn.append(time.perf_counter() - t0)
+    batch_s = statistics.median(drawn)
     return {
         "preset": name,
         "batch": cfg.batch_size,
@@ -67,6 +77,7 @@ def time_steps(name: str, steps: int, batch: int | None, folder: Path) -> dict:
         "images/s": 1 / per_image,
         "s per 1000 images": 1000 * per_image,
         "schedule min": per_image * full_batch * pretrain_config(name).steps / 60,
+        "batch images/s": full_batch / batch_s,
         "precision": precision.name,
     }
 
@@ -76,17 +87,27 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", default=["fractal_w32", "synth_rotation_w32"])
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--batch", type=int)
+    ap.add_argument("--bank", nargs="*", default=[], help="presets whose full bank to time")
     args = ap.parse_args()
     print(f"# Pre-training cost on {machine()}")
     print(f"commit {git_commit()}; {args.steps} timed steps after 5 warm-up, medians\n")
-    print("| preset | batch | s/step | images/s | s per 1000 images | whole schedule, min | "
-          "precision |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory() as tmp:
+        for name in args.bank:  # the bank at the preset's own size, generated once
+            cfg = pretrain_config(name)
+            t0 = time.perf_counter()
+            load_bank(cfg, Path(tmp) / "full", say=lambda m: None)
+            dt = time.perf_counter() - t0
+            n = cfg.classes * cfg.instances
+            print(f"{name}: generating its bank of {n} images took {dt:.0f} s "
+                  f"({n / dt:.0f} images/s)\n", flush=True)  # fmt: skip
+        print("| preset | batch | s/step | images/s | s per 1000 images | whole schedule, min | "
+              "batches drawn alone, images/s | precision |")  # fmt: skip
+        print("|---|---:|---:|---:|---:|---:|---:|---|")
         for name in args.presets:
             r = time_steps(name, args.steps, args.batch, Path(tmp))
             print(f"| {r['preset']} | {r['batch']} | {r['s/step']:.3f} | {r['images/s']:.0f} | "
-                  f"{r['s per 1000 images']:.2f} | {r['schedule min']:.1f} | {r['precision']} |",
+                  f"{r['s per 1000 images']:.2f} | {r['schedule min']:.1f} | "
+                  f"{r['batch images/s']:.0f} | {r['precision']} |",
                   flush=True)  # fmt: skip
 
 
