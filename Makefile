@@ -30,7 +30,8 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check ocdlib tests notebooks
 	$(VENV)/bin/pytest -n 2 tests
 	rm -rf .cache/nbval
-	OCDLIB_PROFILE=smoke OCDLIB_DATA=$(CURDIR)/.cache/nbval/data OCDLIB_RUNS=$(CURDIR)/.cache/nbval/runs \
+	OCDLIB_PROFILE=smoke OCDLIB_TRAIN_MISSING=1 \
+	OCDLIB_DATA=$(CURDIR)/.cache/nbval/data OCDLIB_RUNS=$(CURDIR)/.cache/nbval/runs \
 	OCDLIB_REPORTS=$(CURDIR)/.cache/nbval/reports \
 	$(VENV)/bin/pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env notebooks
 

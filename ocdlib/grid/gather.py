@@ -134,14 +134,30 @@ def _finished_or_recorded(exp: Experiment, profile: NotebookProfile) -> list[dic
             continue
         out.append({"experiment": exp, "config": cfg, **result})
         ap = 100 * result.get("metrics", {}).get("AP", float("nan"))
-        how = "from its committed record" if seed in recorded else "cached"
-        print(f"{exp.label} (seed {seed}): AP {ap:.1f} [{how}]")
+        print(f"{exp.label} (seed {seed}): AP {ap:.1f} [{_source(result, seed in recorded)}]")
     if missing:
         print(f"{exp.label}: seeds {missing} not trained yet (not trained here)")
         NOT_TRAINED[exp.label] = missing
     else:
         NOT_TRAINED.pop(exp.label, None)
     return out
+
+
+def _source(result: dict, recorded: bool) -> str:
+    """Where a number comes from: this machine's run cache, or a committed record (its
+    commit, device and date)."""
+    made = ", ".join(
+        str(v)
+        for v in (
+            result.get("git_commit") and f"commit {result['git_commit']}",
+            result.get("device"),
+            result.get("precision_tag"),
+            str(result.get("finished_at", ""))[:10],
+        )
+        if v
+    )
+    where = "a committed record" if recorded else "this machine's run cache"
+    return f"{where}: {made}"
 
 
 def grid_configs(

@@ -141,7 +141,7 @@ def reproduce(
                 print(not_rebuilt[-1], flush=True)
                 continue
             try:
-                _execute(nb, running, out_dir, profile.name)
+                _execute(nb, running, out_dir, profile.name, train_missing)
             except Exception as err:
                 if not missing:
                     print(f"{nb.name} did not finish; its partial output is {running / nb.name}")
@@ -209,7 +209,7 @@ def _unavailable(profile: NotebookProfile, notebook: str) -> list[str]:
     ]
 
 
-def _execute(nb: Path, running: Path, out_dir: Path, profile: str) -> None:
+def _execute(nb: Path, running: Path, out_dir: Path, profile: str, train: bool) -> None:
     """Run notebook `nb` with papermill, its tables and figures written to a staging
     folder first: they replace the notebook's earlier reports only once it has finished,
     so a notebook that fails leaves the reports of the last one that did."""
@@ -221,7 +221,7 @@ def _execute(nb: Path, running: Path, out_dir: Path, profile: str) -> None:
     papermill.execute_notebook(
         str(nb),
         str(partial),
-        parameters={"profile": profile, "reports_dir": str(staging)},
+        parameters={"profile": profile, "reports_dir": str(staging), "train_missing": train},
         cwd=str(NOTEBOOK_DIR),
         kernel_name="python3",
         progress_bar=False,
