@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup reproduce reproduce-full test lint lab clean
+.PHONY: setup reproduce reproduce-full test lint lab lab-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
@@ -42,6 +42,14 @@ lint: $(STAMP)
 # JupyterLab refuses to run as root (containers) unless told it may.
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks
+
+# 06_results.ipynb opened in a real JupyterLab in headless Chromium (Debian's package),
+# every cell run from the run cache and the records; fails on an error, a missing row or
+# no figure; saves docs/lab_check.png. Minutes; not part of `make test`.
+lab-check: $(STAMP)
+	command -v chromium >/dev/null || apt-get install -y chromium
+	$(PY) -m pip install --quiet playwright
+	$(PY) scripts/lab_check.py $(if $(PROFILE),--profile $(PROFILE))
 
 clean:
 	rm -rf $(VENV) runs data .cache
