@@ -25,7 +25,7 @@ from ..data.image_bank import ImageBank
 from ..data.prepare import DataPaths
 from ..metainfo import DatasetInfo
 from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
-from .distributed import DistInfo, barrier
+from .distributed import DistInfo, all_gather_objects, barrier
 from .evaluate import evaluate_model
 from .interrupt import RunInterrupted, StopRequest
 from .pace import Pace
@@ -152,11 +152,24 @@ class EvaluateAlong(Hook):
         every = loop.cfg.train.eval_every
         if not every or (loop.epoch + 1) % every or loop.done or loop.interrupted:
             return
-        model, cfg, dist = unwrapped(loop.model), loop.cfg, loop.dist
-        data = (loop.info, loop.val_ds, loop.paths)
-        metrics = evaluate_model(model, cfg, *data, loop.out_dir / "eval", dist, loop.skipped)
+        score(loop, loop.out_dir / "eval", loop.epoch + 1, heatmap_head=True)
+
+
+def score(loop: Loop, folder: Path, epoch: int, heatmap_head: bool, final: bool = False) -> dict:
+    """A point of the learning curve, along the way or at the end: the deployed head's COCO
+    metrics on the validation set (its predictions written to `folder`) and, where asked,
+    the heatmap head's beside them, appended to `loop.evals`; returns the deployed head's.
+    At the `final` point the images skipped on every rank are gathered first."""
+    model, cfg, dist = unwrapped(loop.model), loop.cfg, loop.dist
+    data = (loop.info, loop.val_ds, loop.paths)
+    metrics = evaluate_model(model, cfg, *data, folder, dist, loop.skipped)
+    if final and loop.skipped is not None:
+        loop.skipped = SkippedImages.combine(all_gather_objects(loop.skipped, dist))
+    along = {}
+    if heatmap_head:
         along = heatmap_head_along(model, cfg, *data, loop.out_dir, dist, loop.skipped)
-        loop.evals.append({"epoch": loop.epoch + 1, "step": loop.step, **metrics, **along})
+    loop.evals.append({"epoch": epoch, "step": loop.step, **metrics, **along})
+    return metrics
 
 
 class Checkpointer(Hook):

@@ -40,7 +40,6 @@ from ..models.complexity import count_macs, count_params
 from ..models.mmpose_checkpoint import is_mmpose_checkpoint, load_mmpose_heatmap_model
 from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, remove_stale_temporaries
 from .distributed import DistInfo, all_gather_objects, barrier, cleanup, init_distributed
-from .evaluate import evaluate_model
 from .hooks import (
     Checkpointer,
     Deadline,
@@ -50,7 +49,7 @@ from .hooks import (
     ReplacedImages,
     SetUpTime,
     StopAfterEpochs,
-    heatmap_head_along,
+    score,
     stopped,
     unwrapped,
 )
@@ -283,15 +282,8 @@ def _train(
         if loop.done:
             break
 
-    model = unwrapped(loop.model)
-    data = (loop.info, loop.val_ds, loop.paths)
-    metrics = evaluate_model(model, cfg, *data, loop.out_dir, dist, loop.skipped)
-    if loop.skipped is not None:
-        loop.skipped = SkippedImages.combine(all_gather_objects(loop.skipped, dist))
-    along = {}
-    if cfg.train.eval_every:  # the learning curve's last point, for both heads
-        along = heatmap_head_along(model, cfg, *data, loop.out_dir, dist, loop.skipped)
-    loop.evals.append({"epoch": cfg.train.epochs, "step": loop.step, **metrics, **along})
+    # The learning curve's last point, for both heads where it has a curve.
+    metrics = score(loop, loop.out_dir, cfg.train.epochs, bool(cfg.train.eval_every), final=True)
     if dist.is_main:
         loop.result = _result(loop, metrics)
     for hook in loop.hooks:
