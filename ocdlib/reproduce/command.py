@@ -64,25 +64,8 @@ def reproduce(
     uses all the cores (small CPU models scale poorly over threads). With
     `train_missing` False nothing is trained: the notebooks report on the finished runs
     and name the missing ones (OCDLIB_TRAIN_MISSING=0 in their environment)."""
-    books = notebooks(only)  # an --only that names no notebook stops here
-    out_dir = report_dir(profile)
-    executed = out_dir / "notebooks"
-    # papermill writes a notebook as it runs; it lands in reports/ only once it has
-    # finished, so an interrupted or failed notebook never passes for a result.
-    running = executed / ".running"
-    running.mkdir(parents=True, exist_ok=True)
-    # A notebook none of whose own rows runs on this profile (04 on cpu: its rows are in
-    # the full grid) is skipped, and its outputs from an earlier reproduction removed.
-    left_out = {b.name: why for b in books if (why := notebook_left_out(b.name[:2], profile))}
-    for name, why in left_out.items():
-        clear_notebook_outputs(out_dir, name)
-        (executed / name).unlink(missing_ok=True)
-        print(f"{name}: not run ({why})", flush=True)
-    books = [b for b in books if b.name not in left_out]
-    extra_lines = [f"{name}: not run ({why})" for name, why in left_out.items()]
-    jobs = jobs or default_jobs()
-    t_all = time.perf_counter()
-    timings = []
+    run = _Reproduction(profile, only, jobs or default_jobs(), minutes)
+    run.leave_out_notebooks()
     # Runs that the notebooks train record this command as the one that made them,
     # and the watcher prints a line as each starts, reaches an epoch and finishes.
     with (
@@ -92,111 +75,156 @@ def reproduce(
         _env("OCDLIB_USE_RECORDS", "0" if minutes is not None else "1"),
         RunWatcher(runs_home(), profile),
     ):
-        t0 = time.perf_counter()
-        ids = [b.name[:2] for b in books]
-        grid = grid_configs(profile, ids)
-        cached = sum(is_finished(c) for _, c in grid)
-        cache_state = (
-            f"run cache at the start: {cached} of the {len(grid)} runs of the grid finished"
+        run.survey()
+        # After a time box the notebooks report on what finished, training nothing.
+        train_missing = run.train(clock) if train_missing else False
+        run.run_notebooks(train_missing)
+    total = time.perf_counter() - run.t_all
+    if run.not_rebuilt:  # the provenance names the notebooks left as they were
+        run.write_provenance([])
+    print(f"all done in {total / 60:.1f} min; reports in {run.out_dir}")
+    for line in run.not_rebuilt:
+        print(line)
+    return 0
+
+
+class _Reproduction:
+    """One `reproduce` command: its notebooks, what it trains, and the lines its
+    provenance gathers as it goes."""
+
+    def __init__(self, profile: NotebookProfile, only, jobs: int, minutes: float | None):
+        self.profile, self.only, self.jobs, self.minutes = profile, only, jobs, minutes
+        self.books = notebooks(only)  # an --only that names no notebook stops here
+        self.out_dir = report_dir(profile)
+        self.executed = self.out_dir / "notebooks"
+        # papermill writes a notebook as it runs; it lands in reports/ only once it has
+        # finished, so an interrupted or failed notebook never passes for a result.
+        self.running = self.executed / ".running"
+        self.running.mkdir(parents=True, exist_ok=True)
+        self.t_all = time.perf_counter()
+        self.timings: list[tuple[str, float]] = []
+        self.extra_lines: list[str] = []
+        self.not_rebuilt: list[str] = []
+        self.cache_state = ""
+        self.grid: list = []
+
+    def leave_out_notebooks(self) -> None:
+        """A notebook none of whose own rows runs on this profile (04 on cpu: its rows are
+        in the full grid) is skipped, and its outputs from an earlier reproduction removed."""
+        left_out = {
+            b.name: why for b in self.books if (why := notebook_left_out(b.name[:2], self.profile))
+        }
+        for name, why in left_out.items():
+            clear_notebook_outputs(self.out_dir, name)
+            (self.executed / name).unlink(missing_ok=True)
+            print(f"{name}: not run ({why})", flush=True)
+        self.books = [b for b in self.books if b.name not in left_out]
+        self.extra_lines += [f"{name}: not run ({why})" for name, why in left_out.items()]
+
+    @property
+    def ids(self) -> list[str]:
+        return [b.name[:2] for b in self.books]
+
+    def survey(self) -> None:
+        """The grid of the notebooks to run, and what the run cache holds of it."""
+        self.grid = grid_configs(self.profile, self.ids)
+        cached = sum(is_finished(c) for _, c in self.grid)
+        self.cache_state = (
+            f"run cache at the start: {cached} of the {len(self.grid)} runs of the grid finished"
             + (" (empty: every run trained by this command)" if cached == 0 else "")
         )
-        print(cache_state, flush=True)
-        progress = _announce(grid, jobs, len(books)) if train_missing else None
+        print(self.cache_state, flush=True)
+
+    def train(self, clock) -> bool:
+        """Say what training will cost, then train (within the minutes, if given); whether
+        the notebooks may still train what is missing."""
+        t0 = time.perf_counter()
+        progress = _announce(self.grid, self.jobs, len(self.books))
         if progress is not None:
             est = progress.estimate
-            extra_lines.append(
+            self.extra_lines.append(
                 f"estimated before the first run: {est.wall_s / 60:.1f} min for "
                 f"{len(est.runs)} runs in {est.precision}, {est.jobs} side by side (measured "
                 f"here in {est.measured_s:.0f} s; ocdlib/reproduce/estimate.py)"
             )
-        if minutes is not None and train_missing:
-            left = minutes - (time.perf_counter() - t_all) / 60  # the estimate took some
-            extra_lines += _timeboxed_training(
-                profile, ids, jobs, left, len(books), progress, clock
+        if self.minutes is not None:
+            left = self.minutes - (time.perf_counter() - self.t_all) / 60  # the estimate took some
+            self.extra_lines += _timeboxed_training(
+                self.profile, self.ids, self.jobs, left, len(self.books), progress, clock
             )
-            timings.append((f"time-boxed training, {jobs} side by side", time.perf_counter() - t0))
-            train_missing = False  # the notebooks report on what finished
-        if train_missing and any(b.name.startswith("07") for b in books):
+            self.timings.append(
+                (f"time-boxed training, {self.jobs} side by side", time.perf_counter() - t0)
+            )
+            return False
+        if any(b.name.startswith("07") for b in self.books):
             # The TCD probe measures the first TCD and OCD runs at stops along their
             # training, so it trains them before the grid would train them straight through.
-            tcd_probe.grid_probe(profile)
-        resume = _reproduce_command(profile.name, only, True, minutes)
-        trained = (
-            train_grid(profile, ids, jobs, progress=progress, resume=resume) if train_missing else 0
-        )
+            tcd_probe.grid_probe(self.profile)
+        resume = _reproduce_command(self.profile.name, self.only, True, self.minutes)
+        trained = train_grid(self.profile, self.ids, self.jobs, progress=progress, resume=resume)
         if trained:
-            timings.append(
-                (f"training {trained} runs, {jobs} side by side", time.perf_counter() - t0)
+            self.timings.append(
+                (f"training {trained} runs, {self.jobs} side by side", time.perf_counter() - t0)
             )
-            print(f"trained {trained} runs in {timings[-1][1] / 60:.1f} min", flush=True)
-        not_rebuilt: list[str] = []
-        for i, nb in enumerate(books, 1):
-            print(f"[{i}/{len(books)}] {nb.name} (profile {profile.name}) ...", flush=True)
+            print(f"trained {trained} runs in {self.timings[-1][1] / 60:.1f} min", flush=True)
+        return True
+
+    def run_notebooks(self, train_missing: bool) -> None:
+        for i, nb in enumerate(self.books, 1):
+            name = f"[{i}/{len(self.books)}] {nb.name}"
+            print(f"{name} (profile {self.profile.name}) ...", flush=True)
             t0 = time.perf_counter()
-            missing = [] if train_missing else _unavailable(profile, nb.name)
-            n_runs = len(grid_configs(profile, [nb.name[:2]]))
-            if missing and len(missing) == n_runs:
-                why = f"none of its {n_runs} runs is trained; its reports stay as they were"
-                not_rebuilt.append(f"{nb.name}: not rebuilt ({why})")
-                print(not_rebuilt[-1], flush=True)
-                continue
-            try:
-                _execute(nb, running, out_dir, profile.name, train_missing)
-            except Exception as err:
-                if not missing:
-                    print(f"{nb.name} did not finish; its partial output is {running / nb.name}")
-                    raise
-                # A notebook built for its whole grid may not rebuild from part of it; the
-                # reports it wrote from an earlier, fuller run are kept rather than lost.
-                why = (
-                    f"{len(missing)} of its {n_runs} runs not trained, and it stopped on "
-                    f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:160]}; "
-                    f"its reports stay as they were (partial output: {running / nb.name})"
-                )
-                not_rebuilt.append(f"{nb.name}: not rebuilt ({why})")
-                print(not_rebuilt[-1], flush=True)
+            if not self._run_notebook(nb, train_missing):
                 continue
             dt = time.perf_counter() - t0
-            timings.append((nb.name, dt))
-            print(f"[{i}/{len(books)}] {nb.name} done in {dt / 60:.1f} min", flush=True)
+            self.timings.append((nb.name, dt))
+            print(f"{name} done in {dt / 60:.1f} min", flush=True)
             # Written after every notebook, so an interrupted reproduction says how far it got.
-            pending = [b.name for b in books[i:]]
-            write_provenance(
-                out_dir,
-                profile,
-                timings,
-                time.perf_counter() - t_all,
-                bool(only),
-                pending,
-                extra=[
-                    cache_state,
-                    f"training runs side by side: {jobs} (--jobs)",
-                    *extra_lines,
-                    *not_rebuilt,
-                ],
-                name=provenance_name(only),
+            self.write_provenance([b.name for b in self.books[i:]])
+
+    def _run_notebook(self, nb: Path, train_missing: bool) -> bool:
+        """Run one notebook; False where it was left as it was (the reason noted)."""
+        missing = [] if train_missing else _unavailable(self.profile, nb.name)
+        n_runs = len(grid_configs(self.profile, [nb.name[:2]]))
+        if missing and len(missing) == n_runs:
+            why = f"none of its {n_runs} runs is trained; its reports stay as they were"
+            self.not_rebuilt.append(f"{nb.name}: not rebuilt ({why})")
+            print(self.not_rebuilt[-1], flush=True)
+            return False
+        try:
+            _execute(nb, self.running, self.out_dir, self.profile.name, train_missing)
+        except Exception as err:
+            if not missing:
+                print(f"{nb.name} did not finish; its partial output is {self.running / nb.name}")
+                raise
+            # A notebook built for its whole grid may not rebuild from part of it; the
+            # reports it wrote from an earlier, fuller run are kept rather than lost.
+            why = (
+                f"{len(missing)} of its {n_runs} runs not trained, and it stopped on "
+                f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:160]}; "
+                f"its reports stay as they were (partial output: {self.running / nb.name})"
             )
-    total = time.perf_counter() - t_all
-    if not_rebuilt:  # the provenance names the notebooks left as they were
+            self.not_rebuilt.append(f"{nb.name}: not rebuilt ({why})")
+            print(self.not_rebuilt[-1], flush=True)
+            return False
+        return True
+
+    def write_provenance(self, pending: list[str]) -> None:
         write_provenance(
-            out_dir,
-            profile,
-            timings,
-            total,
-            bool(only),
-            [],
+            self.out_dir,
+            self.profile,
+            self.timings,
+            time.perf_counter() - self.t_all,
+            bool(self.only),
+            pending,
             extra=[
-                cache_state,
-                f"training runs side by side: {jobs} (--jobs)",
-                *extra_lines,
-                *not_rebuilt,
+                self.cache_state,
+                f"training runs side by side: {self.jobs} (--jobs)",
+                *self.extra_lines,
+                *self.not_rebuilt,
             ],
-            name=provenance_name(only),
+            name=provenance_name(self.only),
         )
-    print(f"all done in {total / 60:.1f} min; reports in {out_dir}")
-    for line in not_rebuilt:
-        print(line)
-    return 0
 
 
 def _unavailable(profile: NotebookProfile, notebook: str) -> list[str]:
