@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from ocdlib.grid.catalogue import DEEPPOSE
@@ -34,7 +35,7 @@ def test_a_record_reads_back_as_its_run_without_the_run_cache(finished, monkeypa
     assert record in {d.name for d in written}
     folder = root / "reports" / "smoke" / "runs" / record
     assert sorted(p.name for p in folder.iterdir()) == [
-        "config.json", "evals.json", "log.csv.gz", "result.json",
+        "config.json", "evals.json", "log.csv.gz", "pictures.json", "result.json",
     ]  # fmt: skip
     assert run_records.find_record(cfg) == folder
     # The run cache loses the run (another machine): gather without training reads the
@@ -51,6 +52,26 @@ def test_a_record_reads_back_as_its_run_without_the_run_cache(finished, monkeypa
     curves = learning_curve_frame(summary)
     assert len(curves) == len(json.loads((folder / "evals.json").read_text()))
     assert len(read_log(folder)) == result["steps"]
+
+
+def test_a_records_keypoints_draw_its_pictures_as_its_weights_do(finished):
+    from ocdlib.report import pictures
+
+    root, cfg, _ = finished
+    run = run_cache.run_dir(cfg)
+    folder = run_records.write_record(run, root / "pics" / "runs")
+    ids, people = run_records.recorded_predictions(folder, "val")
+    assert len(ids) == run_records.PICTURE_IMAGES and people
+    # The record's keypoints are the weights' own, to the stored rounding.
+    model_cfg = pictures.load_run_model(run, student=True)
+    paths = pictures.resolve_data(cfg.data, progress=False)
+    _, live = pictures.predict_people(*model_cfg, paths.val_ann, paths.val_images, ids)
+    for image_id, kps in live.items():
+        np.testing.assert_allclose(people[image_id], kps, atol=0.01)
+    assert pictures.keypoint_comparison({"from weights": run}, n_images=2) is not None
+    fig = pictures.keypoint_comparison({"from the record": folder}, n_images=2)
+    assert fig is not None and len(fig.axes) == 2 * 2  # 2 images x (ground truth, record)
+    assert pictures.coco_sample_comparison({"from the record": folder}, n_images=2) is not None
 
 
 def test_a_stale_record_is_refused_naming_both_hashes(finished):

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from ..coco_eval import Prediction, evaluate_coco
 from ..configs import Config
 from ..data.coco import check_images
-from ..data.dataset import SkippedImages, build_datasets
+from ..data.dataset import SkippedImages, TopDownPoseDataset, build_datasets
 from ..data.device_pipeline import (
     batch_size_of,
     collate_of,
@@ -28,7 +28,7 @@ from ..data.layout import load_layout
 from ..data.prepare import DataPaths, resolve_data
 from ..data.transforms import normalized_to_image
 from ..errors import ConfigError, MissingFileError
-from ..metainfo import DatasetInfo
+from ..metainfo import DatasetInfo, get_dataset_info
 from .distributed import DistInfo, all_gather_objects
 from .run_dir import RunDir, load_run_model, run_lock
 
@@ -207,3 +207,36 @@ def head_metrics(run_dir, head: str) -> dict:
     metrics, _ = evaluate_run(run_dir, head=head, out=run_dir / f"eval_{head}", wait=True)
     stamp.write_text(mtime)
     return metrics
+
+
+def predict_people(
+    model, cfg: Config, ann_file: Path, image_dir: Path, image_ids=None, n_images: int = 3
+) -> tuple[list[int], dict[int, np.ndarray]]:
+    """The deployed model's keypoints on whole images: every person of the first
+    `n_images` images of `ann_file` (or of `image_ids`), cropped from its ground-truth box
+    as in evaluation, with flip test. Returns the image ids and {image_id: (N, K, 3)
+    keypoints in image pixels with scores}: what the keypoint pictures draw, and what a
+    run's record keeps of them (ocdlib/runs/records.py)."""
+    info = get_dataset_info(cfg.data.dataset)
+    ds = TopDownPoseDataset.from_coco(
+        ann_file, image_dir, info, cfg.data, train=False, with_heatmaps=False
+    )
+    if image_ids is None:
+        image_ids = sorted({inst.image_id for inst in ds.instances})[:n_images]
+    wanted = set(image_ids)
+    chosen = [i for i, inst in enumerate(ds.instances) if inst.image_id in wanted]
+    flip = torch.as_tensor(info.flip_index)
+    preds = predict_dataset(
+        model,
+        torch.utils.data.Subset(ds, chosen),
+        cfg.model.deploy_head,
+        cfg.data.input_size,
+        flip_index=flip if cfg.eval.flip_test else None,
+        batch_size=cfg.eval.batch_size,
+    )
+    people: dict[int, list] = {}
+    for p in preds:
+        people.setdefault(p.image_id, []).append(
+            np.concatenate([p.keypoints, p.keypoint_scores[:, None]], axis=1)
+        )
+    return list(image_ids), {k: np.stack(v) for k, v in people.items()}

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 
 from ..configs import Config
@@ -21,11 +20,12 @@ from ..data.dataset import TopDownPoseDataset
 from ..data.device_pipeline import finished_sample
 from ..data.prepare import resolve_data
 from ..data.transforms import denormalize_image
-from ..engine.evaluate import predict_dataset
-from ..engine.run_dir import has_weights, load_run_model
+from ..engine.evaluate import predict_people
+from ..engine.run_dir import has_weights, load_run_config, load_run_model
 from ..errors import ConfigError
 from ..metainfo import get_dataset_info
 from ..paths import COCO_SAMPLE_DIR
+from ..runs.records import coco_sample_ann, recorded_predictions
 from .viz import draw_pose, pose_grid
 
 
@@ -122,82 +122,76 @@ def targets_figure(cfg: Config, index: int = 0, keypoints: Sequence[str] = ()) -
     return fig
 
 
-def _predict_people(model, cfg: Config, ds, indices: Sequence[int]) -> dict[int, np.ndarray]:
-    """{image_id: (N, K, 3) predicted keypoints in image pixels with scores} on `indices` of ds."""
+class _Column:
+    """One column of a comparison: a run's deployed student, predicted now from its weights
+    or read from its record's pictures.json."""
 
-    flip = torch.as_tensor(get_dataset_info(cfg.data.dataset).flip_index)
-    preds = predict_dataset(
-        model,
-        torch.utils.data.Subset(ds, list(indices)),
-        cfg.model.deploy_head,
-        cfg.data.input_size,
-        flip_index=flip if cfg.eval.flip_test else None,
-        batch_size=cfg.eval.batch_size,
-    )
-    people: dict[int, list] = {}
-    for p in preds:
-        kps = np.concatenate([p.keypoints, p.keypoint_scores[:, None]], axis=1)
-        people.setdefault(p.image_id, []).append(kps)
-    return {k: np.stack(v) for k, v in people.items()}
+    def __init__(self, run_dir: Path, cfg: Config, model=None):
+        self.run_dir, self.cfg, self.model = Path(run_dir), cfg, model
+
+    def predict(self, picture_set: str, ann_file: Path, image_dir: Path, image_ids) -> dict | None:
+        if self.model is not None:
+            return predict_people(self.model, self.cfg, ann_file, image_dir, image_ids)[1]
+        stored = recorded_predictions(self.run_dir, picture_set)
+        if stored is None or not set(image_ids) <= set(stored[0]):
+            return None
+        return {k: v for k, v in stored[1].items() if k in set(image_ids)}
 
 
 def _comparison_grid(
-    models: Mapping[str, tuple[Any, Config]],
+    columns: Mapping[str, _Column],
+    picture_set: str,
     ann_file: Path,
     image_dir: Path,
-    image_ids: Sequence[int] | None,
     n_images: int,
     title: str,
     score_thr: float,
-) -> Figure:
-
-    first_cfg = next(iter(models.values()))[1]
+) -> Figure | None:
+    first_cfg = next(iter(columns.values())).cfg
     info = get_dataset_info(first_cfg.data.dataset)
-    for label, (_, cfg) in models.items():
-        if cfg.data.dataset != first_cfg.data.dataset:
+    for label, col in columns.items():
+        if col.cfg.data.dataset != first_cfg.data.dataset:
             raise ConfigError(
-                f"run {label!r} predicts {cfg.data.dataset} keypoints, the first run "
+                f"run {label!r} predicts {col.cfg.data.dataset} keypoints, the first run "
                 f"{first_cfg.data.dataset}: compare runs of one keypoint layout per figure"
             )
-    datasets = {
-        label: TopDownPoseDataset.from_coco(
-            ann_file, image_dir, info, cfg.data, train=False, with_heatmaps=False
-        )
-        for label, (_, cfg) in models.items()
-    }
-    instances = next(iter(datasets.values())).instances
-    if image_ids is None:
-        image_ids = sorted({inst.image_id for inst in instances})[:n_images]
-    image_ids = list(image_ids)
-    chosen = [i for i, inst in enumerate(instances) if inst.image_id in set(image_ids)]
-    if not chosen:
-        raise ConfigError(f"none of the image ids {image_ids} has a person instance in {ann_file}")
-    predictions = {
-        label: _predict_people(model, cfg, datasets[label], chosen)
-        for label, (model, cfg) in models.items()
-    }
+    instances = TopDownPoseDataset.from_coco(
+        ann_file, image_dir, info, first_cfg.data, train=False, with_heatmaps=False
+    ).instances
+    image_ids = sorted({inst.image_id for inst in instances})[:n_images]
+    if not image_ids:
+        raise ConfigError(f"no person instance in {ann_file}")
+    predictions = {}
+    for label, col in columns.items():
+        got = col.predict(picture_set, ann_file, image_dir, image_ids)
+        if got is None:
+            print(f"note: {label}: no weights, and its record keeps no keypoints of these images")
+            continue
+        predictions[label] = got
+    if not predictions:
+        return None
     gt: dict[int, list] = {}
     paths: dict[int, Path] = {}
-    for i in chosen:
-        inst = instances[i]
-        gt.setdefault(inst.image_id, []).append(inst.keypoints)
-        paths[inst.image_id] = inst.image_path
-    columns = ["ground truth", *models]
+    for inst in instances:
+        if inst.image_id in set(image_ids):
+            gt.setdefault(inst.image_id, []).append(inst.keypoints)
+            paths[inst.image_id] = inst.image_path
+    headers = ["ground truth", *predictions]
     shown = [i for i in image_ids if i in gt]
     images = {i: np.asarray(open_image(paths[i]).convert("RGB")) for i in shown}
     # Row heights follow each image's aspect ratio, so landscape photos leave no gaps.
     ratios = [images[i].shape[0] / images[i].shape[1] for i in shown]
     panel = 2.8
     fig = Figure(
-        figsize=(panel * len(columns), panel * sum(ratios) + 0.3 * len(shown) + 0.5),
+        figsize=(panel * len(headers), panel * sum(ratios) + 0.3 * len(shown) + 0.5),
         layout="constrained",
     )
     axes = fig.subplots(
-        len(shown), len(columns), squeeze=False, gridspec_kw={"height_ratios": ratios}
+        len(shown), len(headers), squeeze=False, gridspec_kw={"height_ratios": ratios}
     )
     for r, image_id in enumerate(shown):
         image = images[image_id]
-        for c, column in enumerate(columns):
+        for c, column in enumerate(headers):
             ax = axes[r, c]
             if column == "ground truth":
                 draw_pose(ax, image, np.stack(gt[image_id]), info, kind="gt")
@@ -207,28 +201,27 @@ def _comparison_grid(
                 draw_pose(ax, image, kps, info, kind="pred", score_thr=score_thr)
                 ax.set_title(column, fontsize=8)
     # Wrapped to the figure's width: a two-column figure has room for about 60 characters.
-    fig.suptitle(textwrap.fill(title, width=30 * len(columns)), fontsize=10)
+    fig.suptitle(textwrap.fill(title, width=30 * len(headers)), fontsize=10)
     return fig
 
 
-def _load_students(runs_by_label: Mapping[str, str | Path]) -> dict[str, tuple[Any, Config]]:
-    """The deployed students of the runs that have their weights (a run record has none:
-    it is named and left out of the picture)."""
+def _columns(runs_by_label: Mapping[str, str | Path]) -> dict[str, _Column]:
+    """Each run's deployed student: its weights where the run folder has them, else what
+    its record keeps (pictures.json)."""
     if not runs_by_label:
         raise ConfigError("no runs to compare: pass {label: run directory}")
-    without = [label for label, d in runs_by_label.items() if not has_weights(d)]
-    if without:
-        print(f"note: no weights for {without} (run records): left out of the picture")
-    return {
-        label: load_run_model(d, student=True)
-        for label, d in runs_by_label.items()
-        if label not in without
-    }
+    out = {}
+    for label, d in runs_by_label.items():
+        if has_weights(d):
+            model, cfg = load_run_model(d, student=True)
+            out[label] = _Column(Path(d), cfg, model)
+        else:
+            out[label] = _Column(Path(d), load_run_config(Path(d)))
+    return out
 
 
 def keypoint_comparison(
     runs_by_label: Mapping[str, str | Path],
-    image_ids: Sequence[int] | None = None,
     n_images: int = 3,
     score_thr: float = 0.2,
 ) -> Figure | None:
@@ -236,19 +229,18 @@ def keypoint_comparison(
 
     Each person is cropped from its ground-truth box (as in evaluation) and
     predicted with flip test; predicted keypoints with score <= `score_thr`
-    are not drawn (DeepPose's scores are always 1). None when no run has its weights.
+    are not drawn (DeepPose's scores are always 1). A run without its weights is drawn
+    from its record's keypoints; None when no run has either.
     """
-    models = _load_students(runs_by_label)
-    if not models:
-        return None
-    cfg = next(iter(models.values()))[1]
+    columns = _columns(runs_by_label)
+    cfg = next(iter(columns.values())).cfg
     paths = resolve_data(cfg.data, progress=False)
     name = "SynthPose-WholeBody" if cfg.data.dataset == "coco_wholebody" else "SynthPose"
     if cfg.data.root:  # a real dataset (COCO presets)
         name = Path(cfg.data.root).name
     title = f"{name} validation images, ground-truth boxes: ground truth and deployed students"
     return _comparison_grid(
-        models, paths.val_ann, paths.val_images, image_ids, n_images, title, score_thr
+        columns, "val", paths.val_ann, paths.val_images, n_images, title, score_thr
     )
 
 
@@ -264,16 +256,12 @@ def coco_sample_comparison(
     The models learned on SynthPose only, so they are not expected to work well
     on real photos: the figure shows how far the synthetic benchmark transfers.
     Returns None (with a printed note) when the sample folder is absent or no run has
-    its weights.
+    its weights or its record's keypoints.
     """
     coco_dir = Path(coco_dir) if coco_dir else COCO_SAMPLE_DIR
-    models = _load_students(runs_by_label)
-    if not models:
-        return None
-    cfg = next(iter(models.values()))[1]
-    ann = coco_dir / (
-        "test_coco_wholebody.json" if cfg.data.dataset == "coco_wholebody" else "test_coco.json"
-    )
+    columns = _columns(runs_by_label)
+    cfg = next(iter(columns.values())).cfg
+    ann = coco_dir / coco_sample_ann(cfg.data.dataset).name
     if not ann.is_file():
         print(f"note: {ann} not found; skipping the real-photo comparison")
         return None
@@ -281,4 +269,4 @@ def coco_sample_comparison(
         "Real COCO val2017 photos: models trained on SynthPose only "
         "(not expected to work well on real photos)"
     )
-    return _comparison_grid(models, ann, coco_dir, None, n_images, title, score_thr)
+    return _comparison_grid(columns, "coco_sample", ann, coco_dir, n_images, title, score_thr)

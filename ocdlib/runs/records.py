@@ -1,8 +1,10 @@
 """Run records: what a finished run leaves for the reports, without its weights.
 
 A record is a copy of a run folder's config.json, result.json and evals.json, the
-scores of its other heads (eval_<head>/metrics.json), and its log.csv gzipped: a few
-hundred kB where the run folder holds megabytes of checkpoints.
+scores of its other heads (eval_<head>/metrics.json), its log.csv gzipped, and
+`pictures.json`: the deployed student's keypoints on the first validation images and on
+the COCO sample, what the keypoint pictures draw. A few hundred kB where the run
+folder holds megabytes of checkpoints.
 Records are committed under reports/<profile>/runs/<run folder name>/, so that the
 results of runs trained elsewhere (a lent GPU, an earlier machine) outlive their run
 cache: with `reproduce --no-train` the notebooks read a run from its record where the
@@ -22,12 +24,57 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
 from ..configs import Config
-from ..engine.run_dir import CONFIG, EVALS, LOG, RESULT, RunDir
+from ..data.prepare import resolve_data
+from ..engine.evaluate import predict_people
+from ..engine.run_dir import CONFIG, EVALS, LOG, RESULT, RunDir, has_weights, load_run_model
 from ..errors import KitError, MissingFileError
-from ..paths import REPO_ROOT, reports_home
+from ..paths import COCO_SAMPLE_DIR, REPO_ROOT, reports_home
 
 RECORD_FILES = (CONFIG, RESULT, EVALS)
+PICTURES = "pictures.json"
+PICTURE_IMAGES = 4  # images of each set kept: the pictures draw 3 of SynthPose, 4 of COCO's
+
+
+def coco_sample_ann(dataset: str) -> Path:
+    """The COCO sample's annotation file for a run's keypoint layout."""
+    name = "test_coco_wholebody.json" if dataset == "coco_wholebody" else "test_coco.json"
+    return COCO_SAMPLE_DIR / name
+
+
+def picture_predictions(run_dir: Path) -> dict | None:
+    """The deployed student's keypoints on the first validation images ("val") and on
+    the COCO sample ("coco_sample"), as pictures.json keeps them; None without weights."""
+    if not has_weights(run_dir):
+        return None
+    model, cfg = load_run_model(run_dir, student=True)
+    paths = resolve_data(cfg.data, progress=False)
+    sets = {"val": (paths.val_ann, paths.val_images)}
+    if coco_sample_ann(cfg.data.dataset).is_file():
+        sets["coco_sample"] = (coco_sample_ann(cfg.data.dataset), COCO_SAMPLE_DIR)
+    out = {}
+    for name, (ann, images) in sets.items():
+        ids, people = predict_people(model, cfg, ann, images, n_images=PICTURE_IMAGES)
+        out[name] = {
+            "image_ids": ids,
+            "people": {str(k): np.round(v, 2).tolist() for k, v in people.items()},
+        }
+    return out
+
+
+def recorded_predictions(run_dir: Path, picture_set: str) -> tuple[list[int], dict] | None:
+    """What a record's pictures.json holds of `picture_set`: (image ids, {image_id: (N, K, 3)}),
+    or None where it has none."""
+    path = Path(run_dir) / PICTURES
+    if not path.is_file():
+        return None
+    stored = json.loads(path.read_text()).get(picture_set)
+    if not stored:
+        return None
+    people = {int(k): np.asarray(v, dtype=np.float32) for k, v in stored["people"].items()}
+    return stored["image_ids"], people
 
 
 class StaleRecordError(KitError):
@@ -54,6 +101,11 @@ def write_record(run_dir: Path, dest_root: Path) -> Path:
     for scores in sorted(run_dir.glob("eval_*/metrics.json")):  # other heads' scores
         (tmp / scores.parent.name).mkdir()
         shutil.copyfile(scores, tmp / scores.parent.name / scores.name)
+    pictures = picture_predictions(run_dir)
+    if pictures is not None:
+        (tmp / PICTURES).write_text(json.dumps(pictures, separators=(",", ":")))
+    elif (dest / PICTURES).is_file():  # a record rewritten where the weights are gone
+        shutil.copyfile(dest / PICTURES, tmp / PICTURES)
     if (run_dir / LOG).is_file():
         # mtime 0: the same log packs to the same bytes, so rewriting a record changes nothing.
         with (
