@@ -163,11 +163,17 @@ def test_run_watcher_reports_start_epochs_and_finish(tmp_path):
     assert full.poll() == ["    cpu_tcd-eeee-s0: training, 3 epochs"]
 
 
-def test_runs_record_the_reproduce_command_inside_a_notebook(monkeypatch):
-    monkeypatch.setenv("OCDLIB_COMMAND", "python -m ocdlib reproduce --profile cpu --only 02")
-    assert command_line() == "python -m ocdlib reproduce --profile cpu --only 02"
-    monkeypatch.delenv("OCDLIB_COMMAND")
-    assert command_line() != "python -m ocdlib reproduce --profile cpu --only 02"
+def test_runs_record_the_reproduce_command_inside_a_notebook(homes, monkeypatch):
+    from pathlib import Path
+
+    from ocdlib.configs import build_config
+    from ocdlib.runs.cache import get_run
+
+    command = "python -m ocdlib reproduce --profile smoke --only 02"
+    monkeypatch.setenv("OCDLIB_COMMAND", command)  # what reproduce tells its kernels
+    result = get_run(build_config("smoke_deeppose", {"train.epochs": 1}), progress=False)
+    assert json.loads((Path(result["run_dir"]) / "result.json").read_text())["command"] == command
+    assert command_line() != command  # the engine itself reads no such variable
 
 
 def test_provenance_sums_the_grids_training_time(tmp_path, monkeypatch):

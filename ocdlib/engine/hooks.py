@@ -60,6 +60,7 @@ class Loop:
     hooks: list[Hook] = field(default_factory=list)
     started_at: float = 0.0  # perf_counter() when the run started
     setup_times: dict[str, float] = field(default_factory=dict)  # when each part ended
+    command: str | None = None  # what result.json records as the command that made it
     # Where the run stands.
     epoch: int = 0
     step: int = 0

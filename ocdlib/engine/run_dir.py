@@ -71,25 +71,21 @@ def git_commit() -> str:
 
 
 def command_line() -> str:
-    """The command that is running, as a user would type it.
-
-    Inside a notebook that `python -m ocdlib reproduce` runs, that command (it
-    sets OCDLIB_COMMAND), not the kernel's launcher."""
-    if os.environ.get("OCDLIB_COMMAND"):
-        return os.environ["OCDLIB_COMMAND"]
+    """This process's command, as a user would type it (a run records the command its
+    caller names instead, where there is one: `train(..., command=)`)."""
     argv = list(sys.argv)
     if argv and argv[0].endswith("ocdlib/__main__.py"):
         argv = ["python", "-m", "ocdlib", *argv[1:]]
     return " ".join(shlex.quote(a) for a in argv)
 
 
-def run_metadata(cfg: Config) -> dict:
+def run_metadata(cfg: Config, command: str | None = None) -> dict:
     return {
         "name": cfg.name,
         "config_hash": cfg.hash,
         "seed": cfg.train.seed,
         "git_commit": git_commit(),
-        "command": command_line(),
+        "command": command or command_line(),
         "torch": torch.__version__,
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }

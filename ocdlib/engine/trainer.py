@@ -197,8 +197,12 @@ def train(
     deadline: float | None = None,
     clock=time.time,
     precision: Precision | None = None,
+    command: str | None = None,
 ) -> dict:
     """Train `cfg` into `out_dir`, evaluate, and return the result dict (also result.json).
+
+    `command` is what result.json records as the command that made the run (default:
+    this process's own command line).
 
     `precision` is the one the caller resolved for this run (the run cache names the
     run's folder by it, `ocdlib.runs.cache.run_precision`); a run trained without one
@@ -216,7 +220,8 @@ def train(
     validate(cfg)
     dist = init_distributed(cfg.train.device)
     try:
-        lock = run_lock(out_dir, wait=False) if dist.is_main else contextlib.nullcontext()
+        main = dist.is_main
+        lock = run_lock(out_dir, False, command or "") if main else contextlib.nullcontext()
         with lock, StopRequest() as stop:
             return _train(
                 cfg,
@@ -229,6 +234,7 @@ def train(
                 stop,
                 clock,
                 precision,
+                command,
             )
     finally:
         cleanup(dist)
@@ -245,8 +251,10 @@ def _train(
     stop=None,
     clock=time.time,
     precision: Precision | None = None,
+    command: str | None = None,
 ) -> dict:
     loop = _set_up(cfg, out_dir, resume, progress, dist, stop, precision)
+    loop.command = command
     # In this order: an epoch's evaluation is saved with it, the pace starts from the
     # step a resume restored, and a stop returns or raises only once the run is saved.
     loop.hooks = [SetUpTime(), ReplacedImages(), EvaluateAlong(), Checkpointer(resume)]
@@ -436,7 +444,7 @@ def _result(loop: Loop, metrics: dict) -> dict:
     w, h = cfg.data.input_size
     speed = round(loop.seen / loop.timed, 1) if loop.seen and loop.timed else None
     result = {
-        **run_metadata(cfg),
+        **run_metadata(cfg, loop.command),
         "metrics": metrics,
         "student_params": count_params(student),
         "student_macs": count_macs(student, (w, h)),

@@ -17,7 +17,7 @@ from ..engine.run_dir import command_line, git_commit, read_result
 from ..grid.gather import NOT_TRAINED, grid_configs
 from ..paths import REPO_ROOT
 from ..profiles import NotebookProfile
-from ..runs.cache import run_dir
+from ..runs.cache import reproduction_command, run_dir
 
 PROVENANCE_NOTE = (
     "Every number here is written by code (ocdlib/report/) from the run directories; "
@@ -102,7 +102,7 @@ def write_provenance(
     lines = [
         f"# Reproduction provenance ({profile.name} profile)",
         "",
-        f"- command: `{command_line()}`",
+        f"- command: `{reproduction_command() or command_line()}`",
         f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
         f"- git commit: {git_commit()}",
         f"- machine: {cpu}, {_cores()}, torch threads {threads}, device {device}",

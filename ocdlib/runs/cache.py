@@ -16,6 +16,7 @@ told; the grid (ocdlib/grid/) and `train` ask this module where.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import time
 from pathlib import Path
@@ -59,6 +60,12 @@ def finished_result(directory: Path, cfg: Config) -> dict | None:
     if result is None or result.get("config_hash") != cfg.hash:
         return None
     return result
+
+
+def reproduction_command() -> str | None:
+    """The `reproduce` command whose notebooks train through the run cache (it names itself
+    in OCDLIB_COMMAND for its kernels), recorded by the runs it makes; None elsewhere."""
+    return os.environ.get("OCDLIB_COMMAND") or None
 
 
 def run_dir(cfg: Config, root: Path | None = None, precision: str | None = None) -> Path:
@@ -127,5 +134,6 @@ def get_run(
                 deadline=deadline,
                 clock=clock,
                 precision=run_precision(cfg),
+                command=reproduction_command(),
             )
     return {**result, "run_dir": str(directory)}
