@@ -181,3 +181,25 @@ def test_the_cpu_pretrained_base_uses_committed_weights():
     from ocdlib.configs.presets import CPU_PRETRAINED_WEIGHTS
 
     assert CPU_PRETRAINED_WEIGHTS in kit_weights_with_files()
+
+
+def test_a_run_from_kit_weights_loads_where_those_weights_are_not(homes, tmp_path, monkeypatch):
+    import shutil
+
+    import ocdlib.weights as weights
+    from ocdlib.engine.run_dir import load_run_model
+    from ocdlib.engine.trainer import train
+
+    record = pretrain(pretrain_config("smoke"), say=lambda m: None)
+    run = homes / "runs" / "pretrain" / f"smoke-{record['hash']}-s0-{record['precision_tag']}"
+    kit = tmp_path / "kit"
+    kit.mkdir()
+    shutil.copyfile(run / "backbone.pth", kit / "mine.pth")
+    (kit / "mine.json").write_text(json.dumps(record))
+    monkeypatch.setattr(weights, "KIT_WEIGHTS_DIR", kit)
+    sets = {"model.backbone": "resnet18_w32", "model.pretrained": "mine", "train.epochs": 1}
+    cfg = build_config("smoke_deeppose", sets)
+    train(cfg, tmp_path / "run", progress=False)
+    (kit / "mine.pth").unlink()  # a clone that keeps the record only
+    model, loaded = load_run_model(tmp_path / "run", student=True)
+    assert loaded.hash == cfg.hash and loaded.model.pretrained == "mine"

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -201,7 +201,10 @@ def load_run_model(directory: Path, student: bool = False):
     directory = Path(directory)
     cfg = load_run_config(directory)
     info = load_layout(directory, cfg.data)
-    model = build_model(cfg.model, info.num_keypoints, cfg.data.input_size, cfg.data.heatmap_size)
+    # Every weight comes from the run's checkpoint: the backbone it started from is not read
+    # (a run from a kit pre-training loads where those weights are not committed).
+    arch = replace(cfg.model, pretrained="none")
+    model = build_model(arch, info.num_keypoints, cfg.data.input_size, cfg.data.heatmap_size)
     if student:
         model = export_student(model, cfg.model.deploy_head)
         ckpt = load_checkpoint(RunDir(directory).student, cfg.hash)
