@@ -30,8 +30,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ocdlib.engine.precision import tag_of_record
+from ocdlib.grid.catalogue import by_label
 from ocdlib.grid.gather import config_for
-from ocdlib.grid.rows import by_label
 from ocdlib.profiles import notebook_profile
 from ocdlib.report.provenance import git_state
 from ocdlib.reproduce import with_share_of_cores
