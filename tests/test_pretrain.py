@@ -29,13 +29,6 @@ from ocdlib.weights import (
 )
 
 
-@pytest.fixture
-def homes(tmp_path, monkeypatch):
-    monkeypatch.setenv("OCDLIB_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("OCDLIB_DATA", str(tmp_path / "data"))
-    return tmp_path
-
-
 def test_every_fractal_class_contracts_and_lies_in_the_sigma_band():
     rng = np.random.default_rng(3)
     for n in (2, 3, 4):

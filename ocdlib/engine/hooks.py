@@ -76,7 +76,6 @@ class Loop:
     # The loop checks it after every step and epoch; the run ends in one place (`_train`).
     stop_reason: str | None = None
     interrupted: bool = False  # the last epoch stopped early, mid-epoch, on that request
-    past_deadline: bool = False  # the reason was the deadline
     first_batch_at: float | None = None  # perf_counter() when this process got its first batch
     seen: int = 0  # images this process trained in whole epochs, and their seconds
     timed: float = 0.0
@@ -90,7 +89,6 @@ class Loop:
         """Stop the run, saved, at the next point the loop checks (the first reason holds)."""
         if self.stop_reason is None:
             self.stop_reason = reason
-            self.past_deadline = reason == "deadline"
 
 
 class Hook:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..cores import usable_cores
+from ..cores import cpu_model, usable_cores
 from ..engine.checkpoint import atomic_save, atomic_write_text
 from ..engine.interrupt import StopRequest
 from ..engine.precision import resolve_precision
@@ -59,15 +58,7 @@ def _lr_at(cfg: PretrainConfig, step: int) -> float:
 
 
 def machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {usable_cores()} cores, torch threads {torch.get_num_threads()}"
+    return f"{cpu_model()}, {usable_cores()} cores, torch threads {torch.get_num_threads()}"
 
 
 def pretrain(
