@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -165,7 +166,12 @@ def _add_pretrain_parser(sub) -> None:
 
 def cmd_records(args) -> int:
     from .reproduce import write_profile_records
+    from .reproduce.scheduler import train_grid
 
+    if args.train:
+        profile = notebook_profile(args.profile)
+        os.environ["OCDLIB_COMMAND"] = f"python -m ocdlib records --profile {profile.name} --train"
+        train_grid(profile, skip_recorded=True, resume=os.environ["OCDLIB_COMMAND"])
     write_profile_records(notebook_profile(args.profile), Path(args.out) if args.out else None)
     return 0
 
@@ -324,6 +330,12 @@ def _add_reproduce_parsers(sub) -> None:
     )
     p.add_argument("--profile", default="cpu_full", choices=list(NOTEBOOK_PROFILES))
     p.add_argument("--out", help="folder for the records (default: reports/<profile>/runs/)")
+    p.add_argument(
+        "--train",
+        action="store_true",
+        help="first train the grid's runs that neither the run cache nor a committed record "
+        "holds (side by side, teachers first), so that every run of the grid gets a record",
+    )
     p.set_defaults(func=cmd_records)
 
     p = sub.add_parser(

@@ -17,6 +17,7 @@ from ..grid.gather import grid_configs
 from ..grid.row import Experiment
 from ..profiles import NotebookProfile
 from ..runs.cache import get_run, is_finished, run_dir
+from ..runs.records import find_record
 from .estimate import (
     START_UP_S,
     Progress,
@@ -76,14 +77,20 @@ def train_grid(
     out=print,
     progress: Progress | None = None,
     resume: str = "the same command",
+    skip_recorded: bool = False,
 ) -> int:
     """Train every missing run of the grid, `jobs` at a time, before the notebooks read them.
 
     Each run is one process holding its run's lock, so the notebooks (or a second
     `reproduce`) wait for a run in progress instead of training it again. TCD rows
-    start once their teacher has finished. Returns the number of runs trained."""
+    start once their teacher has finished; with `skip_recorded`, a run that a committed
+    record holds is not trained again. Returns the number of runs trained."""
     jobs = jobs or default_jobs()
-    todo = [(e, c) for e, c in grid_configs(profile, notebooks) if not is_finished(c)]
+    todo = [
+        (e, c)
+        for e, c in grid_configs(profile, notebooks)
+        if not is_finished(c) and not (skip_recorded and find_record(c) is not None)
+    ]
     if not todo:
         return 0
     todo = training_order(todo)
