@@ -35,25 +35,25 @@ NOTEBOOK_PROFILES: dict[str, NotebookProfile] = {
             "seconds: checks that every notebook runs (nbval); its numbers mean nothing",
         ),
         NotebookProfile(
-            "cpu", "cpu", "cpu_wholebody", (0, 1, 2), "",
+            "cpu", "cpu_pretrained", "cpu_pretrained_wholebody", (0, 1, 2), "",
             "the CPU reproduction on SynthPose (make reproduce): the key comparisons on three "
-            "seeds and the floors",
+            "seeds and the floors, from a backbone the kit pre-trained without natural images "
+            "or keypoints (the paper's regime in miniature: its models start from ImageNet "
+            "weights)",
         ),
         NotebookProfile(
-            "cpu_full", "cpu", "cpu_wholebody", (0, 1, 2), "cpu_full",
+            "cpu_full", "cpu_pretrained", "cpu_pretrained_wholebody", (0, 1, 2), "cpu_full",
             "every row of the cpu grid (make reproduce-full): the ablations, reduced heads, "
             "whole-body regression and investigations too; shares cpu's runs",
         ),
         NotebookProfile(
-            "cpu_pretrained", "cpu_pretrained", "cpu_pretrained_wholebody", (0, 1, 2),
-            "cpu_pretrained",
-            "the cpu reproduction from a backbone the kit pre-trained without natural images or "
-            "keypoints (the paper's regime in miniature: its models start from ImageNet weights)",
+            "cpu_scratch", "cpu", "cpu_wholebody", (0, 1, 2), "cpu_scratch",
+            "the cpu reproduction with every model trained from scratch (the kit's first "
+            "regime, where DeepPose has barely begun to learn)",
         ),
         NotebookProfile(
-            "cpu_pretrained_full", "cpu_pretrained", "cpu_pretrained_wholebody", (0, 1, 2),
-            "cpu_pretrained_full",
-            "every row of the cpu_pretrained grid; shares cpu_pretrained's runs",
+            "cpu_scratch_full", "cpu", "cpu_wholebody", (0, 1, 2), "cpu_scratch_full",
+            "every row of the cpu_scratch grid; shares cpu_scratch's runs",
         ),
         NotebookProfile(
             "gpu_synth", "gpu_synth", "gpu_synth_wholebody", (0, 1), "gpu_synth",

@@ -12,7 +12,11 @@ tables from the run cache and can be rerun after a stop.
     python scripts/calibrate_pretraining.py --pretrain fractal_w32 synth_rotation_w32 \
         --methods deeppose simplebaseline --seeds 0
     python scripts/calibrate_pretraining.py --pretrain fractal_w32 --snapshots none \
-        --methods deeppose rle simplebaseline --seeds 0 1 2
+        --methods deeppose rle simplebaseline --seeds 0 1 2 --epochs 16 10
+
+`--epochs` is the downstream schedule (lr x0.1 for its last two epochs): 16 is the
+from-scratch budget, the one the pretexts were compared at; the cpu profile trains
+CPU_PRETRAINED_EPOCHS (ocdlib/configs/presets.py) from pre-trained weights.
 """
 
 from __future__ import annotations
@@ -62,13 +66,15 @@ def _weights(pre: str, snapshot: int | None, tag: str) -> str:
     return str(pretrain_dir(pretrain_config(pre), tag) / f"backbone-step{snapshot}.pth")
 
 
-def _sets(method: str, seed: int, weights: str | None) -> list[str]:
+def _sets(method: str, seed: int, weights: str | None, epochs: int | None = None) -> list[str]:
     sets = [f"{k}={v}" for k, v in GRID_ROW[method].overrides] + [f"train.seed={seed}"]
+    if epochs:  # the schedule, the learning-rate drop two epochs before its end
+        sets += [f"train.epochs={epochs}", f"train.milestones=[{epochs - 2}]"]
     return sets + ([f"model.pretrained={weights}"] if weights else [])
 
 
-def _downstream(method: str, seed: int, weights: str | None):
-    sets = _sets(method, seed, weights)
+def _downstream(method: str, seed: int, weights: str | None, epochs: int | None = None):
+    sets = _sets(method, seed, weights, epochs)
     base = "cpu_pretrained" if weights else "cpu"
     return build_config(f"{base}_{method}", sets), sets
 
@@ -85,13 +91,14 @@ def plan(args, threads: int, tag: str) -> list[Job]:
             )
         )  # fmt: skip
         points = [None] + ([] if args.snapshots == ["none"] else list(cfg.snapshots))
-        for snap in points:
+        for snap, epochs in [(p, e) for p in points for e in args.epochs]:
             for seed in args.seeds if snap is None else args.seeds[:1]:
                 for method in args.methods:
-                    sets = _sets(method, seed, _weights(pre, snap, tag))
+                    sets = _sets(method, seed, _weights(pre, snap, tag), epochs)
                     jobs.append(
                         Job(
-                            f"{method} s{seed} from {pre}" + (f"@{snap}" if snap else ""),
+                            f"{method} s{seed} from {pre}" + (f"@{snap}" if snap else "")
+                            + f", {epochs} epochs",
                             _python("train", "--config", f"cpu_pretrained_{method}",
                                     "--no-progress",
                                     *sum((["--set", s] for s in sets), []),
@@ -142,7 +149,7 @@ def collect(args, tag: str) -> list[dict]:
             continue
         record = json.loads(record_file.read_text())
         curve = {c["step"]: c for c in record["curve"]}
-        for snap in [None, *cfg.snapshots]:
+        for snap, epochs in [(s, e) for s in [None, *cfg.snapshots] for e in args.epochs]:
             step = snap or cfg.steps
             minutes = curve[step]["minutes"] if step in curve else None
             for method in ROW:
@@ -150,7 +157,7 @@ def collect(args, tag: str) -> list[dict]:
                     weights = _weights(pre, snap, tag)
                     if snap and not Path(weights).is_file():
                         continue
-                    dcfg, sets = _downstream(method, seed, weights)
+                    dcfg, sets = _downstream(method, seed, weights, epochs)
                     result = finished_result(run_dir(dcfg), dcfg)
                     if result is None:
                         continue
@@ -162,6 +169,7 @@ def collect(args, tag: str) -> list[dict]:
                             "pretrain_minutes": minutes,
                             "pretrain_acc": curve.get(step, {}).get("acc"),
                             "method": method,
+                            "epochs": dcfg.train.epochs,
                             "seed": seed,
                             "AP": round(100 * result["metrics"]["AP"], 2),
                             "config_hash": dcfg.hash,
@@ -188,6 +196,7 @@ def scratch_rows() -> list[dict]:
                         "pretrain_step": 0,
                         "pretrain_minutes": 0.0,
                         "method": method,
+                        "epochs": cfg.train.epochs,
                         "seed": seed,
                         "AP": round(100 * result["metrics"]["AP"], 2),
                         "config_hash": cfg.hash,
@@ -203,7 +212,7 @@ def _scratch_summary(label: str) -> str:
     """A from-scratch row without committed records, from the cpu profile's results.csv."""
     import csv
 
-    with open(REPO / "reports" / "results.csv") as f:
+    with open(REPO / "reports" / "cpu_scratch" / "results.csv") as f:
         for r in csv.DictReader(f):
             if r["label"] == label:
                 n = len(r["seeds"].split(","))
@@ -223,7 +232,7 @@ def write(rows: list[dict], command: str) -> None:
     (OUT / "calibration.json").write_text(json.dumps({"command": command, "rows": rows}, indent=1))
     groups: dict[tuple, dict[str, list[float]]] = {}
     for r in rows:
-        key = (r["pretext"], r["pretrain_step"], r["pretrain_minutes"])
+        key = (r["pretext"], r.get("epochs", 16), r["pretrain_step"], r["pretrain_minutes"])
         groups.setdefault(key, {}).setdefault(r["method"], []).append(r["AP"])
 
     def cell(aps):
@@ -241,24 +250,29 @@ def write(rows: list[dict], command: str) -> None:
         "pre-training's schedule (not a shorter schedule); minutes are those its record "
         "measured (side by side with another job where one ran beside it).",
         "",
-        "| pre-training | step | pre-training min | DeepPose | RLE | SimpleBaseline | ratio |",
-        "|---|---:|---:|---|---|---|---:|",
+        "| pre-training | step | pre-training min | epochs | DeepPose | RLE | SimpleBaseline "
+        "| ratio |",
+        "|---|---:|---:|---:|---|---|---|---:|",
     ]
-    for (pre, step, minutes), by in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+    for (pre, epochs, step, minutes), by in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], -kv[0][1], kv[0][2])
+    ):
         dp, sb = by.get("deeppose", []), by.get("simplebaseline", [])
         ratio = f"{statistics.mean(dp) / statistics.mean(sb):.2f}" if dp and sb else "-"
         mins = f"{minutes:.1f}" if minutes is not None else "-"
         rle = cell(by.get("rle", []))
         if pre == SCRATCH and rle == "-":
             rle = _scratch_summary("RLE")
-        lines.append(f"| {pre} | {step} | {mins} | {cell(dp)} | {rle} | {cell(sb)} | {ratio} |")
+        lines.append(
+            f"| {pre} | {step} | {mins} | {epochs} | {cell(dp)} | {rle} | {cell(sb)} | {ratio} |"
+        )
     (OUT / "calibration.md").write_text("\n".join(lines) + "\n")
 
     fig, ax = plt.subplots(figsize=(6, 4))
     curves: dict[str, list[tuple[float, float]]] = {}
-    for (pre, _step, minutes), by in groups.items():
+    for (pre, epochs, _step, minutes), by in groups.items():
         dp, sb = by.get("deeppose", []), by.get("simplebaseline", [])
-        if dp and sb and minutes is not None:
+        if dp and sb and minutes is not None and epochs == 16:  # the pretexts' comparison
             curves.setdefault(pre, []).append((minutes, statistics.mean(dp) / statistics.mean(sb)))
     scratch = curves.pop(SCRATCH, [])
     for pre, pts in sorted(curves.items()):
@@ -271,7 +285,7 @@ def write(rows: list[dict], command: str) -> None:
     ax.set_ylabel("DeepPose AP / SimpleBaseline AP")
     ax.set_ylim(0, 0.8)
     ax.legend(fontsize=8)
-    ax.set_title("DeepPose / SimpleBaseline AP against pre-training (cpu recipe)", fontsize=10)
+    ax.set_title("DeepPose / SimpleBaseline AP against pre-training (16 epochs)", fontsize=10)
     fig.tight_layout()
     fig.savefig(OUT / "ratio_vs_minutes.png", dpi=110)
     print(f"wrote {OUT / 'calibration.md'}, calibration.json and ratio_vs_minutes.png")
@@ -283,6 +297,7 @@ def main() -> int:
     ap.add_argument("--methods", nargs="+", default=["deeppose", "simplebaseline"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--snapshots", nargs="*", default=[], help="'none': final weights only")
+    ap.add_argument("--epochs", nargs="+", type=int, default=[16], help="downstream schedules")
     ap.add_argument("--jobs", type=int, default=usable_cores())
     ap.add_argument("--no-train", action="store_true", help="only rebuild the tables")
     args = ap.parse_args()

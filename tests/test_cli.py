@@ -140,7 +140,7 @@ def test_run_watcher_reports_start_epochs_and_finish(tmp_path):
     runs = tmp_path / "runs"
     old = _fake_run(runs, "cpu_deeppose-aaaa-s0")
     (old / "result.json").write_text(json.dumps({"metrics": {"AP": 0.5}}))
-    watcher = RunWatcher(runs, PROFILES["cpu"])
+    watcher = RunWatcher(runs, PROFILES["cpu_scratch"])
     assert watcher.poll() == []  # runs finished before it started are quiet
     new = _fake_run(runs, "cpu_ocd-bbbb-s0")
     _fake_run(runs, "smoke_ocd-cccc-s0")  # another profile: not watched
@@ -156,9 +156,9 @@ def test_run_watcher_reports_start_epochs_and_finish(tmp_path):
     (new / "result.json").write_text("{not json")
     _fake_run(runs, "cpu_rle-dddd-s0").joinpath("config.json").write_text("{")
     assert watcher.poll() == []  # unreadable records are skipped, never raised
-    assert RunWatcher(tmp_path / "missing", PROFILES["cpu"]).poll() == []
+    assert RunWatcher(tmp_path / "missing", PROFILES["cpu_scratch"]).poll() == []
     # The full grid trains the cpu profile's configs: its watcher sees cpu_* runs.
-    full = RunWatcher(runs, PROFILES["cpu_full"])
+    full = RunWatcher(runs, PROFILES["cpu_scratch_full"])
     _fake_run(runs, "cpu_tcd-eeee-s0")
     assert full.poll() == ["    cpu_tcd-eeee-s0: training, 3 epochs"]
 

@@ -16,15 +16,16 @@ from ..configs import Config
 from ..profiles import NotebookProfile
 
 # The cpu profile is the default reproduction (make reproduce): the key comparisons on
-# every seed and the calibration floors, within two hours on two cores. cpu_full trains
-# every row on the same configs (make reproduce-full), sharing cpu's runs.
+# every seed and the calibration floors, within an hour on two cores. cpu_full trains
+# every row on the same configs (make reproduce-full), sharing cpu's runs; cpu_scratch
+# and cpu_scratch_full are the same cut and grid with every model from scratch.
 FULL_GRID_ONLY = (
     "in the full grid only (make reproduce-full): cut from make reproduce to keep it "
-    "within two hours on two cores"
+    "within an hour on two cores"
 )
 # The profiles that train a cut of the cpu grid, and those that train all of it.
-CPU_CUTS = ("cpu", "cpu_pretrained")
-CPU_FULLS = ("cpu_full", "cpu_pretrained_full")
+CPU_CUTS = ("cpu", "cpu_scratch")
+CPU_FULLS = ("cpu_full", "cpu_scratch_full")
 IN_THE_FULL_GRID = tuple((p, FULL_GRID_ONLY) for p in CPU_CUTS)
 N0_NEEDS_A_FINER_MAP = (
     "N=0 predicts from the stride-32 backbone map (4x3 at 128x96): too coarse to localise "

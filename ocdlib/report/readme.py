@@ -20,9 +20,9 @@ from ..errors import ConfigError
 from ..grid.claims import PAPER_AP
 from ..paths import REPO_ROOT
 
-# The regime of every model in the paper, in miniature: the cpu grid from a backbone the
-# kit pre-trained without natural images or keypoints (profile cpu_pretrained).
-PRETRAINED_FOLDER = "cpu_pretrained"
+# make reproduce's grid starts from a backbone the kit pre-trained (the paper's regime in
+# miniature); the same grid with every model from scratch (profile cpu_scratch) reports here.
+SCRATCH_FOLDER = "cpu_scratch"
 
 BEGIN = "<!-- results:begin (written by `python -m ocdlib readme` from reports/; do not edit) -->"
 END = "<!-- results:end -->"
@@ -144,22 +144,22 @@ def _verdicts(comparisons: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def _regimes_lines(reports: Path, scratch: pd.DataFrame) -> list[str]:
-    """The two regimes side by side with the paper's numbers, once the pre-trained
+def _regimes_lines(reports: Path, pretrained: pd.DataFrame) -> list[str]:
+    """The two regimes side by side with the paper's numbers, once the from-scratch
     regime's reports exist: every row's AP from scratch and from pre-trained weights,
     DeepPose's ratio to SimpleBaseline in each, and each claim's verdict in each."""
-    folder = reports / PRETRAINED_FOLDER
+    folder = reports / SCRATCH_FOLDER
     if not (folder / "results.csv").is_file():
         return []
-    pre = pd.read_csv(folder / "results.csv").set_index("label")
+    scratch = pd.read_csv(folder / "results.csv").set_index("label")
     prov_file = folder / "PROVENANCE.md"
     prov = _provenance(prov_file.read_text()) if prov_file.is_file() else {}
     lines = [
         "",
-        "**Both regimes, beside the paper's.** From scratch (above) and from a backbone the "
-        f"kit pre-trained itself (`model.pretrained={CPU_PRETRAINED_WEIGHTS}`: no natural "
-        "image, no keypoint; docs/CALIBRATION.md), from "
-        f"`reports/{PRETRAINED_FOLDER}/results.csv`, written by "
+        "**Both regimes, beside the paper's.** From a backbone the kit pre-trained itself "
+        f"(above; `model.pretrained={CPU_PRETRAINED_WEIGHTS}`: no natural image, no keypoint; "
+        "docs/CALIBRATION.md) and with every model from scratch, from "
+        f"`reports/{SCRATCH_FOLDER}/results.csv`, written by "
         f"`{prov.get('command', '?')}` at commit {prov.get('git commit', '?')} "
         f"({prov.get('machine', '?')}). The paper's column is COCO val2017 with ImageNet "
         "ResNet-50s (docs/METHOD.md).",
@@ -168,11 +168,11 @@ def _regimes_lines(reports: Path, scratch: pd.DataFrame) -> list[str]:
         "| row | from scratch: seeds, AP | pre-trained: seeds, AP | paper, COCO AP |",
         "|---|---|---|---:|",
     ]
-    labels = list(dict.fromkeys([*scratch["label"], *pre.index]))
-    by_label = scratch.set_index("label")
+    pre = pretrained.set_index("label")
+    labels = list(dict.fromkeys([*scratch.index, *pre.index]))
     for label in labels:
         cells = []
-        for frame in (by_label, pre):
+        for frame in (scratch, pre):
             if label in frame.index:
                 r = frame.loc[label]
                 cells.append(f"{r['seeds']}: {_mean_sd(r['AP'], r['AP_std'])}")
@@ -183,7 +183,7 @@ def _regimes_lines(reports: Path, scratch: pd.DataFrame) -> list[str]:
         lines.append(f"| {label} | {cells[0]} | {cells[1]} | {paper_cell} |")
     dp, sb = PAPER_AP.get("DeepPose"), PAPER_AP.get("SimpleBaseline (heatmap)")
     ratios = []
-    for frame in (by_label, pre):
+    for frame in (scratch, pre):
         if {"DeepPose", "SimpleBaseline (heatmap)"} <= set(frame.index):
             ratios.append(
                 f"{frame.loc['DeepPose', 'AP'] / frame.loc['SimpleBaseline (heatmap)', 'AP']:.2f}"
@@ -194,8 +194,8 @@ def _regimes_lines(reports: Path, scratch: pd.DataFrame) -> list[str]:
     lines.append(f"| DeepPose / SimpleBaseline | {ratios[0]} | {ratios[1]} | {paper_ratio} |")
     comparisons = folder / "tables" / "06_comparisons.csv"
     if comparisons.is_file():
-        before = _verdicts(pd.read_csv(reports / "tables" / "06_comparisons.csv"))
-        after = _verdicts(pd.read_csv(comparisons))
+        before = _verdicts(pd.read_csv(comparisons))
+        after = _verdicts(pd.read_csv(reports / "tables" / "06_comparisons.csv"))
         lines += [
             "",
             "| comparison | from scratch: delta AP | pre-trained: delta AP |",
