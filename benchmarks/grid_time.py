@@ -6,12 +6,13 @@
 Reads every run of the profile's grid from the run cache ($OCDLIB_RUNS), takes each
 run's recorded training time (`train_time_s`) plus a fixed allowance for its data
 set-up and final evaluation, and replays `reproduce`'s schedule: runs started in
-`train_grid`'s order, each on the first free job, a TCD student no earlier than its
-teacher's end. Prints the training wall time for each number of side-by-side jobs,
-and the same divided by `--speedup` (an estimate for a faster machine: say which
-measurement the factor comes from). The records are those of the machine that trained
-each run, one thread per run, so the 4- and 8-job figures assume a run keeps its
-single-thread speed beside more neighbours; notebooks come on top (about 2 min).
+the executor's order (ocdlib/grid/plan.py), each on the first free job, a TCD
+student no earlier than its teacher's end. Prints the training wall time for each
+number of side-by-side jobs, and the same divided by `--speedup` (an estimate for a
+faster machine: say which measurement the factor comes from). The records are those
+of the machine that trained each run, one thread per run, so the 4- and 8-job figures
+assume a run keeps its single-thread speed beside more neighbours; notebooks come on
+top (about 2 min).
 
 `--scaling` takes the JSON of `bench_cpu_training.py --scaling ... --out FILE` and
 replaces that assumption with a measurement: a run's speed with N neighbours
@@ -28,8 +29,8 @@ from pathlib import Path
 
 from ocdlib.engine.run_dir import read_result
 from ocdlib.grid.gather import grid_configs
+from ocdlib.grid.plan import run_order
 from ocdlib.profiles import notebook_profile
-from ocdlib.reproduce import training_order
 from ocdlib.runs.cache import run_dir
 
 ALLOWANCE_MIN = 0.5  # data set-up and final evaluation of one run (0.1 to 0.4 min measured)
@@ -92,7 +93,8 @@ def main() -> None:
     if args.scaling:
         speed = per_run_speed(json.load(open(args.scaling))["scaling"], args.records_jobs)
 
-    grid = training_order(grid_configs(notebook_profile(args.profile)))
+    profile = notebook_profile(args.profile)
+    grid = run_order(grid_configs(profile), profile)
     durations, missing, total = [], [], 0.0
     for _, cfg in grid:
         result = read_result(run_dir(cfg))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -165,14 +164,13 @@ def _add_pretrain_parser(sub) -> None:
 
 
 def cmd_records(args) -> int:
-    from .reproduce import write_profile_records
-    from .reproduce.scheduler import train_grid
+    from .reproduce import train_grid, write_profile_records
 
+    profile = notebook_profile(args.profile)
     if args.train:
-        profile = notebook_profile(args.profile)
-        os.environ["OCDLIB_COMMAND"] = f"python -m ocdlib records --profile {profile.name} --train"
-        train_grid(profile, skip_recorded=True, resume=os.environ["OCDLIB_COMMAND"])
-    write_profile_records(notebook_profile(args.profile), Path(args.out) if args.out else None)
+        command = f"python -m ocdlib records --profile {profile.name} --train"
+        train_grid(profile, use_records=True, command=command)
+    write_profile_records(profile, Path(args.out) if args.out else None)
     return 0
 
 

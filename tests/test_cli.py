@@ -163,35 +163,42 @@ def test_run_watcher_reports_start_epochs_and_finish(tmp_path):
     assert full.poll() == ["    cpu_tcd-eeee-s0: training, 3 epochs"]
 
 
-def test_runs_record_the_reproduce_command_inside_a_notebook(homes, monkeypatch):
+def test_runs_record_the_reproduce_command_inside_a_notebook(homes, tmp_path):
     from pathlib import Path
 
-    from ocdlib.configs import build_config
-    from ocdlib.runs.cache import get_run
+    from ocdlib.grid.catalogue import DEEPPOSE
+    from ocdlib.grid.plan import build_plan
+    from ocdlib.report.notebook import NotebookReport
 
-    command = "python -m ocdlib reproduce --profile smoke --only 02"
-    monkeypatch.setenv("OCDLIB_COMMAND", command)  # what reproduce tells its kernels
-    result = get_run(build_config("smoke_deeppose", {"train.epochs": 1}), progress=False)
+    # The command's plan.json is what a notebook under reproduce gets (papermill's `plan`).
+    command = "python -m ocdlib reproduce --profile smoke --only 01"
+    plan = build_plan(PROFILES["smoke"], None, command, train=True).save(tmp_path / "plan.json")
+    rep = NotebookReport("01_baselines", PROFILES["smoke"], tmp_path / "reports", plan=plan)
+    assert rep.train_missing and rep.command == command
+    result = rep.gather(DEEPPOSE)[0]
     assert json.loads((Path(result["run_dir"]) / "result.json").read_text())["command"] == command
-    assert command_line() != command  # the engine itself reads no such variable
+    assert command_line() != command
 
 
 def test_provenance_sums_the_grids_training_time(tmp_path, monkeypatch):
     from ocdlib.grid.catalogue import by_label
     from ocdlib.grid.gather import grid_configs, run_dirs
+    from ocdlib.grid.plan import build_plan
     from ocdlib.report.provenance import grid_training_time
 
     monkeypatch.setenv("OCDLIB_RUNS", str(tmp_path / "runs"))
     # Counted over the runs that reproduce trains: rows the profile leaves out are not.
     n = len(grid_configs(PROFILES["smoke"]))
-    empty = grid_training_time(PROFILES["smoke"])
+    plan = build_plan(PROFILES["smoke"], None, "reproduce", train=False)
+    assert len(plan.runs) == n
+    empty = grid_training_time(plan)
     assert empty.startswith(
         f"training time of the grid's runs, from their own records: 0 min for 0 of the {n} runs"
     )
     run = run_dirs(by_label("DeepPose"), PROFILES["smoke"])[0]
     run.mkdir(parents=True)
     (run / "result.json").write_text(json.dumps({"train_time_s": 600.0}))
-    assert f": 10 min for 1 of the {n} runs of the grid" in grid_training_time(PROFILES["smoke"])
+    assert f": 10 min for 1 of the {n} runs of the grid" in grid_training_time(plan)
 
 
 def test_a_bug_in_the_kit_keeps_its_traceback(monkeypatch):

@@ -4,8 +4,9 @@ import pytest
 from conftest import FakeClock
 
 from ocdlib.grid.gather import grid_configs
+from ocdlib.grid.plan import run_order
 from ocdlib.profiles import NOTEBOOK_PROFILES as PROFILES
-from ocdlib.reproduce import estimate, training_order
+from ocdlib.reproduce import estimate
 from ocdlib.reproduce.estimate import GridEstimate, Progress, RunEstimate, estimate_grid, schedule
 
 
@@ -48,7 +49,7 @@ def test_the_progress_line_counts_side_by_side_runs_and_rescales_the_eta():
 
 
 def test_the_estimate_measures_within_its_budget_and_uses_finished_runs(homes):
-    todo = [c for _, c in training_order(grid_configs(PROFILES["smoke"], ["01"]))]
+    todo = [c for _, c in run_order(grid_configs(PROFILES["smoke"], ["01"]), PROFILES["smoke"])]
     est = estimate_grid(todo, jobs=2, notebooks=1, budget_s=30)
     assert est.measured_s < 30
     assert len(est.runs) == len(todo) and all(r.seconds > 0 for r in est.runs)

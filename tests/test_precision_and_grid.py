@@ -160,13 +160,7 @@ def homes(tmp_path, monkeypatch):
 
 
 def test_train_grid_side_by_side_fills_the_cache_teachers_first(homes):
-    lines = []
-    trained = train_grid(
-        PROFILES["smoke"],
-        ["03"],
-        jobs=2,
-        out=lambda *a, **k: lines.append(a[0]),
-    )
+    trained = train_grid(PROFILES["smoke"], ["03"], jobs=2)
     rows = grid_configs(PROFILES["smoke"], ["03"])
     assert trained == len(rows)
     for _, cfg in rows:
@@ -210,7 +204,7 @@ def _rows_a_notebook_gathers(nb: str, profile) -> list:
     path = next((Path(__file__).parents[1] / "notebooks").glob(f"{nb}_*.ipynb"))
     for cell in json.loads(path.read_text())["cells"]:
         source = "".join(cell["source"])
-        if cell["cell_type"] == "code" and "gather(rows, profile" in source:
+        if cell["cell_type"] == "code" and "rep.gather(rows)" in source:
             line = next(ln for ln in source.splitlines() if ln.startswith("rows = "))
             expr = line.removeprefix("rows = ").split("  #")[0]
             return list(eval(expr, {**vars(catalogue), "profile": profile}))  # noqa: S307

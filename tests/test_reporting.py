@@ -378,7 +378,7 @@ def test_smoke_runs_deployed_sizes_and_pictures(tmp_path, monkeypatch, coco_samp
         ),
     )
     rows = [by_label("DeepPose"), by_label("OCD-DeepPose")]
-    results = gather(rows, PROFILES["smoke"])
+    results = gather(rows, PROFILES["smoke"], train_missing=True)
     df = reporting.results_frame(results)
     assert list(df["label"]) == ["DeepPose", "OCD-DeepPose"]
     assert list(df["head"]) == ["regression", "regression"]

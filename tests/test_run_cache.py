@@ -138,8 +138,7 @@ def test_gather_without_training_reads_the_finished_runs_and_names_the_missing(
     monkeypatch.setattr(run_cache, "train", boom)
     cfg = config_for(DEEPPOSE, PROFILES["smoke"], 0)
     fake_finished(run_cache.run_dir(cfg), cfg, "fp32")
-    monkeypatch.setenv("OCDLIB_TRAIN_MISSING", "0")
-    results = gather([DEEPPOSE, RLE], PROFILES["smoke"])
+    results = gather([DEEPPOSE, RLE], PROFILES["smoke"])  # train_missing False by default
     assert [r["experiment"] for r in results] == [DEEPPOSE] == gathered_rows(results)
     assert results[0]["metrics"] == {"AP": 0.5}
     assert "RLE: seeds [0] not trained yet" in capsys.readouterr().out

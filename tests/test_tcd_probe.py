@@ -149,6 +149,6 @@ def test_the_grid_probe_trains_the_teacher_before_its_student_from_an_empty_cach
     profile = PROFILES["smoke"]
     teacher = config_for(SIMPLEBASELINE, profile, 0)
     assert not run_dir(teacher).exists()
-    table = tcd_probe.grid_probe(profile, n_batches=1, out=lambda *a, **k: None)
+    table = tcd_probe.grid_probe(profile, n_batches=1, out=lambda *a, **k: None, train=True)
     assert (run_dir(teacher) / "result.json").is_file()
     assert len(table) > 0

@@ -16,16 +16,18 @@ from ocdlib.configs import build_config
 from ocdlib.engine.pace import EVAL_FIXED_S, Pace
 from ocdlib.engine.trainer import train
 from ocdlib.grid.catalogue import DEEPPOSE, OCD_WARMUP, SIMPLEBASELINE, TCD_DEEPPOSE
-from ocdlib.grid.gather import config_for
+from ocdlib.grid.gather import config_for, grid_configs
+from ocdlib.grid.plan import run_order
 from ocdlib.profiles import NOTEBOOK_PROFILES as PROFILES
-from ocdlib.reproduce.timebox import reproduce_within, timeboxed_order
+from ocdlib.reproduce.timebox import reproduce_within
 from ocdlib.runs import cache as run_cache
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_the_order_puts_the_key_rows_first_seed_by_seed_and_teachers_before_students():
-    order = [(e, c.train.seed) for e, c in timeboxed_order(PROFILES["gpu_synth"])]
+    gpu = PROFILES["gpu_synth"]
+    order = [(e, c.train.seed) for e, c in run_order(grid_configs(gpu), gpu)]
     assert order[:6] == [
         (DEEPPOSE, 0), (SIMPLEBASELINE, 0), (OCD_WARMUP, 0),
         (DEEPPOSE, 1), (SIMPLEBASELINE, 1), (OCD_WARMUP, 1),
@@ -155,7 +157,7 @@ def test_the_whole_allocation_path_on_the_cpu_with_a_fake_clock(homes, monkeypat
     assert "no time left" in whys  # and it says what it left undone
     assert len(summary["finished"]) + len(summary["not_started"]) + len(
         summary["stopped_past_the_deadline"]
-    ) == len(timeboxed_order(PROFILES["smoke"]))
+    ) == len(grid_configs(PROFILES["smoke"]))
     for name in summary["finished"]:
         result = json.loads((out / "runs" / name / "result.json").read_text())
         assert "metrics" in result and (out / "runs" / name / "log.csv.gz").is_file()

@@ -3,13 +3,12 @@ trained now.
 
 The engine trains one run; the run cache (`ocdlib.runs.cache`) says where a config's run
 lives and trains it when missing; committed records (`ocdlib.runs.records`) stand in for
-runs trained elsewhere. The scheduler that trains a grid's missing runs side by side is
+runs trained elsewhere. The executor that trains a grid's missing runs side by side is
 `reproduce`'s.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -50,42 +49,44 @@ def teacher_config(teacher: Experiment, profile: NotebookProfile) -> Config:
     return config_for(teacher, profile, teacher.seeds(profile)[0])
 
 
-def run_experiment(exp: Experiment, profile: NotebookProfile, progress: bool = True) -> list[dict]:
-    """Results of every seed of `exp` (from the run cache, or trained now)."""
+def run_experiment(
+    exp: Experiment, profile: NotebookProfile, progress: bool = True, command: str | None = None
+) -> list[dict]:
+    """Results of every seed of `exp` (from the run cache, or trained now, recording
+    `command` as the one that made them)."""
     out = []
     for seed in exp.seeds(profile):
         if exp.teacher:
-            get_run(teacher_config(exp.teacher, profile), progress=progress)
+            get_run(teacher_config(exp.teacher, profile), progress=progress, command=command)
         cfg = config_for(exp, profile, seed)
-        result = get_run(cfg, progress=progress)
+        result = get_run(cfg, progress=progress, command=command)
         out.append({"experiment": exp, "config": cfg, **result})
     return out
-
-
-def train_missing_default() -> bool:
-    """Whether `gather` trains the runs it misses: yes, unless OCDLIB_TRAIN_MISSING=0
-    (`reproduce --no-train`: report on the finished runs only)."""
-    return os.environ.get("OCDLIB_TRAIN_MISSING", "1") != "0"
 
 
 def gather(
     rows: str | Experiment | Iterable[Experiment],
     profile: NotebookProfile,
     progress: bool = False,
-    train_missing: bool | None = None,
+    train_missing: bool = False,
+    use_records: bool = True,
+    not_trained: dict[str, list[int]] | None = None,
+    command: str | None = None,
 ) -> list[dict]:
     """Results of experiment rows (a notebook id such as "02", one row, or rows), every seed.
 
-    Finished runs are read from the run cache; missing ones are trained now, or, with
-    `train_missing` False (default: `train_missing_default()`), named and left out. Rows
-    the profile leaves out are named with the reason and left out. Prints one line per run.
-    """
+    Finished runs are read from the run cache, then (`use_records`) from committed
+    records; missing ones are trained now with `train_missing` (recording `command`),
+    or else named, left out and noted in `not_trained` ({label: seeds}, what the tables
+    written afterwards name: ocdlib/report/notebook.py). Rows the profile leaves out are
+    named with the reason and left out. Prints one line per run: where its number
+    comes from."""
     if not isinstance(profile, NotebookProfile):  # a name typed in a notebook cell
         raise ConfigError(
             f"gather takes a NotebookProfile, not {profile!r}: resolve the name once with "
             f"ocdlib.profiles.notebook_profile({profile!r}) and pass what it returns"
         )
-    train_missing = train_missing_default() if train_missing is None else train_missing
+    not_trained = {} if not_trained is None else not_trained
     if isinstance(rows, str):
         rows = experiments(rows)
     elif isinstance(rows, Experiment):
@@ -98,10 +99,11 @@ def gather(
             continue
         finished = {s: is_finished(config_for(exp, profile, s)) for s in exp.seeds(profile)}
         if not train_missing and not all(finished.values()):
-            out += _finished_or_recorded(exp, profile)
+            out += _finished_or_recorded(exp, profile, use_records, not_trained)
             continue
         t0 = time.perf_counter()
-        results = run_experiment(exp, profile, progress=progress)  # locks each run it trains
+        # locks each run it trains
+        results = run_experiment(exp, profile, progress=progress, command=command)
         how = "cached" if all(finished.values()) else f"trained in {time.perf_counter() - t0:.0f} s"
         for r in results:
             ap = 100 * r.get("metrics", {}).get("AP", float("nan"))
@@ -110,20 +112,17 @@ def gather(
     return out
 
 
-# Rows `gather` left out in this process for want of runs, {label: seeds}: the tables
-# written afterwards name them (ocdlib.report.provenance), so a report built from part of
-# its grid (a time box, --no-train) says plainly what it lacks.
-NOT_TRAINED: dict[str, list[int]] = {}
-
-
-def _finished_or_recorded(exp: Experiment, profile: NotebookProfile) -> list[dict]:
+def _finished_or_recorded(
+    exp: Experiment, profile: NotebookProfile, use_records: bool, not_trained: dict
+) -> list[dict]:
     """`exp`'s runs from the run cache, or from their committed records (ocdlib/runs/records.py)
-    where the cache lacks them; the seeds with neither are named and left out."""
+    where the cache lacks them; the seeds with neither are named, left out and noted in
+    `not_trained`."""
     out, missing, recorded = [], [], []
     for seed in exp.seeds(profile):
         cfg = config_for(exp, profile, seed)
         finished = is_finished(cfg)
-        record = None if finished else find_record(cfg)
+        record = None if finished or not use_records else find_record(cfg)
         if finished:
             result = get_run(cfg, progress=False)
         elif record is not None:
@@ -137,9 +136,9 @@ def _finished_or_recorded(exp: Experiment, profile: NotebookProfile) -> list[dic
         print(f"{exp.label} (seed {seed}): AP {ap:.1f} [{_source(result, seed in recorded)}]")
     if missing:
         print(f"{exp.label}: seeds {missing} not trained yet (not trained here)")
-        NOT_TRAINED[exp.label] = missing
+        not_trained[exp.label] = missing
     else:
-        NOT_TRAINED.pop(exp.label, None)
+        not_trained.pop(exp.label, None)
     return out
 
 
@@ -160,21 +159,26 @@ def _source(result: dict, recorded: bool) -> str:
     return f"{where}: {made}"
 
 
-def grid_configs(
-    profile: NotebookProfile, notebooks: list[str] | None = None
-) -> list[tuple[Experiment, Config]]:
-    """Every run (row x seed) the notebooks gather (their own rows and those they borrow,
-    TCD teachers included), each once: `reproduce --only` trains them side by side
-    before the notebooks run, rather than one by one inside them."""
-    rows = list(EXPERIMENTS)  # every row; 06 (the results notebook) gathers them all
+def grid_rows(profile: NotebookProfile, notebooks: list[str] | None = None) -> list[Experiment]:
+    """The rows the notebooks gather (every row for None or with 06, the results notebook,
+    which gathers them all), less those `profile` leaves out; TCD teachers not added."""
+    rows = list(EXPERIMENTS)
     if notebooks and not any(n.startswith("06") for n in notebooks):
         ids = dict.fromkeys(
             e.notebook for e in EXPERIMENTS if any(e.notebook.startswith(n) for n in notebooks)
         )
         rows = list(dict.fromkeys(e for nb in ids for e in notebook_rows(nb)))
-    rows = [e for e in rows if skipped_on(e, profile) is None]
+    return [e for e in rows if skipped_on(e, profile) is None]
+
+
+def grid_configs(
+    profile: NotebookProfile, notebooks: list[str] | None = None
+) -> list[tuple[Experiment, Config]]:
+    """Every run (row x seed) the notebooks gather (their own rows and those they borrow,
+    TCD teachers included), each once: `reproduce` plans and trains them before the
+    notebooks run, rather than one by one inside them."""
     out: dict[str, tuple[Experiment, Config]] = {}
-    for exp in rows:
+    for exp in grid_rows(profile, notebooks):
         if exp.teacher:
             cfg = teacher_config(exp.teacher, profile)
             out.setdefault(str(run_dir(cfg)), (exp.teacher, cfg))

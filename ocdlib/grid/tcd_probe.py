@@ -41,7 +41,7 @@ from ..models import build_model
 from ..paths import REPO_ROOT, reports_home, runs_home
 from ..runs import cache as run_cache
 from .catalogue import OCD_DEEPPOSE, TCD_DEEPPOSE
-from .gather import config_for, teacher_config, train_missing_default
+from .gather import config_for, teacher_config
 
 PCK_FRACTION = 0.05  # of the crop height: a keypoint within it counts as found
 FP32 = Precision(autocast=False, channels_last=False)
@@ -304,11 +304,10 @@ def cached_source_probe(
 PROBE_STOPS = (1, 2, 4, 8, 12)  # epochs of the cpu profile's 16 at which the sources are measured
 
 
-def grid_probe(profile, n_batches: int = 8, out=print, train: bool | None = None) -> pd.DataFrame:
+def grid_probe(profile, n_batches: int = 8, out=print, train: bool = False) -> pd.DataFrame:
     """`cached_source_probe` of the grid's first TCD-DeepPose and OCD-DeepPose runs on
     `profile` (both distil from step 0; the OCD run is measured against TCD's teacher too).
-    `train`: train what is missing (default: `train_missing_default()`), teachers first."""
-    train = train_missing_default() if train is None else train
+    `train`: train what is missing, teachers first."""
     if train:  # the teacher before its student: the probe trains TCD from step 0
         run_cache.get_run(teacher_config(TCD_DEEPPOSE.teacher, profile), progress=False)
     runs = {}

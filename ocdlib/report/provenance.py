@@ -14,10 +14,9 @@ from pathlib import Path
 
 from ..cores import cpu_model, usable_cores
 from ..engine.run_dir import command_line, git_commit, read_result
-from ..grid.gather import NOT_TRAINED, grid_configs
+from ..grid.plan import Plan
 from ..paths import REPO_ROOT
 from ..profiles import NotebookProfile
-from ..runs.cache import reproduction_command, run_dir
 
 PROVENANCE_NOTE = (
     "Every number here is written by code (ocdlib/report/) from the run directories; "
@@ -40,8 +39,11 @@ def git_state() -> str:
     return f"{commit} (with uncommitted code changes)" if status else commit
 
 
-def provenance(profile: NotebookProfile, notebook: str) -> dict[str, str]:
-    """Where a table comes from: profile, the command that rewrites it, commit and date."""
+def provenance(
+    profile: NotebookProfile, notebook: str, not_trained: Mapping[str, list[int]] | None = None
+) -> dict[str, str]:
+    """Where a table comes from: profile, the command that rewrites it, commit and date,
+    and the rows left out of it for want of runs (`not_trained`: {label: seeds})."""
     number = notebook[:2]
     return {
         "profile": profile.name,
@@ -50,15 +52,15 @@ def provenance(profile: NotebookProfile, notebook: str) -> dict[str, str]:
         "git_commit": git_state(),
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "note": PROVENANCE_NOTE,
-        **({"not_trained": not_trained_line()} if NOT_TRAINED else {}),
+        **({"not_trained": not_trained_line(not_trained)} if not_trained else {}),
     }
 
 
-def not_trained_line() -> str:
-    """The rows left out of this notebook's tables for want of runs, with their seeds."""
+def not_trained_line(not_trained: Mapping[str, list[int]]) -> str:
+    """The rows left out of a notebook's tables for want of runs, with their seeds."""
     rows = "; ".join(
         f"{label} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
-        for label, seeds in NOT_TRAINED.items()
+        for label, seeds in not_trained.items()
     )
     return f"not trained yet, so left out of this notebook's tables and figures: {rows}"
 
@@ -83,7 +85,7 @@ def provenance_name(only: list[str] | None) -> str:
 
 def write_provenance(
     out_dir: Path,
-    profile: NotebookProfile,
+    plan: Plan,
     timings,
     total: float,
     partial: bool,
@@ -99,10 +101,15 @@ def write_provenance(
     except Exception:  # provenance must never fail a reproduction
         device, threads = "unknown", 0
     cpu = cpu_model()
+    left_out = [
+        f"notebook {nb} left out for want of runs: {not_trained_line(rows).split(': ', 1)[1]}"
+        for nb, rows in plan.not_trained.items()
+        if rows
+    ]
     lines = [
-        f"# Reproduction provenance ({profile.name} profile)",
+        f"# Reproduction provenance ({plan.profile} profile)",
         "",
-        f"- command: `{reproduction_command() or command_line()}`",
+        f"- command: `{plan.command or command_line()}`",
         f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
         f"- git commit: {git_commit()}",
         f"- machine: {cpu}, {_cores()}, torch threads {threads}, device {device}",
@@ -111,8 +118,8 @@ def write_provenance(
         *([f"- not run yet (interrupted or running): {', '.join(pending)}"] if pending else []),
         "- runs found in the run cache are reused, so this time counts only the training done by"
         " this command; each run's own training time is in results.csv (train_time_min)",
-        f"- {grid_training_time(profile)}",
-        *[f"- {line}" for line in extra],
+        f"- {grid_training_time(plan)}",
+        *[f"- {line}" for line in [*extra, *left_out]],
         "",
         "| step | wall time (min) |",
         "|---|---|",
@@ -122,21 +129,19 @@ def write_provenance(
     (out_dir / name).write_text("\n".join(lines))
 
 
-def grid_training_time(profile: NotebookProfile) -> str:
-    """One line: how many runs of the profile's grid (the runs `reproduce` trains) are
-    finished and how long their training loops took in all, from the runs' own records
-    (the cost of a reproduction from an empty run cache, less evaluation and notebook
-    overhead)."""
+def grid_training_time(plan: Plan) -> str:
+    """One line: how many runs of the plan's grid are finished and how long their
+    training loops took in all, from the runs' own records (the cost of a reproduction
+    from an empty run cache, less evaluation and notebook overhead)."""
     try:
-        grid = grid_configs(profile)
-        results = [read_result(run_dir(cfg)) for _, cfg in grid]
+        results = [read_result(Path(r.folder)) for r in plan.runs]
         done = [r for r in results if r is not None]
         seconds = sum(float(r.get("train_time_s") or 0.0) for r in done)
     except Exception as e:  # provenance must never fail a reproduction
         return f"training time of the grid: unknown ({type(e).__name__}: {e})"
     return (
         f"training time of the grid's runs, from their own records: {seconds / 60:.0f} min "
-        f"for {len(done)} of the {len(grid)} runs of the grid (the training loops only; "
+        f"for {len(done)} of the {len(plan.runs)} runs of the grid (the training loops only; "
         "evaluation and notebook overhead come on top)"
     )
 

@@ -229,15 +229,17 @@ def write_table(
     notebook: str,
     title: str | None = None,
     digits: Mapping[str, int] | None = None,
+    not_trained: Mapping[str, list[int]] | None = None,
 ) -> tuple[Path, Path]:
     """Write `<stem>.md` (provenance header, then the table), `<stem>.csv` and `<stem>.meta.json`.
+    `not_trained`: the rows the notebook left out for want of runs, named in the header.
 
     The CSV keeps full precision for further analysis; its provenance lives in
     the `.meta.json` sidecar so the CSV stays loadable by any reader.
     """
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    prov = provenance(profile, notebook)
+    prov = provenance(profile, notebook, not_trained)
     md = stem.with_suffix(".md")
     heading = f"# {title}\n\n" if title else ""
     md.write_text(heading + provenance_markdown(prov) + "\n" + markdown_table(df, digits))
@@ -296,7 +298,10 @@ def training_time_sentence(summary: pd.DataFrame) -> str:
 
 
 def results_markdown(
-    summary: pd.DataFrame, rows: Sequence[Experiment], profile: NotebookProfile
+    summary: pd.DataFrame,
+    rows: Sequence[Experiment],
+    profile: NotebookProfile,
+    not_trained: Mapping[str, list[int]] | None = None,
 ) -> str:
     """The whole of reports/results.md for the grid `rows` (gathered into `summary`):
     provenance, results, comparisons in words, benchmark checks, calibration floors, and
@@ -305,7 +310,7 @@ def results_markdown(
     rows = [r for r in rows if r.label in set(summary["label"])]
     claims = comparisons_among(rows, profile)
     comps = comparisons(summary, claims)
-    prov = provenance(profile, "06_results")
+    prov = provenance(profile, "06_results", not_trained)
     lines = [
         f"# Results ({profile.name} profile)",
         "",
@@ -351,15 +356,18 @@ def write_results(
     rows: Sequence[Experiment],
     reports_dir: str | Path,
     profile: NotebookProfile,
+    not_trained: Mapping[str, list[int]] | None = None,
 ) -> tuple[Path, Path]:
-    """`<reports_dir>/results.md` (all sections) and `results.csv` (+ `results.meta.json`)."""
+    """`<reports_dir>/results.md` (all sections) and `results.csv` (+ `results.meta.json`);
+    `not_trained`: the rows left out for want of runs, named in the provenance."""
     root = Path(reports_dir)
     root.mkdir(parents=True, exist_ok=True)
     md = root / "results.md"
-    md.write_text(results_markdown(summary, rows, profile))
+    md.write_text(results_markdown(summary, rows, profile, not_trained))
     csv = root / "results.csv"
     display_frame(summary).to_csv(csv, index=False)
-    meta = {**provenance(profile, "06_results"), "table": csv.name, "title": "results"}
+    prov = provenance(profile, "06_results", not_trained)
+    meta = {**prov, "table": csv.name, "title": "results"}
     (root / "results.meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     return md, csv
 

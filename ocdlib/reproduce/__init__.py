@@ -1,31 +1,32 @@
 """Reproducing a profile: the command `python -m ocdlib reproduce` and what it is made of.
 
-- `notebooks`: the command itself: the estimate, the training, the notebooks in order
-  with papermill, the reports;
+- `command`: the command itself: the plan (ocdlib/grid/plan.py), the estimate, the
+  training, the notebooks in order with papermill, the provenance;
 - `estimate`: how long it will take on this machine, and the progress line;
-- `scheduler`: the grid's missing runs trained side by side;
-- `timebox`: the same within a number of minutes, key rows first (short GPU
-  allocations, `make reproduce MINUTES=`); it needs neither papermill nor jupyter;
+- `executor`: the one executor of a plan's runs, side by side or one by one, with or
+  without a time box;
+- `timebox`: a short allocation's reproduction (records, archive, timebox.md; `make
+  reproduce MINUTES=`); it needs neither papermill nor jupyter;
+- `stops`: a SIGTERM or Ctrl-C that reaches every run;
 - `watcher`: progress lines for runs the notebooks train;
-- `records`: the profile's run records (PROVENANCE.md is written by
-  `ocdlib.report.provenance`).
+- `profile_records`: the profile's run records.
 
 The names below are the package's public ones. papermill is imported only when a
 notebook runs, so the time box works on machines without it.
 """
 
-from .command import notebooks, reproduce
+from .command import notebooks, reproduce, train_grid
+from .executor import default_jobs, execute, with_share_of_cores
 from .profile_records import write_profile_records
-from .scheduler import default_jobs, train_grid, training_order, with_share_of_cores
 from .watcher import RunWatcher
 
 __all__ = [
     "RunWatcher",
     "default_jobs",
+    "execute",
     "notebooks",
     "reproduce",
     "train_grid",
-    "training_order",
     "with_share_of_cores",
     "write_profile_records",
 ]

@@ -4,31 +4,22 @@ executed copies and results to reports/."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from ..cores import usable_cores
 from ..errors import ConfigError
 from ..grid import tcd_probe
-from ..grid.catalogue import notebook_left_out
-from ..grid.gather import grid_configs
+from ..grid.plan import FINISHED, MISSING, PLAN_FILE, Plan, build_plan
 from ..paths import REPO_ROOT, report_dir, runs_home
 from ..profiles import NotebookProfile
 from ..report.notebook import clear_notebook_outputs
 from ..report.provenance import provenance_name, write_provenance
-from ..runs.cache import is_finished, run_dir
-from ..runs.records import find_record
-from .estimate import (
-    NOTEBOOK_S,
-    Progress,
-    estimate_grid,
-    summary_lines,
-)
-from .scheduler import default_jobs, finished_seconds, train_grid, training_order
+from ..runs.cache import is_finished
+from .estimate import NOTEBOOK_S, Progress, estimate_grid, finished_seconds, summary_lines
+from .executor import default_jobs, execute
 from .watcher import RunWatcher
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -53,93 +44,97 @@ def reproduce(
 ) -> int:
     """Train the grid's missing runs `jobs` at a time, then run the notebooks in order.
 
-    It first says how many runs it will train and how long it expects to take on this
-    machine (ocdlib/reproduce/estimate.py), then prints a progress line with an ETA as each run
-    ends. With `minutes`, the whole command keeps within them: the key comparisons train
-    first (the time box of ocdlib/reproduce/timebox.py, which the GPU allocations use), runs that
-    cannot finish in time are not started, and the notebooks report on what finished,
-    naming the rows that did not.
+    The command's plan (ocdlib/grid/plan.py) is built once: the notebooks, every run of
+    their grid with its state, the policy. It first says how many runs it will train
+    and how long it expects to take on this machine (ocdlib/reproduce/estimate.py), then
+    the executor (ocdlib/reproduce/executor.py) trains them, printing a progress line
+    with an ETA as each run ends. With `minutes`, the whole command keeps within them:
+    the key comparisons train first, runs that cannot finish in time are not started,
+    and the notebooks report on what finished, naming the rows that did not.
 
-    The notebooks read every run from the cache; training first, side by side, is what
-    uses all the cores (small CPU models scale poorly over threads). With
-    `train_missing` False nothing is trained: the notebooks report on the finished runs
-    and name the missing ones (OCDLIB_TRAIN_MISSING=0 in their environment)."""
-    run = _Reproduction(profile, only, jobs or default_jobs(), minutes)
-    run.leave_out_notebooks()
-    # Runs that the notebooks train record this command as the one that made them,
-    # and the watcher prints a line as each starts, reaches an epoch and finishes.
-    with (
-        _env("OCDLIB_COMMAND", _reproduce_command(profile.name, only, train_missing, minutes)),
-        _env("OCDLIB_TRAIN_MISSING", "1" if train_missing and minutes is None else "0"),
-        # A time-boxed reproduction reports on what this machine trained, not on records.
-        _env("OCDLIB_USE_RECORDS", "0" if minutes is not None else "1"),
-        RunWatcher(runs_home(), profile),
-    ):
-        run.survey()
-        # After a time box the notebooks report on what finished, training nothing.
-        train_missing = run.train(clock) if train_missing else False
-        run.run_notebooks(train_missing)
-    total = time.perf_counter() - run.t_all
-    if run.not_rebuilt:  # the provenance names the notebooks left as they were
-        run.write_provenance([])
-    print(f"all done in {total / 60:.1f} min; reports in {run.out_dir}")
+    The notebooks get the plan (plan.json): they read every run from the cache, train
+    nothing the executor should have, and write into it the rows they leave out, which
+    the provenance names. With `train_missing` False nothing is trained: the notebooks
+    report on the finished runs and the committed records, and name the missing ones."""
+    command = _reproduce_command(profile.name, only, train_missing, minutes)
+    plan = build_plan(
+        profile, notebooks(only), command, train_missing, minutes, jobs or default_jobs()
+    )
+    run = _Reproduction(plan, profile, only)
+    run.clear_left_out()
+    try:
+        # The watcher prints a line as each run the notebooks train starts, reaches an
+        # epoch and finishes.
+        with RunWatcher(runs_home(), profile):
+            run.survey()
+            if train_missing:
+                run.train(clock)
+            run.run_notebooks()
+    finally:  # an interrupted reproduction says how far it got
+        run.write_provenance()
+    print(f"all done in {(time.perf_counter() - run.t_all) / 60:.1f} min; reports in {run.out_dir}")
     for line in run.not_rebuilt:
         print(line)
     return 0
 
 
-class _Reproduction:
-    """One `reproduce` command: its notebooks, what it trains, and the lines its
-    provenance gathers as it goes."""
+def train_grid(
+    profile: NotebookProfile,
+    only: list[str] | None = None,
+    jobs: int | None = None,
+    use_records: bool = False,
+    command: str | None = None,
+) -> int:
+    """Train the runs of the grid (of the notebooks `only`) that the run cache lacks and,
+    with `use_records`, that no committed record holds, `jobs` side by side, teachers
+    first; the number trained. What `records --train` and the tests use."""
+    command = command or _reproduce_command(profile.name, only)
+    books = notebooks(only) if only else None
+    plan = build_plan(profile, books, command, True, None, jobs or default_jobs(), use_records)
+    return len(execute(plan).finished)
 
-    def __init__(self, profile: NotebookProfile, only, jobs: int, minutes: float | None):
-        self.profile, self.only, self.jobs, self.minutes = profile, only, jobs, minutes
-        self.books = notebooks(only)  # an --only that names no notebook stops here
+
+class _Reproduction:
+    """One `reproduce` command: its plan, and the lines its provenance gathers as it goes."""
+
+    def __init__(self, plan: Plan, profile: NotebookProfile, only: list[str] | None):
+        self.plan, self.profile, self.only = plan, profile, only
         self.out_dir = report_dir(profile)
         self.executed = self.out_dir / "notebooks"
         # papermill writes a notebook as it runs; it lands in reports/ only once it has
         # finished, so an interrupted or failed notebook never passes for a result.
         self.running = self.executed / ".running"
         self.running.mkdir(parents=True, exist_ok=True)
+        self.plan_file = self.running / PLAN_FILE
         self.t_all = time.perf_counter()
         self.timings: list[tuple[str, float]] = []
         self.extra_lines: list[str] = []
         self.not_rebuilt: list[str] = []
-        self.cache_state = ""
-        self.grid: list = []
+        self.pending: list[str] = list(plan.notebooks)
 
-    def leave_out_notebooks(self) -> None:
+    def clear_left_out(self) -> None:
         """A notebook none of whose own rows runs on this profile (04 on cpu: its rows are
         in the full grid) is skipped, and its outputs from an earlier reproduction removed."""
-        left_out = {
-            b.name: why for b in self.books if (why := notebook_left_out(b.name[:2], self.profile))
-        }
-        for name, why in left_out.items():
+        for name, why in self.plan.left_out.items():
             clear_notebook_outputs(self.out_dir, name)
             (self.executed / name).unlink(missing_ok=True)
             print(f"{name}: not run ({why})", flush=True)
-        self.books = [b for b in self.books if b.name not in left_out]
-        self.extra_lines += [f"{name}: not run ({why})" for name, why in left_out.items()]
-
-    @property
-    def ids(self) -> list[str]:
-        return [b.name[:2] for b in self.books]
+            self.extra_lines.append(f"{name}: not run ({why})")
 
     def survey(self) -> None:
-        """The grid of the notebooks to run, and what the run cache holds of it."""
-        self.grid = grid_configs(self.profile, self.ids)
-        cached = sum(is_finished(c) for _, c in self.grid)
-        self.cache_state = (
-            f"run cache at the start: {cached} of the {len(self.grid)} runs of the grid finished"
-            + (" (empty: every run trained by this command)" if cached == 0 else "")
+        """What the run cache holds of the plan's grid."""
+        cached = sum(r.state == FINISHED for r in self.plan.runs)
+        line = (
+            f"run cache at the start: {cached} of the {len(self.plan.runs)} runs of the grid "
+            "finished" + (" (empty: every run trained by this command)" if cached == 0 else "")
         )
-        print(self.cache_state, flush=True)
+        self.extra_lines.insert(0, line)
+        print(line, flush=True)
 
-    def train(self, clock) -> bool:
-        """Say what training will cost, then train (within the minutes, if given); whether
-        the notebooks may still train what is missing."""
+    def train(self, clock) -> None:
+        """Say what training will cost, then train (within the minutes, if given)."""
         t0 = time.perf_counter()
-        progress = _announce(self.grid, self.jobs, len(self.books))
+        progress = _announce(self.plan, len(self.plan.notebooks))
         if progress is not None:
             est = progress.estimate
             self.extra_lines.append(
@@ -147,52 +142,51 @@ class _Reproduction:
                 f"{len(est.runs)} runs in {est.precision}, {est.jobs} side by side (measured "
                 f"here in {est.measured_s:.0f} s; ocdlib/reproduce/estimate.py)"
             )
-        if self.minutes is not None:
-            left = self.minutes - (time.perf_counter() - self.t_all) / 60  # the estimate took some
+        if self.plan.minutes is not None:
             self.extra_lines += _timeboxed_training(
-                self.profile, self.ids, self.jobs, left, len(self.books), progress, clock
+                self.plan, self.profile, self.t_all, progress, clock
             )
-            self.timings.append(
-                (f"time-boxed training, {self.jobs} side by side", time.perf_counter() - t0)
-            )
-            return False
-        if any(b.name.startswith("07") for b in self.books):
-            # The TCD probe measures the first TCD and OCD runs at stops along their
-            # training, so it trains them before the grid would train them straight through.
-            tcd_probe.grid_probe(self.profile)
-        resume = _reproduce_command(self.profile.name, self.only, True, self.minutes)
-        trained = train_grid(self.profile, self.ids, self.jobs, progress=progress, resume=resume)
-        if trained:
-            self.timings.append(
-                (f"training {trained} runs, {self.jobs} side by side", time.perf_counter() - t0)
-            )
-            print(f"trained {trained} runs in {self.timings[-1][1] / 60:.1f} min", flush=True)
-        return True
+            what = f"time-boxed training, {self.plan.jobs} side by side"
+        else:
+            if "07" in self.plan.ids:
+                # The TCD probe measures the first TCD and OCD runs at stops along their
+                # training, so it trains them before the grid would train them straight
+                # through.
+                tcd_probe.grid_probe(self.profile, train=True)
+                for r in self.plan.to_train():
+                    if is_finished(r.config):
+                        self.plan.mark(r.name, FINISHED)
+            trained = len(execute(self.plan, progress=progress).finished)
+            what = f"training {trained} runs, {self.plan.jobs} side by side"
+            if not trained:
+                return
+            print(f"trained {trained} runs in {(time.perf_counter() - t0) / 60:.1f} min")
+        self.timings.append((what, time.perf_counter() - t0))
 
-    def run_notebooks(self, train_missing: bool) -> None:
-        for i, nb in enumerate(self.books, 1):
-            name = f"[{i}/{len(self.books)}] {nb.name}"
-            print(f"{name} (profile {self.profile.name}) ...", flush=True)
+    def run_notebooks(self) -> None:
+        self.plan.save(self.plan_file)
+        books = list(self.plan.notebooks)
+        for i, name in enumerate(books, 1):
+            label = f"[{i}/{len(books)}] {name}"
+            print(f"{label} (profile {self.profile.name}) ...", flush=True)
             t0 = time.perf_counter()
-            if not self._run_notebook(nb, train_missing):
-                continue
-            dt = time.perf_counter() - t0
-            self.timings.append((nb.name, dt))
-            print(f"{name} done in {dt / 60:.1f} min", flush=True)
-            # Written after every notebook, so an interrupted reproduction says how far it got.
-            self.write_provenance([b.name for b in self.books[i:]])
+            rebuilt = self._run_notebook(NOTEBOOK_DIR / name)
+            self.pending.remove(name)
+            if rebuilt:
+                self.timings.append((name, time.perf_counter() - t0))
+                print(f"{label} done in {self.timings[-1][1] / 60:.1f} min", flush=True)
 
-    def _run_notebook(self, nb: Path, train_missing: bool) -> bool:
+    def _run_notebook(self, nb: Path) -> bool:
         """Run one notebook; False where it was left as it was (the reason noted)."""
-        missing = [] if train_missing else _unavailable(self.profile, nb.name)
-        n_runs = len(grid_configs(self.profile, [nb.name[:2]]))
+        missing = self.plan.unavailable(nb.name)
+        n_runs = len(self.plan.of_notebook(nb.name))
         if missing and len(missing) == n_runs:
             why = f"none of its {n_runs} runs is trained; its reports stay as they were"
             self.not_rebuilt.append(f"{nb.name}: not rebuilt ({why})")
             print(self.not_rebuilt[-1], flush=True)
             return False
         try:
-            _execute(nb, self.running, self.out_dir, self.profile.name, train_missing)
+            _execute(nb, self.running, self.out_dir, self.profile.name, self.plan_file)
         except Exception as err:
             if not missing:
                 print(f"{nb.name} did not finish; its partial output is {self.running / nb.name}")
@@ -209,17 +203,18 @@ class _Reproduction:
             return False
         return True
 
-    def write_provenance(self, pending: list[str]) -> None:
+    def write_provenance(self) -> None:
+        """PROVENANCE.md, once, from the plan as the notebooks left it."""
+        plan = Plan.load(self.plan_file) if self.plan_file.is_file() else self.plan
         write_provenance(
             self.out_dir,
-            self.profile,
+            plan,
             self.timings,
             time.perf_counter() - self.t_all,
             bool(self.only),
-            pending,
+            self.pending,
             extra=[
-                self.cache_state,
-                f"training runs side by side: {self.jobs} (--jobs)",
+                f"training runs side by side: {plan.jobs} (--jobs)",
                 *self.extra_lines,
                 *self.not_rebuilt,
             ],
@@ -227,17 +222,7 @@ class _Reproduction:
         )
 
 
-def _unavailable(profile: NotebookProfile, notebook: str) -> list[str]:
-    """The runs notebook `notebook` gathers that neither the run cache nor a committed
-    record holds (what `reproduce --no-train` cannot show), as run folder names."""
-    return [
-        run_dir(cfg).name
-        for _, cfg in grid_configs(profile, [notebook[:2]])
-        if not is_finished(cfg) and find_record(cfg) is None
-    ]
-
-
-def _execute(nb: Path, running: Path, out_dir: Path, profile: str, train: bool) -> None:
+def _execute(nb: Path, running: Path, out_dir: Path, profile: str, plan: Path) -> None:
     """Run notebook `nb` with papermill, its tables and figures written to a staging
     folder first: they replace the notebook's earlier reports only once it has finished,
     so a notebook that fails leaves the reports of the last one that did."""
@@ -249,7 +234,7 @@ def _execute(nb: Path, running: Path, out_dir: Path, profile: str, train: bool) 
     papermill.execute_notebook(
         str(nb),
         str(partial),
-        parameters={"profile": profile, "reports_dir": str(staging), "train_missing": train},
+        parameters={"profile": profile, "reports_dir": str(staging), "plan": str(plan)},
         cwd=str(NOTEBOOK_DIR),
         kernel_name="python3",
         progress_bar=False,
@@ -267,41 +252,54 @@ def _execute(nb: Path, running: Path, out_dir: Path, profile: str, train: bool) 
     os.replace(partial, out_dir / "notebooks" / nb.name)
 
 
-def _announce(grid, jobs: int, books: int, say=print):
-    """Say what of `grid` will be trained and how long it should take; the Progress that
-    follows it (None when nothing is left to train)."""
-    todo = training_order([(e, c) for e, c in grid if not is_finished(c)])
+def _announce(plan: Plan, books: int, say=print):
+    """Say what of the plan will be trained and how long it should take, noting each
+    run's estimate in the plan; the Progress that follows it (None when nothing is left
+    to train)."""
+    todo = plan.to_train()
     if not todo:
         return None
     say("measuring this machine's step times for the estimate (at most 30 s) ...", flush=True)
     est = estimate_grid(
-        [c for _, c in todo], jobs, notebooks=books, finished=finished_seconds(grid)
+        [r.config for r in todo], plan.jobs, notebooks=books, finished=finished_seconds(plan)
     )
-    for line in summary_lines(est, len(grid) - len(todo), usable_cores()):
+    seconds = {r.name: r.seconds for r in est.runs}
+    for r in todo:
+        r.estimate_s = seconds.get(r.name)
+    finished = sum(r.state == FINISHED for r in plan.runs)
+    for line in summary_lines(est, finished, usable_cores()):
         say(line, flush=True)
     return Progress(est, say=say)
 
 
-def _timeboxed_training(profile, ids, jobs, minutes, books, progress, clock) -> list[str]:
-    """Train within `minutes`, less the notebooks' share; the provenance lines it leaves."""
+def _timeboxed_training(plan: Plan, profile, t_all: float, progress, clock) -> list[str]:
+    """Train within the plan's minutes, less what the estimate took and the notebooks'
+    share; the provenance lines it leaves. Runs left untrained are missing for the
+    notebooks, which train nothing after a time box."""
     from .timebox import reproduce_within
 
-    train_minutes = minutes - books * NOTEBOOK_S / 60
+    left = plan.minutes - (time.perf_counter() - t_all) / 60
+    train_minutes = left - len(plan.notebooks) * NOTEBOOK_S / 60
     if progress is not None:
-        progress.limit_s = 60 * minutes
-    estimates = {r.name: r.seconds for r in progress.estimate.runs} if progress else {}
-    summary = reproduce_within(
-        profile, train_minutes, None, jobs, pictures=False, estimates=estimates,
-        progress=progress, notebooks=ids, clock=clock,
-    )  # fmt: skip
+        progress.limit_s = 60 * left
+    given = plan.minutes
+    plan.minutes = train_minutes
+    try:
+        summary = reproduce_within(
+            profile, train_minutes, None, plan.jobs, pictures=False, progress=progress,
+            clock=clock, plan=plan,
+        )  # fmt: skip
+    finally:
+        plan.minutes = given
+    for r in plan.to_train():
+        r.state = MISSING
     lines = [
-        f"time box: {minutes:.1f} min left after the estimate, {train_minutes:.1f} of them for "
-        "training; "
-        f"{len(summary['finished'])} runs finished in it"
+        f"time box: {left:.1f} min left after the estimate, {train_minutes:.1f} of them for "
+        f"training; {len(summary['finished'])} runs finished in it"
     ]
-    left = summary["stopped_past_the_deadline"] + [r["run"] for r in summary["not_started"]]
-    if left:
-        lines.append(f"not trained in the time box: {', '.join(left)}")
+    untrained = summary["stopped_past_the_deadline"] + [r["run"] for r in summary["not_started"]]
+    if untrained:
+        lines.append(f"not trained in the time box: {', '.join(untrained)}")
     return lines
 
 
@@ -314,17 +312,3 @@ def _reproduce_command(
         + (f" --minutes {minutes:g}" if minutes is not None and train_missing else "")
         + (f" --only {' '.join(only)}" if only else "")
     )  # --jobs changes how the runs execute, not what they compute
-
-
-@contextlib.contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    """Set an environment variable (inherited by the kernels) for the block's duration."""
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous

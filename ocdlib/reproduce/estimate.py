@@ -12,7 +12,7 @@ run gets:
 
 A run then takes steps x (step + batch) plus its evaluations and a fixed start-up;
 a run of the same config already finished on this machine gives its own training
-time instead. The runs are laid out on `jobs` slots in the order `train_grid` starts
+time instead. The runs are laid out on `jobs` slots in the order the executor starts
 them (a TCD run after its teacher), and the wall time is when the last one ends, plus
 the notebooks. `Progress` prints one line as each run ends: runs done, time elapsed,
 and an ETA from the estimate scaled by how the finished runs compared with theirs.
@@ -175,6 +175,20 @@ def estimate_grid(
         step_s=step_s,
         batch_s=batch_s,
     )
+
+
+def finished_seconds(plan) -> dict[str, float]:
+    """{same_run_key: seconds} of the plan's runs finished in this machine's run cache:
+    what the next seed of the same row will take here."""
+    from ..engine.run_dir import read_result
+    from ..grid.plan import FINISHED
+
+    out = {}
+    for run in plan.runs:
+        result = read_result(Path(run.folder)) if run.state == FINISHED else None
+        if result and result.get("train_time_s"):
+            out[same_run_key(run.config)] = START_UP_S + float(result["train_time_s"])
+    return out
 
 
 def same_run_key(cfg: Config) -> str:

@@ -16,7 +16,6 @@ told; the grid (ocdlib/grid/) and `train` ask this module where.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import time
 from pathlib import Path
@@ -62,12 +61,6 @@ def finished_result(directory: Path, cfg: Config) -> dict | None:
     return result
 
 
-def reproduction_command() -> str | None:
-    """The `reproduce` command whose notebooks train through the run cache (it names itself
-    in OCDLIB_COMMAND for its kernels), recorded by the runs it makes; None elsewhere."""
-    return os.environ.get("OCDLIB_COMMAND") or None
-
-
 def run_dir(cfg: Config, root: Path | None = None, precision: str | None = None) -> Path:
     """Where `cfg` trains in `precision` (default: what this machine grants)."""
     precision = precision or granted_precision(cfg)
@@ -104,9 +97,11 @@ def get_run(
     out=None,
     deadline: float | None = None,
     clock=time.time,
+    command: str | None = None,
 ) -> dict:
     """The finished result of `cfg` in this machine's precision: read from the cache,
-    resumed, or trained now.
+    resumed, or trained now (`command`: the command line a run trained now records,
+    default this process's).
 
     Under the run's lock, so that notebooks side by side (nbval, two JupyterLab tabs)
     wait for a run in progress and then read it instead of training it twice. A run of
@@ -134,6 +129,6 @@ def get_run(
                 deadline=deadline,
                 clock=clock,
                 precision=run_precision(cfg),
-                command=reproduction_command(),
+                command=command,
             )
     return {**result, "run_dir": str(directory)}

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -133,11 +132,8 @@ def _candidates(cfg: Config, roots: Iterable[Path]) -> list[Path]:
 def find_record(cfg: Config, roots: Iterable[Path] | None = None) -> Path | None:
     """The committed record of `cfg` (any precision; its result.json says which), or None.
 
-    Searched under every reports/**/runs/ folder unless `roots` is given; none is used
-    with OCDLIB_USE_RECORDS=0 (a time-boxed `reproduce` reports on its own runs). A record
+    Searched under every reports/**/runs/ folder unless `roots` is given. A record
     whose config.json is not `cfg` (another hash) raises StaleRecordError."""
-    if os.environ.get("OCDLIB_USE_RECORDS") == "0":  # a reproduction of this machine's own
-        return None
     if roots is None:
         homes = dict.fromkeys([reports_home(), REPO_ROOT / "reports"])
         roots = [r for home in homes for r in sorted(Path(home).glob("**/runs"))]
