@@ -1,6 +1,7 @@
 """Does this checkout rebuild the reports exactly as another commit does?
 
-    python scripts/no_train_rebuild.py BASE_REV [--profiles cpu cpu_full]
+    python scripts/no_train_rebuild.py BASE_REV [--profiles cpu cpu_full] [--same-records]
+    python scripts/no_train_rebuild.py BASE_REV --profiles cpu_scratch=cpu --same-records
 
 Runs `python -m ocdlib reproduce --profile P --no-train` twice for each profile: once
 from a worktree of BASE_REV, once from this checkout, each into a report folder of its
@@ -12,6 +13,11 @@ what differs. Exit status 0 when nothing does.
 
 A change that moves code without changing results (a new layout, a renamed module)
 must pass it against the commit before the change.
+
+`NEW=BASE` compares this checkout's profile NEW with BASE_REV's profile BASE (a renamed
+profile): their report folders are compared, and the name NEW is read as BASE.
+`--same-records` gives BASE_REV's worktree this checkout's committed records, so that
+records added since (newly trained runs) do not count as differences of the code.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,11 +34,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _normalised(path: Path, roots: list[str]) -> bytes:
+def _normalised(path: Path, roots: list[str], names: dict[str, str]) -> bytes:
     data = path.read_bytes()
     if path.suffix not in (".md", ".json", ".csv"):
         return data
     text = data.decode()
+    for new, base in names.items():
+        text = re.sub(rf"\b{new}\b", base, text)
     text = re.sub(r"(git commit|git_commit\"?)[^\n]*", r"\1 <commit>", text)
     text = re.sub(r"(- date:|\"date\":)[^\n]*", r"\1 <date>", text)
     text = re.sub(r"\(ocdlib/[a-z_/]+(\.py)?\) from the run directories", "(<code>) from", text)
@@ -56,19 +65,45 @@ def _reproduce(checkout: Path, profile: str, out: Path, data: Path) -> None:
     print(f"{checkout.name}: reproduce --profile {profile} --no-train exited {code.returncode}")
 
 
-def compare(base: Path, new: Path, roots: list[str]) -> list[str]:
+def _report_folder(checkout: Path, profile: str, out: Path) -> Path:
+    """Where `checkout`'s reproduce wrote `profile`'s reports under `out`."""
+    code = (
+        "import sys; from ocdlib.profiles import notebook_profile; "
+        f"print(notebook_profile({profile!r}).report_folder)"
+    )
+    folder = subprocess.run(
+        [sys.executable, "-c", code], cwd=checkout, capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(checkout)},
+    ).stdout.strip()  # fmt: skip
+    return out / "reports" / folder
+
+
+def _copy_records(src: Path, dst: Path) -> None:
+    """Every committed record folder under `src` (reports/**/runs/*) copied under `dst`."""
+    for record in src.glob("**/runs/*"):
+        target = dst / record.relative_to(src)
+        if record.is_dir() and not target.exists():
+            shutil.copytree(record, target)
+
+
+def compare(base: Path, new: Path, roots: list[str], names: dict | None = None) -> list[str]:
+    names = names or {}
+
     def files(root: Path) -> set[Path]:
         return {
             p.relative_to(root)
             for p in root.rglob("*")
-            if p.is_file() and "notebooks" not in p.parts and p.name != "PROVENANCE.md"
+            if p.is_file()
+            and "notebooks" not in p.parts
+            and "runs" not in p.parts
+            and p.name != "PROVENANCE.md"
         }
 
     a, b = files(base), files(new)
     problems = [f"only in BASE_REV's: {p}" for p in sorted(a - b)]
     problems += [f"only in this checkout's: {p}" for p in sorted(b - a)]
     for p in sorted(a & b):
-        if _normalised(base / p, roots) != _normalised(new / p, roots):
+        if _normalised(base / p, roots, names) != _normalised(new / p, roots, names):
             problems.append(f"differs: {p}")
     print(f"{len(a & b)} files written by both; {len(problems)} differences")
     return problems
@@ -77,8 +112,10 @@ def compare(base: Path, new: Path, roots: list[str]) -> list[str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("base", help="the commit to compare against")
-    ap.add_argument("--profiles", nargs="+", default=["cpu", "cpu_full"])
+    ap.add_argument("--profiles", nargs="+", default=["cpu", "cpu_full"], help="P or NEW=BASE")
+    ap.add_argument("--same-records", action="store_true")
     args = ap.parse_args()
+    pairs = [tuple(p.split("=", 1)) if "=" in p else (p, p) for p in args.profiles]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         worktree = tmp / "base-checkout"
@@ -88,11 +125,19 @@ def main() -> int:
             capture_output=True,
         )
         try:
-            for name, checkout in (("base", worktree), ("new", REPO)):
-                for profile in args.profiles:
-                    _reproduce(checkout, profile, tmp / name, tmp / "data")
-            roots = [f"{worktree}/", f"{REPO}/", f"{tmp}/base/", f"{tmp}/new/"]
-            problems = compare(tmp / "base" / "reports", tmp / "new" / "reports", roots)
+            if args.same_records:
+                _copy_records(REPO / "reports", worktree / "reports")
+            problems = []
+            for new_name, base_name in pairs:
+                _reproduce(worktree, base_name, tmp / "base" / base_name, tmp / "data")
+                _reproduce(REPO, new_name, tmp / "new" / new_name, tmp / "data")
+                roots = [f"{worktree}/", f"{REPO}/", f"{tmp}/base/", f"{tmp}/new/"]
+                problems += compare(
+                    _report_folder(worktree, base_name, tmp / "base" / base_name),
+                    _report_folder(REPO, new_name, tmp / "new" / new_name),
+                    roots,
+                    {new_name: base_name} if new_name != base_name else {},
+                )
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(worktree)])
     print("\n".join(problems) or "every report file is the same")

@@ -16,12 +16,12 @@ from ..configs import Config
 from ..profiles import NotebookProfile
 
 # The cpu profile is the default reproduction (make reproduce): the key comparisons on
-# every seed and the calibration floors, within an hour on two cores. cpu_full trains
-# every row on the same configs (make reproduce-full), sharing cpu's runs; cpu_scratch
-# and cpu_scratch_full are the same cut and grid with every model from scratch.
+# every seed and the calibration floors, within an hour on two cores (cpu_scratch, the
+# same cut from scratch: within two). cpu_full trains every row on the same configs
+# (make reproduce-full), sharing cpu's runs, as cpu_scratch_full does cpu_scratch's.
 FULL_GRID_ONLY = (
     "in the full grid only (make reproduce-full): cut from make reproduce to keep it "
-    "within an hour on two cores"
+    "within two hours on two cores"
 )
 # The profiles that train a cut of the cpu grid, and those that train all of it.
 CPU_CUTS = ("cpu", "cpu_scratch")
