@@ -173,8 +173,12 @@ def test_the_whole_allocation_path_on_the_cpu_with_a_fake_clock(homes, monkeypat
     assert reproduce(PROFILES["smoke"], only=["02"], train_missing=False) == 0
     table = (homes / "reports" / "smoke" / "tables" / "02_ocd_ablation.md").read_text()
     assert "| OCD-DeepPose: distillation after a warm-up |" in table
-    # It says plainly which of the notebook's rows it lacks.
+    # It says plainly which of the notebook's rows it lacks, and the notebook wrote them
+    # into the command's plan, from which PROVENANCE.md names them.
     assert "not trained yet, so left out" in table and "OCD: no distillation" in table
+    provenance = (homes / "reports" / "smoke" / "PROVENANCE-only-02.md").read_text()
+    left_out = next(ln for ln in provenance.splitlines() if "notebook 02 left out" in ln)
+    assert "OCD: no distillation" in left_out and "RLE (seed 0)" in left_out
 
 
 def test_the_allocation_script_runs_without_papermill_jupyter_or_an_installed_package(tmp_path):
