@@ -85,6 +85,20 @@ def test_a_stale_record_is_refused_naming_both_hashes(finished):
     assert cfg.hash in str(err.value) and str(folder) in str(err.value)
 
 
+def test_a_truncated_record_file_is_refused_naming_it(finished):
+    root, cfg, _ = finished
+    folder = run_records.write_record(run_cache.run_dir(cfg), root / "cut" / "runs")
+    text = (folder / "result.json").read_text()
+    (folder / "result.json").write_text(text[: len(text) // 2])
+    found = run_records.find_record(cfg, roots=[root / "cut" / "runs"])
+    with pytest.raises(run_records.CorruptRecordError, match="git checkout") as err:
+        run_records.read_record(found)
+    assert str(folder / "result.json") in str(err.value)
+    (folder / "config.json").write_text("{")
+    with pytest.raises(run_records.CorruptRecordError, match="config.json"):
+        run_records.find_record(cfg, roots=[root / "cut" / "runs"])
+
+
 def test_only_a_finished_run_has_a_record(tmp_path):
     with pytest.raises(FileNotFoundError, match="only a finished run"):
         run_records.write_record(tmp_path, tmp_path / "out")

@@ -80,6 +80,22 @@ class StaleRecordError(KitError):
     """A committed run record whose config is not the one the grid asks for."""
 
 
+class CorruptRecordError(KitError):
+    """A committed run record whose file cannot be read (truncated, half-written)."""
+
+
+def _read_json(path: Path) -> dict:
+    """A record's JSON file, or an error naming the file and the fix."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptRecordError(
+            f"the run record file {path} cannot be read ({err}; truncated?): restore it "
+            f"with `git checkout -- {path}`, or delete its folder {Path(path).parent} and "
+            "train the run again"
+        ) from None
+
+
 def records_home(report_folder: Path | None = None) -> Path:
     """reports/<profile>/runs/ for one profile's report folder; reports/ for all of them."""
     return Path(report_folder or reports_home()) / "runs"
@@ -138,7 +154,7 @@ def find_record(cfg: Config, roots: Iterable[Path] | None = None) -> Path | None
         homes = dict.fromkeys([reports_home(), REPO_ROOT / "reports"])
         roots = [r for home in homes for r in sorted(Path(home).glob("**/runs"))]
     for d in _candidates(cfg, roots):
-        recorded = Config.from_dict(json.loads(RunDir(d).config.read_text()))
+        recorded = Config.from_dict(_read_json(RunDir(d).config))
         if recorded.hash != cfg.hash:
             raise StaleRecordError(
                 f"the run record {d} holds config {recorded.hash}, but the grid asks for "
@@ -152,5 +168,5 @@ def find_record(cfg: Config, roots: Iterable[Path] | None = None) -> Path | None
 
 def read_record(directory: Path) -> dict:
     """A record's result.json, with the folder it came from as `run_dir`."""
-    result = json.loads(RunDir(Path(directory)).result.read_text())
+    result = _read_json(RunDir(Path(directory)).result)
     return {**result, "run_dir": str(directory)}
