@@ -25,7 +25,7 @@ from pathlib import Path
 from ..configs import Config
 from ..profiles import NotebookProfile
 from ..runs.cache import is_finished, run_dir
-from ..runs.records import find_record
+from ..runs.records import find_record, record_roots
 from .catalogue import notebook_left_out
 from .gather import grid_configs, grid_rows
 from .row import Experiment
@@ -180,11 +180,12 @@ def build_plan(
             if exp in rows or (exp in teachers and first_seed):
                 readers.setdefault(str(run_dir(cfg)), []).append(nb)
     runs = []
+    roots = record_roots() if use_records else []
     for exp, cfg in grid:
         folder = run_dir(cfg)
         if is_finished(cfg):
             state = FINISHED
-        elif use_records and find_record(cfg) is not None:
+        elif use_records and find_record(cfg, roots) is not None:
             state = RECORDED
         else:
             state = TO_TRAIN if train else MISSING

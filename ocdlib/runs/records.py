@@ -145,15 +145,19 @@ def _candidates(cfg: Config, roots: Iterable[Path]) -> list[Path]:
     return found
 
 
+def record_roots() -> list[Path]:
+    """Every reports/**/runs/ folder, where committed records live (one glob: a caller
+    that looks up many configs passes it to `find_record`)."""
+    homes = dict.fromkeys([reports_home(), REPO_ROOT / "reports"])
+    return [r for home in homes for r in sorted(Path(home).glob("**/runs"))]
+
+
 def find_record(cfg: Config, roots: Iterable[Path] | None = None) -> Path | None:
     """The committed record of `cfg` (any precision; its result.json says which), or None.
 
     Searched under every reports/**/runs/ folder unless `roots` is given. A record
     whose config.json is not `cfg` (another hash) raises StaleRecordError."""
-    if roots is None:
-        homes = dict.fromkeys([reports_home(), REPO_ROOT / "reports"])
-        roots = [r for home in homes for r in sorted(Path(home).glob("**/runs"))]
-    for d in _candidates(cfg, roots):
+    for d in _candidates(cfg, record_roots() if roots is None else roots):
         recorded = Config.from_dict(_read_json(RunDir(d).config))
         if recorded.hash != cfg.hash:
             raise StaleRecordError(
