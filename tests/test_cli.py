@@ -140,8 +140,10 @@ def test_run_watcher_reports_start_epochs_and_finish(tmp_path):
     runs = tmp_path / "runs"
     old = _fake_run(runs, "cpu_deeppose-aaaa-s0")
     (old / "result.json").write_text(json.dumps({"metrics": {"AP": 0.5}}))
+    stale = _fake_run(runs, "cpu_rle-ffff-s0")  # stopped before the watcher started
+    (stale / "log.csv").write_text("step,epoch,lr,reg,total,time\n1,1,0.1,1,1,60.0\n")
     watcher = RunWatcher(runs, PROFILES["cpu_scratch"])
-    assert watcher.poll() == []  # runs finished before it started are quiet
+    assert watcher.poll() == []  # runs finished or left stopped before it started are quiet
     new = _fake_run(runs, "cpu_ocd-bbbb-s0")
     _fake_run(runs, "smoke_ocd-cccc-s0")  # another profile: not watched
     assert watcher.poll() == ["    cpu_ocd-bbbb-s0: training, 3 epochs"]

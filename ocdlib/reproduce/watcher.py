@@ -30,9 +30,14 @@ class RunWatcher:
         self._seen: dict[str, str] = {}  # run name -> last state reported
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Runs left as they were before it started (finished, or stopped and not resumed)
+        # are quiet until their log moves.
+        self._idle: dict[str, float] = {}
         for d in self._run_dirs():
             if RunDir(d).is_finished():
                 self._seen[d.name] = "done"
+            else:
+                self._idle[d.name] = _log_mtime(d)
 
     def _run_dirs(self) -> list[Path]:
         if not self.runs_dir.is_dir():
@@ -47,6 +52,10 @@ class RunWatcher:
         for d in self._run_dirs():
             if self._seen.get(d.name) == "done":  # finished runs never change again
                 continue
+            if d.name in self._idle:
+                if _log_mtime(d) == self._idle[d.name]:
+                    continue
+                del self._idle[d.name]  # resumed
             state, line = _run_state(d)
             if state is None or self._seen.get(d.name) == state:
                 continue
@@ -76,6 +85,13 @@ class RunWatcher:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _log_mtime(run_dir: Path) -> float:
+    try:
+        return RunDir(run_dir).log.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _run_state(run_dir: Path) -> tuple[str | None, str]:
