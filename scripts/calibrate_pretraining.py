@@ -7,7 +7,7 @@ records, to reports/pretraining/: `calibration.json`, `calibration.md` and
 `ratio_vs_minutes.png` (DeepPose's AP over SimpleBaseline's against the minutes of
 pre-training). Jobs run `--jobs` at a time, each with cores/jobs threads; a job
 whose run is finished is read, not trained again, so the command rebuilds the
-tables from the run cache and can be rerun after a stop.
+tables from the run cache and can be rerun after a stop (a stopped run resumes).
 
     python scripts/calibrate_pretraining.py --pretrain fractal_w32 synth_rotation_w32 \
         --methods deeppose simplebaseline --seeds 0
@@ -100,7 +100,7 @@ def plan(args, threads: int, tag: str) -> list[Job]:
                             f"{method} s{seed} from {pre}" + (f"@{snap}" if snap else "")
                             + f", {epochs} epochs",
                             _python("train", "--config", f"cpu_pretrained_{method}",
-                                    "--no-progress",
+                                    "--no-progress", "--resume",
                                     *sum((["--set", s] for s in sets), []),
                                     "--set", f"train.num_threads={threads}"),
                             after=[f"pretrain {pre}"],
