@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -110,6 +111,20 @@ def plan(args, threads: int, tag: str) -> list[Job]:
 
 
 def run_jobs(jobs: list[Job], slots: int, logs: Path) -> None:
+    """Run `jobs`, `slots` at a time, each after the jobs it waits for. A SIGTERM or
+    Ctrl-C stops the running jobs too (each saves at its next step), then the script."""
+
+    def stop(signum, frame):
+        for j in jobs:
+            if j.proc is not None and j.proc.poll() is None:
+                j.proc.send_signal(signal.SIGTERM)
+        for j in jobs:
+            if j.proc is not None:
+                j.proc.wait()
+        raise SystemExit(f"stopped on {signal.Signals(signum).name}; rerun to resume")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     logs.mkdir(parents=True, exist_ok=True)
     by_name = {j.name: j for j in jobs}
     started = time.monotonic()
