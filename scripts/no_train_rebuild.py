@@ -17,12 +17,15 @@ must pass it against the commit before the change.
 `NEW=BASE` compares this checkout's profile NEW with BASE_REV's profile BASE (a renamed
 profile): their report folders are compared, and the name NEW is read as BASE.
 `--same-records` gives BASE_REV's worktree this checkout's committed records, so that
-records added since (newly trained runs) do not count as differences of the code.
+records added since (newly trained runs) do not count as differences of the code;
+`--rename NEW=OLD` reads a name or folder renamed since (a moved records folder) as
+its old one.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import re
 import shutil
@@ -102,10 +105,19 @@ def compare(base: Path, new: Path, roots: list[str], names: dict | None = None) 
     a, b = files(base), files(new)
     problems = [f"only in BASE_REV's: {p}" for p in sorted(a - b)]
     problems += [f"only in this checkout's: {p}" for p in sorted(b - a)]
+    shown = []
     for p in sorted(a & b):
-        if _normalised(base / p, roots, names) != _normalised(new / p, roots, names):
+        old, now = _normalised(base / p, roots, names), _normalised(new / p, roots, names)
+        if old != now:
             problems.append(f"differs: {p}")
+            shown.append(problems[-1])
+            if p.suffix in (".md", ".csv"):  # the lines that differ, to read the difference
+                diff = difflib.unified_diff(
+                    old.decode().splitlines(), now.decode().splitlines(), lineterm="", n=0
+                )
+                shown += [f"    {line[:220]}" for line in list(diff)[2:14]]
     print(f"{len(a & b)} files written by both; {len(problems)} differences")
+    print("\n".join(shown))
     return problems
 
 
@@ -114,6 +126,9 @@ def main() -> int:
     ap.add_argument("base", help="the commit to compare against")
     ap.add_argument("--profiles", nargs="+", default=["cpu", "cpu_full"], help="P or NEW=BASE")
     ap.add_argument("--same-records", action="store_true")
+    ap.add_argument(
+        "--rename", nargs="*", default=[], help="NEW=OLD: a folder or name renamed since BASE_REV"
+    )
     args = ap.parse_args()
     pairs = [tuple(p.split("=", 1)) if "=" in p else (p, p) for p in args.profiles]
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,7 +151,10 @@ def main() -> int:
                     _report_folder(worktree, base_name, tmp / "base" / base_name),
                     _report_folder(REPO, new_name, tmp / "new" / new_name),
                     roots,
-                    {new_name: base_name} if new_name != base_name else {},
+                    {
+                        **({new_name: base_name} if new_name != base_name else {}),
+                        **dict(r.split("=", 1) for r in args.rename),
+                    },
                 )
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(worktree)])
