@@ -18,11 +18,20 @@ from ..profiles import NotebookProfile
 from ..report.notebook import clear_notebook_outputs
 from ..report.provenance import provenance_name, write_provenance
 from ..runs.cache import is_finished
-from .estimate import NOTEBOOK_S, Progress, estimate_grid, finished_seconds, summary_lines
+from .estimate import (
+    DEFAULT_BUDGET_S,
+    NOTEBOOK_S,
+    Progress,
+    estimate_grid,
+    finished_seconds,
+    summary_lines,
+)
 from .executor import default_jobs, execute
 from .watcher import RunWatcher
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+# Seconds of measurement below which a time box trains without an estimate.
+MIN_MEASURE_S = 10.0
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -134,7 +143,16 @@ class _Reproduction:
     def train(self, clock) -> None:
         """Say what training will cost, then train (within the minutes, if given)."""
         t0 = time.perf_counter()
-        progress = _announce(self.plan, len(self.plan.notebooks))
+        budget = DEFAULT_BUDGET_S
+        if self.plan.minutes is not None:  # the measurement takes a tenth of a box at most
+            budget = min(budget, 6.0 * self.plan.minutes)
+        if budget < MIN_MEASURE_S:
+            # Too short a box to measure in: runs start in the plan's order and stop at
+            # its deadline.
+            print(f"a time box of {self.plan.minutes:g} min: no estimate measured", flush=True)
+            progress = None
+        else:
+            progress = _announce(self.plan, len(self.plan.notebooks), budget)
         if progress is not None:
             est = progress.estimate
             self.extra_lines.append(
@@ -252,17 +270,21 @@ def _execute(nb: Path, running: Path, out_dir: Path, profile: str, plan: Path) -
     os.replace(partial, out_dir / "notebooks" / nb.name)
 
 
-def _announce(plan: Plan, books: int, say=print):
+def _announce(plan: Plan, books: int, budget_s: float = DEFAULT_BUDGET_S, say=print):
     """Say what of the plan will be trained and how long it should take, noting each
     run's estimate in the plan; the Progress that follows it (None when nothing is left
     to train)."""
     todo = plan.to_train()
     if not todo:
         return None
-    say("measuring this machine's step times for the estimate (at most 30 s) ...", flush=True)
-    est = estimate_grid(
-        [r.config for r in todo], plan.jobs, notebooks=books, finished=finished_seconds(plan)
+    say(
+        f"measuring this machine's step times for the estimate (at most {budget_s:.0f} s) ...",
+        flush=True,
     )
+    est = estimate_grid(
+        [r.config for r in todo], plan.jobs, notebooks=books, finished=finished_seconds(plan),
+        budget_s=budget_s,
+    )  # fmt: skip
     seconds = {r.name: r.seconds for r in est.runs}
     for r in todo:
         r.estimate_s = seconds.get(r.name)

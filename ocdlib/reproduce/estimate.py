@@ -20,6 +20,7 @@ and an ETA from the estimate scaled by how the finished runs compared with their
 
 from __future__ import annotations
 
+import math
 import statistics
 import tempfile
 import time
@@ -145,7 +146,12 @@ def estimate_grid(
         step_s, batch_s = _measure(to_measure, t0 + budget_s - reserve)
         # Side by side, the runs share the memory bus and caches: a step measured with
         # the other slots busy says how much slower each one runs.
-        slowdown = _side_by_side_slowdown(to_measure, jobs, threads, step_s) if to_measure else 1.0
+        in_time = time.perf_counter() < t0 + budget_s
+        slowdown = (
+            _side_by_side_slowdown(to_measure, jobs, threads, step_s)
+            if to_measure and in_time
+            else 1.0
+        )
     finally:
         torch.set_num_threads(before)
     runs = []
@@ -219,7 +225,7 @@ def _measure(todo: list[Config], deadline: float) -> tuple[dict[str, float], dic
     for name, _ in Counter(c.name for c in todo).most_common():
         if time.perf_counter() > deadline and step_s:
             break
-        step_s[name] = _step_seconds(first[name])
+        step_s[name] = _step_seconds(first[name], deadline=deadline)
     return step_s, batch_s
 
 
@@ -266,19 +272,26 @@ def _keep_busy(cfg_dict: dict, threads: int, ready, stop) -> None:
         step()
 
 
-def _step_seconds(cfg: Config, timed: int = 3, warmup: int = 2) -> float:
+def _step_seconds(
+    cfg: Config, timed: int = 3, warmup: int = 2, deadline: float = math.inf
+) -> float:
     """One training step of `cfg` on random crops, the median of `timed` after `warmup`
-    (the first steps build the kernels' plans and the allocator's pools)."""
+    (the first steps build the kernels' plans and the allocator's pools); past
+    `deadline` (perf_counter) one warm-up and one timed step at most."""
     from ..bench.training_cost import step_of
 
     step = step_of(cfg)
-    for _ in range(warmup):
+    for i in range(warmup):
+        if i and time.perf_counter() > deadline:
+            break
         step()
     times = []
     for _ in range(timed):
         t = time.perf_counter()
         step()
         times.append(time.perf_counter() - t)
+        if time.perf_counter() > deadline:
+            break
     return statistics.median(times)
 
 

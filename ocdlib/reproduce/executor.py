@@ -115,6 +115,7 @@ class Execution:
         self.out_of_time = False
         self.walls: dict[tuple, float] = {}  # minutes a run of this schedule took here
         self._started_at: dict[str, float] = {}
+        self._data: dict[str, bool] = {}  # SynthPose copy -> there (or generated) or not
         self.planned = {r.folder for r in plan.to_train()}
         # Earlier runs of the same config names: this command's, the run cache's, committed.
         self.roots = ([out / "runs"] if out else []) + [
@@ -159,20 +160,32 @@ class Execution:
             return False
         if not self._fits(run):
             return False
-        if not is_ready(cfg.data):  # generated for the first run that needs it, not before
-            t = self.clock()
-            try:
-                resolve_data(cfg.data, progress=False, give_up=self.give_up)
-            except GenerationAbandoned:
-                self.skip(run, "its data could not be generated in the time left")
-                return False
-            self.say(f"generated {cfg.data.synth.train + cfg.data.synth.val} SynthPose images "
-                     f"in {self.clock() - t:.0f} s", flush=True)  # fmt: skip
-            if self.minutes_left() < MIN_MINUTES_TO_START:  # the minimum counts after set-up
-                self.skip(run, "no time left once its data was generated")
-                self.out_of_time = True
-                return False
+        if not self.data_ready(run):
+            self.skip(run, "its data could not be generated in the time left")
+            return False
+        if self.minutes_left() < MIN_MINUTES_TO_START:  # the minimum counts after set-up
+            self.skip(run, "no time left once its data was generated")
+            self.out_of_time = True
+            return False
         return True
+
+    def data_ready(self, run: PlannedRun) -> bool:
+        """Whether `run`'s data is there: generated here for the first run that needs it
+        (each copy once; one abandoned for want of time stays abandoned)."""
+        data = run.config.data
+        key = repr(data.synth)
+        if key not in self._data:
+            self._data[key] = is_ready(data)
+            if not self._data[key]:
+                t = self.clock()
+                try:
+                    resolve_data(data, progress=False, give_up=self.give_up)
+                    self._data[key] = True
+                    self.say(f"generated {data.synth.train + data.synth.val} SynthPose images "
+                             f"in {self.clock() - t:.0f} s", flush=True)  # fmt: skip
+                except GenerationAbandoned:
+                    pass
+        return self._data[key]
 
     def _fits(self, run: PlannedRun) -> bool:
         if self.deadline is None:
@@ -271,6 +284,11 @@ def _one_by_one(ex: Execution, todo: list[PlannedRun]) -> None:
 
 
 def _side_by_side(ex: Execution, todo: list[PlannedRun]) -> None:
+    # Each SynthPose copy is generated before the pool starts: its generator forks
+    # workers, and a fork beside the pool's threads can deadlock.
+    for run in todo:
+        if ex.minutes_left() > 0:
+            ex.data_ready(run)
     jobs = ex.plan.jobs
     ctx = multiprocessing.get_context("spawn")
     resume = ex.plan.command or "the same command"
