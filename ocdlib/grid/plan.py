@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..configs import Config
@@ -31,6 +31,7 @@ from .gather import grid_configs, grid_rows
 from .row import Experiment
 
 FINISHED, RECORDED, TO_TRAIN, MISSING = "finished", "recorded", "to train", "missing"
+PRIVATE = ("exp", "config")  # PlannedRun fields that stay in the process
 PLAN_FILE = "plan.json"
 
 
@@ -48,9 +49,8 @@ class PlannedRun:
     config: Config | None = field(default=None, repr=False, compare=False)
 
     def public(self) -> dict:
-        out = asdict(self)
-        out.pop("exp"), out.pop("config")
-        return out
+        """What plan.json keeps of the run (not its row and config objects)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in PRIVATE}
 
 
 @dataclass
@@ -81,13 +81,8 @@ class Plan:
         """The runs `notebook` reads that nothing holds (nor will train), by folder name."""
         return [r.name for r in self.of_notebook(notebook) if r.state == MISSING]
 
-    def mark(self, name: str, state: str) -> None:
-        for r in self.runs:
-            if r.name == name:
-                r.state = state
-
     def save(self, path: Path) -> Path:
-        data = {k: v for k, v in asdict(self).items() if k != "runs"}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "runs"}
         data["runs"] = [r.public() for r in self.runs]
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

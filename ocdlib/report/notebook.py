@@ -16,7 +16,7 @@ from ..grid.gather import gather
 from ..grid.plan import Plan, record_left_out
 from ..paths import report_dir
 from ..profiles import NotebookProfile
-from .tables import format_frame, write_table
+from .tables import format_frame, write_results, write_table
 from .viz import save_figure
 
 
@@ -93,8 +93,6 @@ class NotebookReport:
 
     def results(self, summary: pd.DataFrame, rows) -> tuple[Path, Path]:
         """results.md and results.csv of the notebook's profile (the results notebook)."""
-        from .tables import write_results
-
         md, csv = write_results(summary, rows, self.root, self.profile, self.not_trained)
         self.written += [md, csv]
         return md, csv

@@ -173,7 +173,7 @@ class _Reproduction:
                 tcd_probe.grid_probe(self.profile, train=True)
                 for r in self.plan.to_train():
                     if is_finished(r.config):
-                        self.plan.mark(r.name, FINISHED)
+                        r.state = FINISHED
             trained = len(execute(self.plan, progress=progress).finished)
             what = f"training {trained} runs, {self.plan.jobs} side by side"
             if not trained:
@@ -304,15 +304,10 @@ def _timeboxed_training(plan: Plan, profile, t_all: float, progress, clock) -> l
     train_minutes = left - len(plan.notebooks) * NOTEBOOK_S / 60
     if progress is not None:
         progress.limit_s = 60 * left
-    given = plan.minutes
-    plan.minutes = train_minutes
-    try:
-        summary = reproduce_within(
-            profile, train_minutes, None, plan.jobs, pictures=False, progress=progress,
-            clock=clock, plan=plan,
-        )  # fmt: skip
-    finally:
-        plan.minutes = given
+    summary = reproduce_within(
+        profile, train_minutes, None, plan.jobs, pictures=False, progress=progress,
+        clock=clock, plan=plan,
+    )  # fmt: skip
     for r in plan.to_train():
         r.state = MISSING
     lines = [

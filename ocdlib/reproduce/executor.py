@@ -102,10 +102,13 @@ class Execution:
     """One execution of a plan: the clock and what is left, and why each run was or was
     not trained. `execute` returns it."""
 
-    def __init__(self, plan: Plan, clock, say, progress=None, out: Path | None = None):
+    def __init__(
+        self, plan: Plan, clock, say, progress=None, out: Path | None = None, minutes=None
+    ):
         self.plan, self.clock, self.say, self.progress, self.out = plan, clock, say, progress, out
         self.t0 = clock()
-        self.deadline = None if plan.minutes is None else self.t0 + 60 * plan.minutes
+        minutes = plan.minutes if minutes is None else minutes
+        self.deadline = None if minutes is None else self.t0 + 60 * minutes
         self.finished: list[PlannedRun] = []
         self.stopped: list[str] = []
         self.skipped: list[tuple[str, str]] = []
@@ -227,7 +230,7 @@ class Execution:
                 _score_other_heads(Path(run.folder))
                 write_record(Path(run.folder), self.out / "runs")
             self.finished.append(run)
-            self.plan.mark(run.name, FINISHED)
+            run.state = FINISHED
             result = read_result(Path(run.folder)) or {}
             if self.first_step_s is None and "seconds_to_first_step" in result:
                 self.first_step_s = self.first_start - self.t0 + result["seconds_to_first_step"]
@@ -245,10 +248,12 @@ def execute(
     say=print,
     clock=time.time,
     progress: Progress | None = None,
+    minutes: float | None = None,
 ) -> Execution:
-    """Train the plan's runs to train (see the module's docstring); with `out`, write each
-    finished run's record to OUT/runs/. Marks the runs it finishes in the plan."""
-    ex = Execution(plan, clock, say, progress, Path(out) if out else None)
+    """Train the plan's runs to train (see the module's docstring) within `minutes`
+    (default the plan's); with `out`, write each finished run's record to OUT/runs/.
+    Marks the runs it finishes in the plan."""
+    ex = Execution(plan, clock, say, progress, Path(out) if out else None, minutes)
     if ex.out is not None:
         (ex.out / "runs").mkdir(parents=True, exist_ok=True)
     todo = plan.to_train()
