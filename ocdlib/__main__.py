@@ -169,7 +169,7 @@ def cmd_records(args) -> int:
     profile = notebook_profile(args.profile)
     if args.train:
         command = f"python -m ocdlib records --profile {profile.name} --train"
-        train_grid(profile, use_records=True, command=command)
+        train_grid(profile, use_records=True, command=command, announce=True)
     write_profile_records(profile, Path(args.out) if args.out else None)
     return 0
 

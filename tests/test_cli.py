@@ -12,7 +12,7 @@ from ocdlib.configs import build_config
 from ocdlib.engine.run_dir import command_line
 from ocdlib.engine.trainer import train
 from ocdlib.profiles import NOTEBOOK_PROFILES as PROFILES
-from ocdlib.reproduce import RunWatcher
+from ocdlib.reproduce import Progress
 
 
 @pytest.fixture(scope="module")
@@ -136,33 +136,31 @@ def _fake_run(runs, name, epochs=3):
     return d
 
 
-def test_run_watcher_reports_start_epochs_and_finish(tmp_path):
+def test_progress_says_each_runs_start_epochs_and_end(tmp_path):
     runs = tmp_path / "runs"
-    old = _fake_run(runs, "cpu_deeppose-aaaa-s0")
-    (old / "result.json").write_text(json.dumps({"metrics": {"AP": 0.5}}))
-    stale = _fake_run(runs, "cpu_rle-ffff-s0")  # stopped before the watcher started
-    (stale / "log.csv").write_text("step,epoch,lr,reg,total,time\n1,1,0.1,1,1,60.0\n")
-    watcher = RunWatcher(runs, PROFILES["cpu_scratch"])
-    assert watcher.poll() == []  # runs finished or left stopped before it started are quiet
+    lines = []
+    progress = Progress(say=lambda line, **_: lines.append(line), total=2)
+    assert progress.poll() == []  # nothing in progress
     new = _fake_run(runs, "cpu_ocd-bbbb-s0")
-    _fake_run(runs, "smoke_ocd-cccc-s0")  # another profile: not watched
-    assert watcher.poll() == ["    cpu_ocd-bbbb-s0: training, 3 epochs"]
+    progress.started("cpu_ocd-bbbb-s0", new, "OCD-DeepPose, seed 0")
+    assert lines == ["start cpu_ocd-bbbb-s0 (OCD-DeepPose, seed 0)"]
+    assert progress.poll() == ["    cpu_ocd-bbbb-s0: training, 3 epochs"]
     (new / "log.csv").write_text(
         "step,epoch,lr,reg,total,time\n1,1,0.1,1,1,60.0\n2,1,0.1,1,1,120.0\n3,2,0.1,1,1,55.0\n4,"
     )
     # a half-written line is skipped; epoch 1 took 120 s, so epochs 2 and 3 about 4 min
-    assert watcher.poll() == ["    cpu_ocd-bbbb-s0: epoch 2/3, about 4 min of training left"]
-    assert watcher.poll() == []  # nothing new
-    (new / "result.json").write_text(json.dumps({"metrics": {"AP": 0.0286}, "train_time_s": 300}))
-    assert watcher.poll() == ["    cpu_ocd-bbbb-s0: finished, AP 2.9, trained in 5.0 min"]
+    assert progress.poll() == ["    cpu_ocd-bbbb-s0: epoch 2/3, about 4 min of training left"]
+    assert progress.poll() == []  # nothing new
     (new / "result.json").write_text("{not json")
-    _fake_run(runs, "cpu_rle-dddd-s0").joinpath("config.json").write_text("{")
-    assert watcher.poll() == []  # unreadable records are skipped, never raised
-    assert RunWatcher(tmp_path / "missing", PROFILES["cpu_scratch"]).poll() == []
-    # The full grid trains the cpu profile's configs: its watcher sees cpu_* runs.
-    full = RunWatcher(runs, PROFILES["cpu_scratch_full"])
-    _fake_run(runs, "cpu_tcd-eeee-s0")
-    assert full.poll() == ["    cpu_tcd-eeee-s0: training, 3 epochs"]
+    (new / "config.json").write_text("{")
+    assert progress.poll() == []  # files being written are skipped, never raised
+    (new / "result.json").write_text(json.dumps({"metrics": {"AP": 0.0286}}))
+    assert progress.poll() == []  # a finished run is said once, by its end
+    status = progress.ended("cpu_ocd-bbbb-s0", "finished cpu_ocd-bbbb-s0: AP 2.9")
+    assert lines[-2:] == ["finished cpu_ocd-bbbb-s0: AP 2.9", status]
+    assert status.startswith("[1/2 runs] ") and "ETA" not in status  # no estimate: no ETA
+    assert progress.poll() == []  # no longer polled
+    assert len(lines) == 5
 
 
 def test_runs_record_the_reproduce_command_inside_a_notebook(homes, tmp_path):

@@ -1,5 +1,7 @@
 """The estimate before a reproduction, its progress line, and `reproduce --minutes`."""
 
+import json
+
 import pytest
 from conftest import FakeClock
 
@@ -7,7 +9,8 @@ from ocdlib.grid.gather import grid_configs
 from ocdlib.grid.plan import run_order
 from ocdlib.profiles import NOTEBOOK_PROFILES as PROFILES
 from ocdlib.reproduce import estimate
-from ocdlib.reproduce.estimate import GridEstimate, Progress, RunEstimate, estimate_grid, schedule
+from ocdlib.reproduce.estimate import GridEstimate, RunEstimate, estimate_grid, schedule
+from ocdlib.reproduce.progress import Progress
 
 
 def test_the_schedule_fills_the_free_slot_and_waits_for_teachers():
@@ -78,3 +81,29 @@ def test_reproduce_prints_the_estimate_and_a_progress_line_and_keeps_its_minutes
     table = (homes / "reports" / "smoke" / "tables" / "02_ocd_ablation.md").read_text()
     assert "| DeepPose |" in table
     assert "not trained yet, so left out" in table
+
+
+def test_the_executor_expects_what_ran_here_then_the_estimate_then_a_record(homes, tmp_path):
+    from ocdlib.grid.plan import build_plan
+    from ocdlib.reproduce.estimate import RunTimes
+
+    plan = build_plan(PROFILES["smoke"], None, "reproduce", train=True)
+    from ocdlib.reproduce.estimate import _schedule
+
+    run = plan.runs[0]
+    # another run of the same data, model and schedule (its length, most of all)
+    same = next(r for r in plan.runs[1:] if _schedule(r.config) == _schedule(run.config))
+    longer = next(r for r in plan.runs if r.config.train.epochs > run.config.train.epochs)
+    times = RunTimes([tmp_path / "records"])
+    assert times.minutes(run) is None  # nothing says
+    record = tmp_path / "records" / f"{run.config.name}-0000000000-s9-fp32"
+    record.mkdir(parents=True)
+    (record / "config.json").write_text(json.dumps(run.config.to_dict()))
+    (record / "result.json").write_text(json.dumps({"train_time_s": 600.0}))
+    assert times.minutes(run) == pytest.approx(11.0)  # its training time, and a tenth
+    run.estimate_s = 120.0
+    assert times.minutes(run) == pytest.approx(2.0)  # the command's estimate first
+    times.took(longer, 9.0)  # another schedule: not this run's
+    times.took(same, 5.0)
+    times.took(same, 4.0)
+    assert times.minutes(run) == pytest.approx(5.0)  # the longest of its schedule here

@@ -13,21 +13,14 @@ from ..cores import usable_cores
 from ..errors import ConfigError
 from ..grid import tcd_probe
 from ..grid.plan import FINISHED, MISSING, PLAN_FILE, Plan, build_plan
-from ..paths import REPO_ROOT, report_dir, runs_home
+from ..paths import REPO_ROOT, report_dir
 from ..profiles import NotebookProfile
 from ..report.notebook import clear_notebook_outputs
 from ..report.provenance import provenance_name, write_provenance
 from ..runs.cache import is_finished
-from .estimate import (
-    DEFAULT_BUDGET_S,
-    NOTEBOOK_S,
-    Progress,
-    estimate_grid,
-    finished_seconds,
-    summary_lines,
-)
+from .estimate import DEFAULT_BUDGET_S, NOTEBOOK_S, estimate_grid, finished_seconds, summary_lines
 from .executor import default_jobs, execute
-from .watcher import RunWatcher
+from .progress import Progress
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 # Seconds of measurement below which a time box trains without an estimate.
@@ -72,13 +65,10 @@ def reproduce(
     run = _Reproduction(plan, profile, only)
     run.clear_left_out()
     try:
-        # The watcher prints a line as each run the notebooks train starts, reaches an
-        # epoch and finishes.
-        with RunWatcher(runs_home(), profile):
-            run.survey()
-            if train_missing:
-                run.train(clock)
-            run.run_notebooks()
+        run.survey()
+        if train_missing:
+            run.train(clock)
+        run.run_notebooks()
     finally:  # an interrupted reproduction says how far it got
         run.write_provenance()
     print(f"all done in {(time.perf_counter() - run.t_all) / 60:.1f} min; reports in {run.out_dir}")
@@ -93,14 +83,17 @@ def train_grid(
     jobs: int | None = None,
     use_records: bool = False,
     command: str | None = None,
+    announce: bool = False,
 ) -> int:
     """Train the runs of the grid (of the notebooks `only`) that the run cache lacks and,
     with `use_records`, that no committed record holds, `jobs` side by side, teachers
-    first; the number trained. What `records --train` and the tests use."""
+    first; the number trained. With `announce`, say first what it will cost, and give an
+    ETA as each run ends. What `records --train` and the tests use."""
     command = command or _reproduce_command(profile.name, only)
     books = notebooks(only) if only else None
     plan = build_plan(profile, books, command, True, None, jobs or default_jobs(), use_records)
-    return len(execute(plan).finished)
+    progress = _announce(plan, 0) if announce else None
+    return len(execute(plan, progress=progress).finished)
 
 
 class _Reproduction:

@@ -14,8 +14,8 @@ A run then takes steps x (step + batch) plus its evaluations and a fixed start-u
 a run of the same config already finished on this machine gives its own training
 time instead. The runs are laid out on `jobs` slots in the order the executor starts
 them (a TCD run after its teacher), and the wall time is when the last one ends, plus
-the notebooks. `Progress` prints one line as each run ends: runs done, time elapsed,
-and an ETA from the estimate scaled by how the finished runs compared with theirs.
+the notebooks. `Progress` (ocdlib/reproduce/progress.py) turns it into an ETA as the
+runs end; `RunTimes` is what the executor expects of the next run while it trains.
 """
 
 from __future__ import annotations
@@ -197,6 +197,62 @@ def finished_seconds(plan) -> dict[str, float]:
     return out
 
 
+class RunTimes:
+    """What the executor expects of a run while a command trains, in minutes: the
+    longest run of the same schedule this command has seen end, else the run's estimate
+    (`estimate_grid`, noted in the plan), else the quickest record under `roots` of a run
+    of the same config name, schedule and precision; None where nothing says."""
+
+    def __init__(self, roots: list[Path]):
+        self.roots = roots
+        self.walls: dict[tuple, float] = {}  # schedule -> minutes a run of it took here
+
+    def minutes(self, run) -> float | None:
+        """`run`: a PlannedRun (ocdlib/grid/plan.py)."""
+        return (
+            self.walls.get(_schedule(run.config))
+            or (run.estimate_s / 60 if run.estimate_s else None)
+            or recorded_minutes(run.config, self.roots)
+        )
+
+    def took(self, run, minutes: float) -> None:
+        """`run` ended after `minutes` (finished or stopped)."""
+        key = _schedule(run.config)
+        self.walls[key] = max(minutes, self.walls.get(key, 0.0))
+
+
+def _schedule(cfg: Config) -> tuple:
+    """What a run's length depends on, most of all: its data, model, schedule and batch. The
+    longest run of a schedule in this command estimates the next (the method's heads and
+    terms add a fifth at most at the profiles' sizes)."""
+    return (cfg.data.synth, cfg.data.input_size, cfg.model.backbone, cfg.train.epochs,
+            cfg.train.batch_size, cfg.train.max_steps)  # fmt: skip
+
+
+def recorded_minutes(cfg: Config, roots: list[Path]) -> float | None:
+    """Minutes `cfg` takes, from the quickest record under `roots` of a run of the same
+    config name, schedule and precision (its training time, plus a tenth for
+    evaluation), or None."""
+    import json
+
+    from ..engine.run_dir import RESULT, RunDir
+    from ..runs.cache import granted_precision
+
+    best = None
+    precision = granted_precision(cfg)
+    for root in roots:
+        for result_file in sorted(Path(root).glob(f"{cfg.name}-*/{RESULT}")):
+            result = json.loads(result_file.read_text())
+            config = json.loads(RunDir(result_file.parent).config.read_text())
+            if config["train"]["epochs"] != cfg.train.epochs:
+                continue
+            if result.get("precision_tag", precision) != precision:
+                continue
+            minutes = 1.1 * float(result.get("train_time_s", 0.0)) / 60
+            best = minutes if best is None else min(best, minutes)
+    return best
+
+
 def same_run_key(cfg: Config) -> str:
     """What runs that take the same time share: the config but for its seed."""
     return f"{cfg.name}-{replace(cfg, train=replace(cfg.train, seed=0)).hash}"
@@ -331,76 +387,7 @@ def _batch_seconds(cfg: Config, batches: int = 2) -> float:
     return per_crop * cfg.train.batch_size
 
 
-class Progress:
-    """One line for the whole reproduction, printed as each run ends: runs done of the
-    total, time elapsed, and the ETA (the estimate of what is left, scaled by how long
-    the finished runs took against their estimates)."""
-
-    def __init__(self, estimate: GridEstimate, say=print, clock=time.monotonic):
-        self.estimate, self.say, self.clock = estimate, say, clock
-        self.t0 = clock()
-        self.done: dict[str, float] = {}  # run name -> estimated seconds of the finished
-        self.actual: dict[str, float] = {}
-        self._started: dict[str, float] = {}
-        self.limit_s: float | None = None  # a time box: the seconds the command is given
-
-    @property
-    def total(self) -> int:
-        return len(self.estimate.runs)
-
-    def started(self, name: str) -> None:
-        self._started[name] = self.clock()
-
-    def ended(self, name: str) -> str:
-        """Note that run `name` ended; return (and say) the progress line."""
-        now = self.clock()
-        by_name = {r.name: r for r in self.estimate.runs}
-        if name in by_name:
-            self.done[name] = by_name[name].seconds
-            self.actual[name] = now - self._started.get(name, self.t0)
-        line = self.line()
-        if name in self.actual:
-            line += (
-                f"; {name} took {_minutes(self.actual[name])}"
-                f" (estimated {_minutes(self.done[name])})"
-            )
-        self.say(line, flush=True)
-        return line
-
-    def scale(self) -> float:
-        """Actual over estimated seconds of the finished runs (1 before any)."""
-        est = sum(self.done.values())
-        return sum(self.actual.values()) / est if est > 0 else 1.0
-
-    def eta_s(self) -> float:
-        """Seconds until the reproduction ends, notebooks included: the runs in progress
-        hold their slots for what is left of their (scaled) estimate, then the waiting
-        runs follow in order."""
-        scale, now = self.scale(), self.clock()
-        running, waiting = [], []
-        for r in self.estimate.runs:
-            if r.name in self.done:
-                continue
-            if r.name in self._started:
-                running.append(max(0.0, r.seconds * scale - (now - self._started[r.name])))
-            else:
-                waiting.append(r.seconds * scale)
-        eta = schedule(running + waiting, self.estimate.jobs) + self.estimate.notebooks * NOTEBOOK_S
-        if self.limit_s is not None:  # a time box ends it sooner
-            eta = min(eta, max(0.0, self.t0 + self.limit_s - now))
-        return eta
-
-    def line(self) -> str:
-        elapsed = self.clock() - self.t0
-        eta = self.eta_s()
-        at = time.strftime("%H:%M", time.localtime(time.time() + eta))
-        return (
-            f"[{len(self.done)}/{self.total} runs] {_minutes(elapsed)} elapsed, "
-            f"about {_minutes(eta)} left (ETA {at})"
-        )
-
-
-def _minutes(seconds: float) -> str:
+def as_minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
@@ -411,8 +398,8 @@ def summary_lines(est: GridEstimate, finished: int, cores: int) -> list[str]:
         f"{len(est.runs)} runs to train, {finished} found finished; this machine trains in "
         f"{est.precision} on {cores} cores ({est.jobs} runs side by side, {est.threads} "
         f"thread{'s' if est.threads > 1 else ''} each)",
-        f"expected wall time: about {_minutes(est.wall_s)} (training {_minutes(est.training_s)}"
-        f", notebooks {_minutes(est.notebooks * NOTEBOOK_S)}); from step times measured here "
+        f"expected wall time: about {as_minutes(est.wall_s)} (training {as_minutes(est.training_s)}"
+        f", notebooks {as_minutes(est.notebooks * NOTEBOOK_S)}); from step times measured here "
         f"in {est.measured_s:.0f} s for {measured} runs"
         + (f" (side by side {est.slowdown:.2f}x slower a step)" if est.jobs > 1 else "")
         + (

@@ -8,11 +8,14 @@ holding its run's lock, with cores/jobs threads. A student starts once its teach
 finished.
 
 With `plan.minutes` the runs keep within them: a run starts only if, once its data is
-generated, at least `MIN_MINUTES_TO_START` are left and its estimate (this command's
-longest run of the same schedule, the grid's estimate, or an earlier record of the same
-config name and schedule) fits what is left; a run without one stops at the deadline,
-within one step of it, checkpointed, so that a later command resumes it. A run that
-fails is noted and the others go on. Without minutes a failed run stops the command.
+generated, at least `MIN_MINUTES_TO_START` are left and what it is expected to take
+(`RunTimes`, ocdlib/reproduce/estimate.py) fits what is left; a run that has not ended
+by the deadline stops within one step of it, checkpointed, so that a later command
+resumes it. A run that fails is noted and the others go on. Without minutes a failed
+run stops the command.
+
+Each run's start, epochs and end are said by the command's `Progress`
+(ocdlib/reproduce/progress.py), with an ETA where the command measured an estimate.
 
 SIGTERM or Ctrl-C stops the runs at their next step, saved (ocdlib/reproduce/stops.py),
 and the executor raises `RunInterrupted` with the command that resumes them.
@@ -20,7 +23,6 @@ and the executor raises `RunInterrupted` with the command that resumes them.
 
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing
 import time
@@ -32,13 +34,14 @@ from ..configs import Config
 from ..cores import usable_cores
 from ..data.prepare import is_ready, resolve_data
 from ..engine.evaluate import head_metrics
-from ..engine.run_dir import RESULT, RunDir, load_run_config, read_result
+from ..engine.run_dir import load_run_config, read_result
 from ..errors import GenerationAbandoned, RunInterrupted
 from ..grid.plan import FINISHED, Plan, PlannedRun
 from ..paths import reports_home, runs_home
-from ..runs.cache import get_run, granted_precision
+from ..runs.cache import get_run
 from ..runs.records import write_record
-from .estimate import Progress
+from .estimate import RunTimes
+from .progress import Progress
 from .stops import ForwardStops
 
 MIN_MINUTES_TO_START = 0.5
@@ -65,33 +68,6 @@ def with_share_of_cores(cfg: Config, jobs: int, cores: int | None = None) -> Con
     )
 
 
-def recorded_minutes(cfg: Config, roots: list[Path]) -> float | None:
-    """Minutes `cfg` takes on this machine, from the newest record under `roots` of a run
-    of the same config name, schedule and precision (its training time, plus a tenth
-    for evaluation), or None."""
-    best = None
-    precision = granted_precision(cfg)
-    for root in roots:
-        for result_file in sorted(Path(root).glob(f"{cfg.name}-*/{RESULT}")):
-            result = json.loads(result_file.read_text())
-            config = json.loads(RunDir(result_file.parent).config.read_text())
-            if config["train"]["epochs"] != cfg.train.epochs:
-                continue
-            if result.get("precision_tag", precision) != precision:
-                continue
-            minutes = 1.1 * float(result.get("train_time_s", 0.0)) / 60
-            best = minutes if best is None else min(best, minutes)
-    return best
-
-
-def _schedule(cfg: Config) -> tuple:
-    """What a run's length depends on, most of all: its data, model, schedule and batch. The
-    longest run of a schedule in this command estimates the next (the method's heads and
-    terms add a fifth at most at the profiles' sizes)."""
-    return (cfg.data.synth, cfg.data.input_size, cfg.model.backbone, cfg.train.epochs,
-            cfg.train.batch_size, cfg.train.max_steps)  # fmt: skip
-
-
 def _train_until(cfg: Config, deadline: float | None, command: str) -> tuple[str, bool]:
     """One run in a pool process: its folder, and whether it finished."""
     result = get_run(cfg, progress=False, deadline=deadline, command=command)
@@ -105,7 +81,9 @@ class Execution:
     def __init__(
         self, plan: Plan, clock, say, progress=None, out: Path | None = None, minutes=None
     ):
-        self.plan, self.clock, self.say, self.progress, self.out = plan, clock, say, progress, out
+        self.plan, self.clock, self.say, self.out = plan, clock, say, out
+        # (The progress lines read the real clock: `clock` keeps the deadline.)
+        self.progress = progress or Progress(say=say, total=len(plan.to_train()))
         self.t0 = clock()
         minutes = plan.minutes if minutes is None else minutes
         self.deadline = None if minutes is None else self.t0 + 60 * minutes
@@ -116,15 +94,13 @@ class Execution:
         self.first_start: float | None = None
         self.dropped: set[str] = set()  # folders of runs not started or not finished
         self.out_of_time = False
-        self.walls: dict[tuple, float] = {}  # minutes a run of this schedule took here
         self._started_at: dict[str, float] = {}
         self._data: dict[str, bool] = {}  # SynthPose copy -> there (or generated) or not
         self.planned = {r.folder for r in plan.to_train()}
         # Earlier runs of the same config names: this command's, the run cache's, committed.
-        self.roots = ([out / "runs"] if out else []) + [
-            runs_home(),
-            *sorted(reports_home().glob("**/runs")),
-        ]
+        self.times = RunTimes(
+            ([out / "runs"] if out else []) + [runs_home(), *sorted(reports_home().glob("**/runs"))]
+        )
 
     def minutes_left(self) -> float:
         return math.inf if self.deadline is None else (self.deadline - self.clock()) / 60
@@ -198,11 +174,7 @@ class Execution:
             self.skip(run, "no time left")
             self.out_of_time = True
             return False
-        estimate = (
-            self.walls.get(_schedule(run.config))
-            or (run.estimate_s / 60 if run.estimate_s else None)
-            or recorded_minutes(run.config, self.roots)
-        )
+        estimate = self.times.minutes(run)
         if estimate is not None and estimate > left:
             self.skip(run, f"needs about {estimate:.1f} min, {left:.1f} left")
             return False
@@ -210,21 +182,16 @@ class Execution:
 
     def started(self, run: PlannedRun) -> None:
         self._started_at[run.name] = self.clock()
-        if self.progress is not None:
-            self.progress.started(run.name)
         if self.first_start is None:
             self.first_start = self._started_at[run.name]
-        left = self.minutes_left()
-        self.say(
-            f"start {run.name} ({run.row}, seed {run.seed}"
-            + (f"; {left:.1f} min left)" if self.deadline is not None else ")"),
-            flush=True,
-        )
+        what = f"{run.row}, seed {run.seed}"
+        if self.deadline is not None:
+            what += f"; {self.minutes_left():.1f} min left"
+        self.progress.started(run.name, run.folder, what)
 
     def ended(self, run: PlannedRun, complete: bool) -> None:
-        wall = (self.clock() - self._started_at.pop(run.name, self.clock())) / 60
-        key = _schedule(run.config)
-        self.walls[key] = max(wall, self.walls.get(key, 0.0))
+        self.times.took(run, (self.clock() - self._started_at.pop(run.name, self.clock())) / 60)
+        line = f"stopped {run.name} at the deadline, resumable"
         if complete:
             if self.out is not None:
                 _score_other_heads(Path(run.folder))
@@ -234,12 +201,11 @@ class Execution:
             result = read_result(Path(run.folder)) or {}
             if self.first_step_s is None and "seconds_to_first_step" in result:
                 self.first_step_s = self.first_start - self.t0 + result["seconds_to_first_step"]
-            self.say(f"finished {run.name}: {_result_line(result)}", flush=True)
+            line = f"finished {run.name}: {_result_line(result)}"
         else:
             self.stopped.append(run.name)
             self.dropped.add(run.folder)
-        if self.progress is not None:
-            self.progress.ended(run.name)
+        self.progress.ended(run.name, line)
 
 
 def execute(
@@ -259,10 +225,11 @@ def execute(
     todo = plan.to_train()
     if not todo:
         return ex
-    if plan.jobs == 1:
-        _one_by_one(ex, todo)
-    else:
-        _side_by_side(ex, todo)
+    with ex.progress.watching():
+        if plan.jobs == 1:
+            _one_by_one(ex, todo)
+        else:
+            _side_by_side(ex, todo)
     return ex
 
 

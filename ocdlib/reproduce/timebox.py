@@ -24,8 +24,8 @@ from pathlib import Path
 from ..engine.run_dir import RunDir, git_commit
 from ..grid.plan import Plan, build_plan
 from ..profiles import NotebookProfile
-from .estimate import Progress
 from .executor import Execution, execute
+from .progress import Progress
 
 
 def reproduce_within(
