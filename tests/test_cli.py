@@ -216,3 +216,18 @@ def test_an_unknown_profile_or_notebook_is_one_line(capsys):
     assert main(["reproduce", "--profile", "cpu", "--only", "99"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "99" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_record_keeps_the_heatmap_head_inside_scored_while_the_weights_are_here(
+    smoke_run, tmp_path
+):
+    import shutil
+
+    from ocdlib.runs.records import write_record
+
+    run = tmp_path / smoke_run.name
+    shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("eval_*"))
+    record = write_record(run, tmp_path / "records")
+    scores = json.loads((record / "eval_hm" / "metrics.json").read_text())
+    assert scores == json.loads((run / "eval_hm" / "metrics.json").read_text())
+    assert "AP" in scores

@@ -38,6 +38,9 @@ def test_a_record_reads_back_as_its_run_without_the_run_cache(finished, monkeypa
         "config.json", "evals.json", "log.csv.gz", "pictures.json", "result.json",
     ]  # fmt: skip
     assert run_records.find_record(cfg) == folder
+    # Another profile sharing the run (cpu_full shares cpu's) writes no second copy.
+    other = root / "other"
+    assert write_profile_records(PROFILES["smoke"], other, out=lambda *a: None) == []
     # The run cache loses the run (another machine): gather without training reads the
     # record, and tables and learning curves come out as from the run itself.
     aside = root / "aside"

@@ -33,8 +33,7 @@ from pathlib import Path
 from ..configs import Config
 from ..cores import usable_cores
 from ..data.prepare import is_ready, resolve_data
-from ..engine.evaluate import head_metrics
-from ..engine.run_dir import load_run_config, read_result
+from ..engine.run_dir import read_result
 from ..errors import GenerationAbandoned, RunInterrupted
 from ..grid.plan import FINISHED, Plan, PlannedRun
 from ..paths import reports_home, runs_home
@@ -194,7 +193,6 @@ class Execution:
         line = f"stopped {run.name} at the deadline, resumable"
         if complete:
             if self.out is not None:
-                _score_other_heads(Path(run.folder))
                 write_record(Path(run.folder), self.out / "runs")
             self.finished.append(run)
             run.state = FINISHED
@@ -304,14 +302,6 @@ def _side_by_side(ex: Execution, todo: list[PlannedRun]) -> None:
                 ex.ended(run, complete)
         if stops.requested:
             raise stops.interrupted()
-
-
-def _score_other_heads(directory: Path) -> None:
-    """Score the heatmap head that trains beside a run's deployed head (what the notebooks
-    show as "the heatmap head inside"), while the weights are here: a record has none."""
-    model = load_run_config(directory).model
-    if "hm" in model.heads and model.deploy_head != "hm":
-        head_metrics(directory, "hm")
 
 
 def _result_line(result: dict) -> str:

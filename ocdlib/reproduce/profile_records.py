@@ -9,20 +9,25 @@ from ..grid.gather import grid_configs
 from ..paths import report_dir, runs_home
 from ..profiles import NotebookProfile
 from ..runs.cache import finished_result, run_dir
-from ..runs.records import records_home, write_record
+from ..runs.records import find_record, record_roots, records_home, write_record
 
 
 def write_profile_records(
     profile: NotebookProfile, dest_root: Path | None = None, out=print
 ) -> list[Path]:
     """The records of every finished run of `profile`'s grid (and its TCD probe tables),
-    written to `dest_root` (default reports/<profile>/runs/); returns the folders."""
+    written to `dest_root` (default reports/<profile>/runs/), but for runs whose record
+    another report folder holds (cpu_full's cpu runs: reports/runs/); returns the folders."""
     dest_root = Path(dest_root or records_home(report_dir(profile)))
-    written, missing = [], []
+    written, missing, elsewhere = [], [], []
+    roots = [r for r in record_roots() if r.resolve() != dest_root.resolve()]
     for _, cfg in grid_configs(profile):
         directory = run_dir(cfg)
         if finished_result(directory, cfg) is None:
             missing.append(directory.name)
+            continue
+        if find_record(cfg, roots) is not None:  # committed once, for every profile
+            elsewhere.append(directory.name)
             continue
         written.append(write_record(directory, dest_root))
     probes = runs_home() / "probes"
@@ -30,5 +35,8 @@ def write_profile_records(
         (dest_root / "probes").mkdir(parents=True, exist_ok=True)
         for table in sorted(probes.glob("*.csv")):
             shutil.copyfile(table, dest_root / "probes" / table.name)
-    out(f"{len(written)} run records in {dest_root}; {len(missing)} runs of the grid not finished")
+    out(
+        f"{len(written)} run records in {dest_root}; {len(elsewhere)} recorded in another "
+        f"report folder already; {len(missing)} runs of the grid not finished"
+    )
     return written

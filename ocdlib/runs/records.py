@@ -27,8 +27,17 @@ import numpy as np
 
 from ..configs import Config
 from ..data.prepare import resolve_data
-from ..engine.evaluate import predict_people
-from ..engine.run_dir import CONFIG, EVALS, LOG, RESULT, RunDir, has_weights, load_run_model
+from ..engine.evaluate import head_metrics, predict_people
+from ..engine.run_dir import (
+    CONFIG,
+    EVALS,
+    LOG,
+    RESULT,
+    RunDir,
+    has_weights,
+    load_run_config,
+    load_run_model,
+)  # fmt: skip
 from ..errors import KitError, MissingFileError
 from ..paths import COCO_SAMPLE_DIR, REPO_ROOT, reports_home
 
@@ -101,11 +110,20 @@ def records_home(report_folder: Path | None = None) -> Path:
     return Path(report_folder or reports_home()) / "runs"
 
 
+def score_other_heads(run_dir: Path) -> None:
+    """Score the heatmap head that trains beside a run's deployed head (what the notebooks
+    show as "the heatmap head inside"), while the weights are here: a record has none."""
+    model = load_run_config(run_dir).model
+    if "hm" in model.heads and model.deploy_head != "hm" and RunDir(run_dir).checkpoint.is_file():
+        head_metrics(run_dir, "hm")
+
+
 def write_record(run_dir: Path, dest_root: Path) -> Path:
     """Copy a finished run's record into `dest_root`/<run folder name>/ and return it."""
     run_dir = Path(run_dir)
     if not RunDir(run_dir).is_finished():
         raise MissingFileError(f"{run_dir} has no result.json: only a finished run has a record")
+    score_other_heads(run_dir)
     dest = Path(dest_root) / run_dir.name
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
