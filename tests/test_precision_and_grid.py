@@ -115,6 +115,32 @@ def test_grid_lists_teachers_once_and_with_their_students():
     )
 
 
+def test_a_recorded_teacher_of_a_student_to_train_is_trained_again_for_its_weights(
+    homes, monkeypatch
+):
+    import json
+
+    from ocdlib.grid.plan import RECORDED, TO_TRAIN, build_plan
+
+    monkeypatch.setenv("OCDLIB_REPORTS", str(homes / "reports"))
+    profile = PROFILES["smoke"]
+    grid = grid_configs(profile, ["01", "03"])
+    teachers = {c.loss.teacher_run for _, c in grid if c.loss.teacher_run}
+    teacher = next(c for _, c in grid if str(run_dir(c)) in teachers)
+    other = next(c for e, c in grid if e is DEEPPOSE)
+    for cfg in (teacher, other):  # committed records, no weights on this machine
+        record = homes / "reports" / "smoke" / "runs" / run_dir(cfg).name
+        record.mkdir(parents=True)
+        (record / "config.json").write_text(json.dumps(cfg.to_dict()))
+        (record / "result.json").write_text(json.dumps({"metrics": {"AP": 0.1}}))
+    books = [Path(f"notebooks/{n}.ipynb") for n in ("01_baselines", "03_tcd")]
+    state = {r.name: r.state for r in build_plan(profile, books, "c", True, use_records=True).runs}
+    assert state[run_dir(teacher).name] == TO_TRAIN  # its students need its weights
+    assert state[run_dir(other).name] == RECORDED
+    reading = build_plan(profile, books, "c", train=False)  # nothing trains: the record serves
+    assert {r.name: r.state for r in reading.runs}[run_dir(teacher).name] == RECORDED
+
+
 def test_the_default_cpu_grid_is_the_full_grid_less_the_rows_cut_for_time():
     cpu = {run_dir(c).name: e for e, c in grid_configs(PROFILES["cpu"])}
     full = {run_dir(c).name: e for e, c in grid_configs(PROFILES["cpu_full"])}

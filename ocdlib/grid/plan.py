@@ -11,7 +11,8 @@ A run's state is one of:
 - "finished": this machine's run cache holds it;
 - "recorded": a committed record holds it (ocdlib/runs/records.py), and the plan reads
   records (a reproduction that trains nothing);
-- "to train": the executor trains it (or the notebooks, one by one, when asked);
+- "to train": the executor trains it (or the notebooks, one by one, when asked); a
+  recorded teacher of a student to train is trained again, for its weights;
 - "missing": neither, and nothing will train it.
 """
 
@@ -191,4 +192,9 @@ def build_plan(
                 readers.get(str(folder), []), folder=str(folder), exp=exp, config=cfg,
             )
         )  # fmt: skip
+    if train:  # a student learns from its teacher's weights, which no record carries
+        waiting = {r.teacher for r in runs if r.state == TO_TRAIN and r.teacher}
+        for r in runs:
+            if r.state == RECORDED and r.name in waiting:
+                r.state = TO_TRAIN
     return Plan(profile.name, command, books, left_out, runs, train, use_records, minutes, jobs)
