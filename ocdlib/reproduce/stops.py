@@ -39,7 +39,7 @@ class ForwardStops(StopRequest):
     def interrupted(self) -> RunInterrupted:
         name = signal.Signals(self.signum).name if self.signum else "a signal"
         return RunInterrupted(
-            f"reproduce stopped on {name}: its training runs were saved at their next step; "
+            f"stopped on {name}: the training runs were saved at their next step; "
             f"{self.command} resumes them",
             self.signum or signal.SIGTERM,
         )
