@@ -144,3 +144,19 @@ def test_a_notebook_rebuilds_its_reports_from_records_alone(tmp_path, monkeypatc
     provenance = (tmp_path / "reports" / "smoke" / "PROVENANCE-only-01-02-05.md").read_text()
     assert "02_ocd.ipynb: not rebuilt" not in provenance
     assert "05_wholebody.ipynb: not rebuilt (none of its" in provenance
+
+
+def test_a_profiles_records_take_only_the_probe_tables_of_its_own_grid(finished, tmp_path):
+    root, cfg, _ = finished
+    probes = root / "runs" / "probes"
+    probes.mkdir(parents=True, exist_ok=True)
+    ours = probes / f"{run_cache.run_dir(cfg).name}_x_stops1_b8.csv"
+    theirs = probes / "cpu_tcd-aefa78c8af-s0-bf16_cpu_ocd-6920ed8b63-s0-bf16_stops1_b8.csv"
+    for table in (ours, theirs):
+        table.write_text("run,epoch,source\n")
+    try:
+        write_profile_records(PROFILES["smoke"], tmp_path / "records", out=lambda *a: None)
+    finally:
+        ours.unlink()
+        theirs.unlink()
+    assert sorted(p.name for p in (tmp_path / "records" / "probes").iterdir()) == [ours.name]

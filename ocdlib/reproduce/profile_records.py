@@ -21,7 +21,8 @@ def write_profile_records(
     dest_root = Path(dest_root or records_home(report_dir(profile)))
     written, missing, elsewhere = [], [], []
     roots = [r for r in record_roots() if r.resolve() != dest_root.resolve()]
-    for _, cfg in grid_configs(profile):
+    grid = grid_configs(profile)
+    for _, cfg in grid:
         directory = run_dir(cfg)
         if finished_result(directory, cfg) is None:
             missing.append(directory.name)
@@ -30,11 +31,14 @@ def write_profile_records(
             elsewhere.append(directory.name)
             continue
         written.append(write_record(directory, dest_root))
+    # The TCD probe's tables of this grid: named after the runs they measured, TCD first.
+    folders = tuple(f"{run_dir(cfg).name}_" for _, cfg in grid)
     probes = runs_home() / "probes"
-    if probes.is_dir():
+    tables = sorted(t for t in probes.glob("*.csv") if t.name.startswith(folders))
+    if tables:
         (dest_root / "probes").mkdir(parents=True, exist_ok=True)
-        for table in sorted(probes.glob("*.csv")):
-            shutil.copyfile(table, dest_root / "probes" / table.name)
+    for table in tables:
+        shutil.copyfile(table, dest_root / "probes" / table.name)
     out(
         f"{len(written)} run records in {dest_root}; {len(elsewhere)} recorded in another "
         f"report folder already; {len(missing)} runs of the grid not finished"
