@@ -164,13 +164,16 @@ def _add_pretrain_parser(sub) -> None:
 
 
 def cmd_records(args) -> int:
+    from .paths import report_dir
     from .reproduce import train_grid, write_profile_records
+    from .runs.records import records_home
 
     profile = notebook_profile(args.profile)
-    if args.train:
+    dest = Path(args.out) if args.out else records_home(report_dir(profile))
+    if args.train:  # each run's record written as it finishes
         command = f"python -m ocdlib records --profile {profile.name} --train"
-        train_grid(profile, use_records=True, command=command, announce=True)
-    write_profile_records(profile, Path(args.out) if args.out else None)
+        train_grid(profile, use_records=True, command=command, announce=True, records=dest)
+    write_profile_records(profile, dest)
     return 0
 
 

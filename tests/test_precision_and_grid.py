@@ -186,12 +186,14 @@ def homes(tmp_path, monkeypatch):
 
 
 def test_train_grid_side_by_side_fills_the_cache_teachers_first(homes):
-    trained = train_grid(PROFILES["smoke"], ["03"], jobs=2)
+    records = homes / "records"  # records --train: each run's record as it finishes
+    trained = train_grid(PROFILES["smoke"], ["03"], jobs=2, records=records)
     rows = grid_configs(PROFILES["smoke"], ["03"])
     assert trained == len(rows)
     for _, cfg in rows:
         result = run_dir(cfg) / "result.json"
         assert result.is_file(), result
+        assert (records / run_dir(cfg).name / "result.json").read_text() == result.read_text()
     # A TCD student finished after its teacher existed (it read the teacher's checkpoint).
     for _, cfg in rows:
         if cfg.loss.teacher_run:

@@ -84,16 +84,18 @@ def train_grid(
     use_records: bool = False,
     command: str | None = None,
     announce: bool = False,
+    records: Path | None = None,
 ) -> int:
     """Train the runs of the grid (of the notebooks `only`) that the run cache lacks and,
     with `use_records`, that no committed record holds, `jobs` side by side, teachers
     first; the number trained. With `announce`, say first what it will cost, and give an
-    ETA as each run ends. What `records --train` and the tests use."""
+    ETA as each run ends; with `records`, write each run's record there as it finishes.
+    What `records --train` and the tests use."""
     command = command or _reproduce_command(profile.name, only)
     books = notebooks(only) if only else None
     plan = build_plan(profile, books, command, True, None, jobs or default_jobs(), use_records)
     progress = _announce(plan, 0) if announce else None
-    return len(execute(plan, progress=progress).finished)
+    return len(execute(plan, records, progress=progress).finished)
 
 
 class _Reproduction:

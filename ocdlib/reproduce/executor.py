@@ -38,7 +38,7 @@ from ..errors import GenerationAbandoned, RunInterrupted
 from ..grid.plan import FINISHED, Plan, PlannedRun
 from ..paths import reports_home, runs_home
 from ..runs.cache import get_run
-from ..runs.records import write_record
+from ..runs.records import find_record, record_roots, write_record
 from .estimate import RunTimes
 from .progress import Progress
 from .stops import ForwardStops
@@ -78,9 +78,9 @@ class Execution:
     not trained. `execute` returns it."""
 
     def __init__(
-        self, plan: Plan, clock, say, progress=None, out: Path | None = None, minutes=None
+        self, plan: Plan, clock, say, progress=None, records: Path | None = None, minutes=None
     ):
-        self.plan, self.clock, self.say, self.out = plan, clock, say, out
+        self.plan, self.clock, self.say, self.records = plan, clock, say, records
         # (The progress lines read the real clock: `clock` keeps the deadline.)
         self.progress = progress or Progress(say=say, total=len(plan.to_train()))
         self.t0 = clock()
@@ -96,9 +96,10 @@ class Execution:
         self._started_at: dict[str, float] = {}
         self._data: dict[str, bool] = {}  # SynthPose copy -> there (or generated) or not
         self.planned = {r.folder for r in plan.to_train()}
+        self._other_records = [r for r in record_roots() if r != records]
         # Earlier runs of the same config names: this command's, the run cache's, committed.
         self.times = RunTimes(
-            ([out / "runs"] if out else []) + [runs_home(), *sorted(reports_home().glob("**/runs"))]
+            ([records] if records else []) + [runs_home(), *sorted(reports_home().glob("**/runs"))]
         )
 
     def minutes_left(self) -> float:
@@ -192,8 +193,8 @@ class Execution:
         self.times.took(run, (self.clock() - self._started_at.pop(run.name, self.clock())) / 60)
         line = f"stopped {run.name} at the deadline, resumable"
         if complete:
-            if self.out is not None:
-                write_record(Path(run.folder), self.out / "runs")
+            if self.records is not None and find_record(run.config, self._other_records) is None:
+                write_record(Path(run.folder), self.records)  # (a teacher trained again: not)
             self.finished.append(run)
             run.state = FINISHED
             result = read_result(Path(run.folder)) or {}
@@ -208,18 +209,19 @@ class Execution:
 
 def execute(
     plan: Plan,
-    out: Path | None = None,
+    records: Path | None = None,
     say=print,
     clock=time.time,
     progress: Progress | None = None,
     minutes: float | None = None,
 ) -> Execution:
     """Train the plan's runs to train (see the module's docstring) within `minutes`
-    (default the plan's); with `out`, write each finished run's record to OUT/runs/.
+    (default the plan's); with `records`, write each finished run's record there as it
+    finishes (a command stopped later loses none).
     Marks the runs it finishes in the plan."""
-    ex = Execution(plan, clock, say, progress, Path(out) if out else None, minutes)
-    if ex.out is not None:
-        (ex.out / "runs").mkdir(parents=True, exist_ok=True)
+    ex = Execution(plan, clock, say, progress, Path(records) if records else None, minutes)
+    if ex.records is not None:
+        ex.records.mkdir(parents=True, exist_ok=True)
     todo = plan.to_train()
     if not todo:
         return ex

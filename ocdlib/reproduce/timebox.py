@@ -52,7 +52,8 @@ def reproduce_within(
         f"{len(plan.to_train())} runs of the {profile.name} grid missing; {minutes:g} min from now",
         flush=True,
     )
-    ex = execute(plan, out, say=say, clock=clock, progress=progress, minutes=minutes)
+    records = Path(out) / "runs" if out is not None else None
+    ex = execute(plan, records, say=say, clock=clock, progress=progress, minutes=minutes)
     summary = _summary(profile, minutes, jobs, ex, clock)
     if out is not None:
         out = Path(out)
