@@ -107,3 +107,26 @@ def test_the_executor_expects_what_ran_here_then_the_estimate_then_a_record(home
     times.took(same, 5.0)
     times.took(same, 4.0)
     assert times.minutes(run) == pytest.approx(5.0)  # the longest of its schedule here
+
+
+def test_a_resumed_run_counts_only_what_was_left_of_its_estimate(tmp_path):
+    from ocdlib.engine.run_dir import load_run_config
+    from ocdlib.reproduce.progress import done_share
+
+    clock = FakeClock()
+    lines = []
+    progress = Progress(
+        _grid([100, 100], jobs=1), say=lambda line, **_: lines.append(line), clock=clock
+    )
+    folder = tmp_path / "r0"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"train": {"epochs": 2}}))
+    total = estimate.run_steps(load_run_config(folder))
+    (folder / "log.csv").write_text(f"step,epoch,loss,time\n{total // 2},1,0.5,3.0\n")
+    assert done_share(folder) == pytest.approx((total // 2) / total)
+    assert done_share(tmp_path / "new") == 0.0  # not started yet: nothing done
+    progress.started("r0", folder)
+    clock.now += 30  # half of it was left, estimated 50 s: it ran at 0.6x the estimate
+    progress.ended("r0")
+    assert progress.scale() == pytest.approx(30 / (100 * (1 - (total // 2) / total)))
+    assert progress.eta_s() == pytest.approx(100 * progress.scale())  # r1, not started

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..engine.run_dir import RunDir, load_run_config, read_result
-from .estimate import NOTEBOOK_S, GridEstimate, as_minutes, schedule
+from .estimate import NOTEBOOK_S, GridEstimate, as_minutes, run_steps, schedule
 
 
 class Progress:
@@ -39,6 +39,7 @@ class Progress:
         self.done: dict[str, float] = {}  # run name -> estimated seconds of the ended
         self.actual: dict[str, float] = {}
         self._started: dict[str, float] = {}
+        self._left: dict[str, float] = {}  # run name -> share of it left when it started
         self._folders: dict[str, Path] = {}  # runs in progress whose logs are polled
         self._seen: dict[str, str] = {}  # run name -> the state last said
         self._lock = threading.Lock()
@@ -56,6 +57,7 @@ class Progress:
             self._started[name] = self.clock()
             if folder is not None:
                 self._folders[name] = Path(folder)
+                self._left[name] = 1.0 - done_share(Path(folder))
         if what or folder is not None:
             self.say(f"start {name}" + (f" ({what})" if what else ""), flush=True)
 
@@ -68,7 +70,7 @@ class Progress:
         self.ended_runs.append(name)
         by_name = {r.name: r for r in self.estimate.runs} if self.estimate else {}
         if name in by_name:
-            self.done[name] = by_name[name].seconds
+            self.done[name] = by_name[name].seconds * self._left.get(name, 1.0)
             self.actual[name] = now - self._started.get(name, self.t0)
         if line:
             self.say(line, flush=True)
@@ -98,7 +100,8 @@ class Progress:
             if r.name in self.done:
                 continue
             if r.name in self._started:
-                running.append(max(0.0, r.seconds * scale - (now - self._started[r.name])))
+                left = r.seconds * self._left.get(r.name, 1.0) * scale
+                running.append(max(0.0, left - (now - self._started[r.name])))
             else:
                 waiting.append(r.seconds * scale)
         eta = schedule(running + waiting, self.estimate.jobs) + self.estimate.notebooks * NOTEBOOK_S
@@ -147,6 +150,32 @@ class Progress:
         finally:
             stop.set()
             thread.join(timeout=5)
+
+
+def done_share(run_dir: Path) -> float:
+    """The share of its steps a run had logged when it started: 0 for a new run, more for
+    one resumed (its estimate counts what is left, so that the ETA's scale stays true)."""
+    try:
+        total = run_steps(load_run_config(run_dir))
+        step = _last_logged_step(RunDir(run_dir).log)
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+    return min(1.0, step / total) if step and total else 0.0
+
+
+def _last_logged_step(log: Path) -> int | None:
+    """The step of the last full line of a log.csv, or None."""
+    if not log.is_file():
+        return None
+    with open(log, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 4096))
+        lines = f.read().decode("utf-8", "replace").splitlines()
+    for line in reversed(lines):
+        fields = line.split(",")
+        if len(fields) >= 3 and fields[0].isdigit() and fields[1].isdigit():
+            return int(fields[0])
+    return None
 
 
 def run_state(run_dir: Path) -> tuple[str | None, str]:
