@@ -36,9 +36,9 @@ from ..data.prepare import is_ready, resolve_data
 from ..engine.run_dir import read_result
 from ..errors import GenerationAbandoned, RunInterrupted
 from ..grid.plan import FINISHED, Plan, PlannedRun
-from ..paths import reports_home, runs_home
+from ..paths import runs_home
 from ..runs.cache import get_run
-from ..runs.records import find_record, record_roots, write_record
+from ..runs.records import find_record, other_record_roots, record_roots, write_record
 from .estimate import RunTimes
 from .progress import Progress
 from .stops import ForwardStops
@@ -96,11 +96,10 @@ class Execution:
         self._started_at: dict[str, float] = {}
         self._data: dict[str, bool] = {}  # SynthPose copy -> there (or generated) or not
         self.planned = {r.folder for r in plan.to_train()}
-        self._other_records = [r for r in record_roots() if r != records]
+        committed = record_roots()  # one glob, for both uses below
+        self._other_records = other_record_roots(records, committed) if records else committed
         # Earlier runs of the same config names: this command's, the run cache's, committed.
-        self.times = RunTimes(
-            ([records] if records else []) + [runs_home(), *sorted(reports_home().glob("**/runs"))]
-        )
+        self.times = RunTimes(([records] if records else []) + [runs_home(), *committed])
 
     def minutes_left(self) -> float:
         return math.inf if self.deadline is None else (self.deadline - self.clock()) / 60

@@ -9,7 +9,7 @@ from ..grid.gather import grid_configs
 from ..paths import report_dir, runs_home
 from ..profiles import NotebookProfile
 from ..runs.cache import finished_result, run_dir
-from ..runs.records import find_record, record_roots, records_home, write_record
+from ..runs.records import find_record, other_record_roots, records_home, write_record
 
 
 def write_profile_records(
@@ -20,7 +20,7 @@ def write_profile_records(
     another report folder holds (cpu_full's cpu runs: reports/runs/); returns the folders."""
     dest_root = Path(dest_root or records_home(report_dir(profile)))
     written, missing, elsewhere = [], [], []
-    roots = [r for r in record_roots() if r.resolve() != dest_root.resolve()]
+    roots = other_record_roots(dest_root)
     grid = grid_configs(profile)
     for _, cfg in grid:
         directory = run_dir(cfg)

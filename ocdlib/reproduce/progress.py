@@ -167,10 +167,7 @@ def _last_logged_step(log: Path) -> int | None:
     """The step of the last full line of a log.csv, or None."""
     if not log.is_file():
         return None
-    with open(log, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - 4096))
-        lines = f.read().decode("utf-8", "replace").splitlines()
+    _, lines = _log_tail(log)
     for line in reversed(lines):
         fields = line.split(",")
         if len(fields) >= 3 and fields[0].isdigit() and fields[1].isdigit():
@@ -205,11 +202,7 @@ def _last_logged_epoch(log: Path) -> tuple[int | None, float | None]:
     seconds the epoch before it took (its last line's `time`), where the tail shows it."""
     if not log.is_file():
         return None, None
-    with open(log, "rb") as f:
-        header = f.readline().decode("utf-8", "replace").strip().split(",")
-        f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - 65536))
-        lines = f.read().decode("utf-8", "replace").splitlines()[1:]  # header or a part line
+    header, lines = _log_tail(log)
     time_col = header.index("time") if "time" in header else None
     current = None
     for line in reversed(lines):
@@ -224,3 +217,13 @@ def _last_logged_epoch(log: Path) -> tuple[int | None, float | None]:
             except (IndexError, ValueError):
                 return current, None
     return current, None
+
+
+def _log_tail(log: Path, size: int = 65536) -> tuple[list[str], list[str]]:
+    """A log.csv's header fields and the full lines of its last `size` bytes (the first
+    line read, the header or a part line, dropped)."""
+    with open(log, "rb") as f:
+        header = f.readline().decode("utf-8", "replace").strip().split(",")
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - size))
+        return header, f.read().decode("utf-8", "replace").splitlines()[1:]

@@ -37,7 +37,7 @@ from ..engine.run_dir import (
     has_weights,
     load_run_config,
     load_run_model,
-)  # fmt: skip
+)
 from ..errors import KitError, MissingFileError
 from ..paths import COCO_SAMPLE_DIR, REPO_ROOT, reports_home
 
@@ -168,6 +168,14 @@ def record_roots() -> list[Path]:
     that looks up many configs passes it to `find_record`)."""
     homes = dict.fromkeys([reports_home(), REPO_ROOT / "reports"])
     return [r for home in homes for r in sorted(Path(home).glob("**/runs"))]
+
+
+def other_record_roots(dest_root: Path, roots: Iterable[Path] | None = None) -> list[Path]:
+    """`roots` (default `record_roots()`) less `dest_root`: where a run is recorded
+    already when a command writes records to `dest_root` (a run is committed once, for
+    every profile)."""
+    dest = Path(dest_root).resolve()
+    return [r for r in (record_roots() if roots is None else roots) if r.resolve() != dest]
 
 
 def find_record(cfg: Config, roots: Iterable[Path] | None = None) -> Path | None:
