@@ -170,10 +170,13 @@ def cmd_records(args) -> int:
 
     profile = notebook_profile(args.profile)
     dest = Path(args.out) if args.out else records_home(report_dir(profile))
+    trained: list[str] = []
     if args.train:  # each run's record written as it finishes
         command = f"python -m ocdlib records --profile {profile.name} --train"
-        train_grid(profile, use_records=True, command=command, announce=True, records=dest)
-    write_profile_records(profile, dest)
+        trained = train_grid(
+            profile, use_records=True, command=command, announce=True, records=dest
+        )
+    write_profile_records(profile, dest, recorded=trained)
     return 0
 
 

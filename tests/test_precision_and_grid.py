@@ -30,7 +30,7 @@ from ocdlib.grid.claims import FLOORS, TARGET
 from ocdlib.grid.gather import grid_configs, run_dirs
 from ocdlib.profiles import NOTEBOOK_PROFILES as PROFILES
 from ocdlib.report.notebook import clear_notebook_outputs
-from ocdlib.reproduce import train_grid, with_share_of_cores
+from ocdlib.reproduce import train_grid, with_share_of_cores, write_profile_records
 from ocdlib.runs.cache import run_dir
 
 
@@ -189,7 +189,7 @@ def test_train_grid_side_by_side_fills_the_cache_teachers_first(homes):
     records = homes / "records"  # records --train: each run's record as it finishes
     trained = train_grid(PROFILES["smoke"], ["03"], jobs=2, records=records)
     rows = grid_configs(PROFILES["smoke"], ["03"])
-    assert trained == len(rows)
+    assert sorted(trained) == sorted(run_dir(cfg).name for _, cfg in rows)
     for _, cfg in rows:
         result = run_dir(cfg) / "result.json"
         assert result.is_file(), result
@@ -199,7 +199,12 @@ def test_train_grid_side_by_side_fills_the_cache_teachers_first(homes):
         if cfg.loss.teacher_run:
             teacher = os.path.getmtime(os.path.join(cfg.loss.teacher_run, "result.json"))
             assert os.path.getmtime(run_dir(cfg) / "config.json") >= teacher
-    assert train_grid(PROFILES["smoke"], ["03"], jobs=2) == 0  # everything cached now
+    assert train_grid(PROFILES["smoke"], ["03"], jobs=2) == []  # everything cached now
+    # records --train's final pass: the runs just recorded are not written a second time.
+    lines = []
+    written = write_profile_records(PROFILES["smoke"], records, lines.append, recorded=trained)
+    assert written == []  # every finished run of the grid was one this command trained
+    assert f"({len(trained)} written as their runs finished)" in lines[0]
 
 
 def _grid_time():

@@ -85,17 +85,18 @@ def train_grid(
     command: str | None = None,
     announce: bool = False,
     records: Path | None = None,
-) -> int:
+) -> list[str]:
     """Train the runs of the grid (of the notebooks `only`) that the run cache lacks and,
     with `use_records`, that no committed record holds, `jobs` side by side, teachers
     first; the number trained. With `announce`, say first what it will cost, and give an
     ETA as each run ends; with `records`, write each run's record there as it finishes.
-    What `records --train` and the tests use."""
+    Returns the folder names of the runs it trained. What `records --train` and the
+    tests use."""
     command = command or _reproduce_command(profile.name, only)
     books = notebooks(only) if only else None
     plan = build_plan(profile, books, command, True, None, jobs or default_jobs(), use_records)
     progress = _announce(plan, 0) if announce else None
-    return len(execute(plan, records, progress=progress).finished)
+    return [run.name for run in execute(plan, records, progress=progress).finished]
 
 
 class _Reproduction:

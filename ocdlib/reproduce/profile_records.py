@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 
 from ..grid.gather import grid_configs
@@ -13,13 +14,19 @@ from ..runs.records import find_record, other_record_roots, records_home, write_
 
 
 def write_profile_records(
-    profile: NotebookProfile, dest_root: Path | None = None, out=print
+    profile: NotebookProfile,
+    dest_root: Path | None = None,
+    out=print,
+    recorded: Collection[str] = (),
 ) -> list[Path]:
     """The records of every finished run of `profile`'s grid (and its TCD probe tables),
     written to `dest_root` (default reports/<profile>/runs/), but for runs whose record
-    another report folder holds (cpu_full's cpu runs: reports/runs/); returns the folders."""
+    another report folder holds (cpu_full's cpu runs: reports/runs/) and the runs named
+    in `recorded` (folder names whose records this command wrote as they finished);
+    returns the folders written."""
     dest_root = Path(dest_root or records_home(report_dir(profile)))
     written, missing, elsewhere = [], [], []
+    fresh = [name for name in recorded if (dest_root / name).is_dir()]
     roots = other_record_roots(dest_root)
     grid = grid_configs(profile)
     for _, cfg in grid:
@@ -29,6 +36,8 @@ def write_profile_records(
             continue
         if find_record(cfg, roots) is not None:  # committed once, for every profile
             elsewhere.append(directory.name)
+            continue
+        if directory.name in fresh:  # written as it finished, a moment ago
             continue
         written.append(write_record(directory, dest_root))
     # The TCD probe's tables of this grid: named after the runs they measured, TCD first.
@@ -40,7 +49,8 @@ def write_profile_records(
     for table in tables:
         shutil.copyfile(table, dest_root / "probes" / table.name)
     out(
-        f"{len(written)} run records in {dest_root}; {len(elsewhere)} recorded in another "
+        f"{len(written) + len(fresh)} run records in {dest_root} "
+        f"({len(fresh)} written as their runs finished); {len(elsewhere)} recorded in another "
         f"report folder already; {len(missing)} runs of the grid not finished"
     )
     return written
