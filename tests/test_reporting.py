@@ -180,6 +180,29 @@ def test_comparisons_margin_within_twice_the_spread():
     assert "not separated" in claims_mod.comparison_sentence(row)
 
 
+def test_comparisons_verdict_names_a_separated_loss_as_worse(tmp_path):
+    """A separated margin against the candidate is a claim that fails: the verdict
+    says "worse", never a bare "yes" beside the claim; read back from the CSV the
+    tables write, it says the same."""
+    summary = _summary([("DeepPose", [0.50, 0.52]), ("OCD-DeepPose", [0.40, 0.42])])
+    comps = claims_mod.comparisons(summary, _claims(summary))
+    assert list(comps["verdict"]) == ["worse"]
+    assert "is worse" in claims_mod.comparison_sentence(comps.iloc[0])
+    comps.to_csv(tmp_path / "c.csv", index=False)
+    back = pd.read_csv(tmp_path / "c.csv").iloc[0]
+    assert claims_mod.verdict(back["delta AP"], back["margin > 2x spread"]) == "worse"
+    close = _summary([("DeepPose", [0.40, 0.46]), ("OCD-DeepPose", [0.45, 0.47])])
+    assert list(claims_mod.comparisons(close, _claims(close))["verdict"]) == ["not separated"]
+    better = _summary([("DeepPose", [0.40, 0.42]), ("OCD-DeepPose", [0.50, 0.52])])
+    assert list(claims_mod.comparisons(better, _claims(better))["verdict"]) == ["better"]
+    one = _summary([("DeepPose", [0.40]), ("OCD-DeepPose", [0.50])])
+    assert list(claims_mod.comparisons(one, _claims(one))["verdict"]) == ["one seed"]
+    single = claims_mod.comparisons(one, _claims(one))
+    single.to_csv(tmp_path / "s.csv", index=False)
+    back = pd.read_csv(tmp_path / "s.csv").iloc[0]
+    assert claims_mod.verdict(back["delta AP"], back["margin > 2x spread"]) == "one seed"
+
+
 def test_comparisons_one_seed_and_heatmap_sanity_check():
     summary = _summary(
         [("DeepPose", [0.40]), ("SimpleBaseline (heatmap)", [0.35]), ("RLE", [0.95])]

@@ -50,7 +50,9 @@ def comparisons(
 
     spread = the larger of the two sample standard deviations over seeds; the
     margin "exceeds twice the spread" when |delta| > 2 * spread. With one seed
-    on either side there is no spread and the rule is not applied (None).
+    on either side there is no spread and the rule is not applied (None). The
+    verdict column (`verdict`) says which way a separated margin points, so that a
+    separated loss never reads as a claim upheld.
     """
     rows = []
     for c in claims:
@@ -71,14 +73,32 @@ def comparisons(
                 "spread": spread,
                 "n_seeds": n,
                 "margin > 2x spread": exceeds,
+                "verdict": verdict(delta, exceeds),
                 "claim": c.claim,
             }
         )
     columns = [
         "comparison", "candidate", "baseline", f"{metric} candidate", f"{metric} baseline",
-        f"delta {metric}", "spread", "n_seeds", "margin > 2x spread", "claim",
+        f"delta {metric}", "spread", "n_seeds", "margin > 2x spread", "verdict", "claim",
     ]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
+
+
+VERDICTS = ("better", "worse", "not separated", "one seed")
+
+
+def verdict(delta: float, separated: Any) -> str:
+    """The margin rule's answer for a candidate against its baseline: "better" or
+    "worse" when the margin exceeds twice the spread, "not separated" when it does not,
+    "one seed" when there is no spread. `separated` may come from a frame (True,
+    False, None) or from its CSV ("True", "False", empty)."""
+    if isinstance(separated, str):
+        separated = {"True": True, "False": False}.get(separated)
+    if separated is None or (isinstance(separated, float) and math.isnan(separated)):
+        return "one seed"
+    if not separated:
+        return "not separated"
+    return "better" if delta > 0 else "worse"
 
 
 def _signed(x: float) -> str:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..configs.presets import CPU_PRETRAINED_WEIGHTS
 from ..errors import ConfigError
+from ..grid import judge
 from ..grid.claims import PAPER_AP
 from ..paths import REPO_ROOT
 
@@ -115,14 +116,11 @@ def results_block(reports: Path) -> str:
         "The claims, judged by the margin rule (a difference counts when it exceeds twice "
         "the larger seed spread of the two rows):",
         "",
-        "| comparison | delta AP | spread | separated? | claim |",
+        "| comparison | delta AP | spread | verdict | claim |",
         "|---|---:|---:|---|---|",
     ]
     for _, r in comparisons.iterrows():
-        separated = str(r["margin > 2x spread"])
-        verdict = {"True": "better" if r["delta AP"] > 0 else "worse", "False": "no"}.get(
-            separated, "one seed"
-        )
+        verdict = judge.verdict(r["delta AP"], r["margin > 2x spread"])
         spread = "" if pd.isna(r["spread"]) else f"{r['spread']:.1f}"
         lines.append(
             f"| {r['comparison']} | {r['delta AP']:+.1f} | {spread} | {verdict} | {r['claim']} |"
@@ -136,10 +134,7 @@ def results_block(reports: Path) -> str:
 def _verdicts(comparisons: pd.DataFrame) -> dict[str, str]:
     out = {}
     for _, r in comparisons.iterrows():
-        separated = str(r["margin > 2x spread"])
-        verdict = {"True": "better" if r["delta AP"] > 0 else "worse", "False": "no"}.get(
-            separated, "one seed"
-        )
+        verdict = judge.verdict(r["delta AP"], r["margin > 2x spread"])
         out[r["comparison"]] = f"{r['delta AP']:+.1f} ({verdict})"
     return out
 
