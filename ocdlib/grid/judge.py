@@ -84,9 +84,6 @@ def comparisons(
     return pd.DataFrame(rows, columns=columns)
 
 
-VERDICTS = ("better", "worse", "not separated", "one seed")
-
-
 def verdict(delta: float, separated: Any) -> str:
     """The margin rule's answer for a candidate against its baseline: "better" or
     "worse" when the margin exceeds twice the spread, "not separated" when it does not,
@@ -94,7 +91,7 @@ def verdict(delta: float, separated: Any) -> str:
     False, None) or from its CSV ("True", "False", empty)."""
     if isinstance(separated, str):
         separated = {"True": True, "False": False}.get(separated)
-    if separated is None or (isinstance(separated, float) and math.isnan(separated)):
+    if pd.isna(separated):  # None, or an empty CSV cell
         return "one seed"
     if not separated:
         return "not separated"

@@ -88,7 +88,7 @@ def train_grid(
 ) -> list[str]:
     """Train the runs of the grid (of the notebooks `only`) that the run cache lacks and,
     with `use_records`, that no committed record holds, `jobs` side by side, teachers
-    first; the number trained. With `announce`, say first what it will cost, and give an
+    first. With `announce`, say first what it will cost, and give an
     ETA as each run ends; with `records`, write each run's record there as it finishes.
     Returns the folder names of the runs it trained. What `records --train` and the
     tests use."""
