@@ -136,6 +136,20 @@ def _fake_run(runs, name, epochs=3):
     return d
 
 
+def test_progress_eta_holds_across_a_resume_mid_epoch(tmp_path):
+    # 4 steps an epoch at 600 s a step; resumed at step 6, so epoch 2's `time` covers only
+    # its steps 7 and 8 (1200 s), not a whole epoch. 7 steps are left: about 70 min.
+    run = _fake_run(tmp_path / "runs", "cpu_ocd-cccc-s0", epochs=4)
+    first = "".join(f"{s},1,0.1,1,1,{600.0 * s}\n" for s in range(1, 5))
+    (run / "log.csv").write_text(
+        "step,epoch,lr,reg,total,time\n" + first + "7,2,0.1,1,1,600.0\n8,2,0.1,1,1,1200.0\n"
+        "9,3,0.1,1,1,600.0\n"
+    )
+    progress = Progress(say=lambda line, **_: None, total=1)
+    progress.started("cpu_ocd-cccc-s0", run, "OCD-DeepPose, seed 0")
+    assert progress.poll() == ["    cpu_ocd-cccc-s0: epoch 3/4, about 70 min of training left"]
+
+
 def test_progress_says_each_runs_start_epochs_and_end(tmp_path):
     runs = tmp_path / "runs"
     lines = []
@@ -148,8 +162,9 @@ def test_progress_says_each_runs_start_epochs_and_end(tmp_path):
     (new / "log.csv").write_text(
         "step,epoch,lr,reg,total,time\n1,1,0.1,1,1,60.0\n2,1,0.1,1,1,120.0\n3,2,0.1,1,1,55.0\n4,"
     )
-    # a half-written line is skipped; epoch 1 took 120 s, so epochs 2 and 3 about 4 min
-    assert progress.poll() == ["    cpu_ocd-bbbb-s0: epoch 2/3, about 4 min of training left"]
+    # a half-written line is skipped; 60 s a step (steps 1 to 2), 2 steps an epoch, so the
+    # 3 steps left take about 3 min
+    assert progress.poll() == ["    cpu_ocd-bbbb-s0: epoch 2/3, about 3 min of training left"]
     assert progress.poll() == []  # nothing new
     (new / "result.json").write_text("{not json")
     (new / "config.json").write_text("{")

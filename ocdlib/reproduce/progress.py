@@ -186,37 +186,51 @@ def run_state(run_dir: Path) -> tuple[str | None, str]:
             ap_text = f"AP {100 * ap:.1f}" if isinstance(ap, (int, float)) else "no AP"
             return "done", f"finished, {ap_text}, trained in {minutes:.1f} min"
         epochs = load_run_config(run_dir).train.epochs
-        epoch, epoch_s = _last_logged_epoch(RunDir(run_dir).log)
+        epoch, left_s = _log_progress(RunDir(run_dir).log, epochs)
         if epoch is None:
             return "started", f"training, {epochs} epochs"
         line = f"epoch {epoch}/{epochs}"
-        if epoch_s is not None and epoch < epochs:
-            line += f", about {(epochs - epoch + 1) * epoch_s / 60:.0f} min of training left"
+        if left_s is not None and epoch < epochs:
+            line += f", about {left_s / 60:.0f} min of training left"
         return f"epoch {epoch}", line
     except (OSError, ValueError, KeyError, TypeError):
         return None, ""
 
 
-def _last_logged_epoch(log: Path) -> tuple[int | None, float | None]:
-    """The epoch of the last full line of a log.csv (step,epoch,...,time), and the
-    seconds the epoch before it took (its last line's `time`), where the tail shows it."""
+def _log_progress(log: Path, epochs: int) -> tuple[int | None, float | None]:
+    """The epoch of the last full line of a log.csv (step,epoch,...,time) and the seconds
+    of training left, where the tail shows them.
+
+    `time` counts the seconds since its epoch began, or since the run resumed mid-epoch,
+    so one line's time is not an epoch's length. The pace is taken from consecutive lines
+    of one epoch instead (seconds over steps between them), and the steps per epoch from
+    the last step of a finished epoch (steps count on across epochs and resumes)."""
     if not log.is_file():
         return None, None
     header, lines = _log_tail(log)
     time_col = header.index("time") if "time" in header else None
-    current = None
-    for line in reversed(lines):
+    rows = []
+    for line in lines:
         fields = line.split(",")
-        if len(fields) < 3 or not fields[1].isdigit():
+        if len(fields) < 3 or not fields[0].isdigit() or not fields[1].isdigit():
             continue
-        if current is None:
-            current = int(fields[1])
-        elif int(fields[1]) < current:  # the last step of the epoch before
-            try:
-                return current, float(fields[time_col]) if time_col is not None else None
-            except (IndexError, ValueError):
-                return current, None
-    return current, None
+        try:
+            t = float(fields[time_col]) if time_col is not None else None
+        except (IndexError, ValueError):
+            t = None
+        rows.append((int(fields[0]), int(fields[1]), t))
+    if not rows:
+        return None, None
+    step, epoch, _ = rows[-1]
+    per_epoch = next((s // e for s, e, _ in reversed(rows[:-1]) if e < epoch), None)
+    seconds = steps = 0.0
+    for (s0, e0, t0), (s1, e1, t1) in zip(rows, rows[1:]):
+        if e0 == e1 and s1 > s0 and t0 is not None and t1 is not None and t1 >= t0:
+            seconds += t1 - t0
+            steps += s1 - s0
+    if per_epoch is None or not steps:
+        return epoch, None
+    return epoch, max(0, epochs * per_epoch - step) * seconds / steps
 
 
 def _log_tail(log: Path, size: int = 65536) -> tuple[list[str], list[str]]:
