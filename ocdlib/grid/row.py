@@ -26,7 +26,15 @@ FULL_GRID_ONLY = (
 # The profiles that train a cut of the cpu grid, and those that train all of it.
 CPU_CUTS = ("cpu", "cpu_scratch")
 CPU_FULLS = ("cpu_full", "cpu_scratch_full")
-IN_THE_FULL_GRID = tuple((p, FULL_GRID_ONLY) for p in CPU_CUTS)
+
+
+def _read_with(full: str) -> str:
+    return f"its committed records are read with profile {full!r}"
+
+
+IN_THE_FULL_GRID = tuple(
+    (cut, f"{FULL_GRID_ONLY}; {_read_with(full)}") for cut, full in zip(CPU_CUTS, CPU_FULLS)
+)
 N0_NEEDS_A_FINER_MAP = (
     "N=0 predicts from the stride-32 backbone map (4x3 at 128x96): too coarse to localise "
     "anything, so it is left out of this profile"
@@ -39,7 +47,7 @@ INVESTIGATION_ONLY = (
     "cores, cut from make reproduce"
 )
 INVESTIGATION = (
-    *((p, INVESTIGATION_ONLY) for p in CPU_CUTS),
+    *((cut, f"{INVESTIGATION_ONLY}; {_read_with(full)}") for cut, full in zip(CPU_CUTS, CPU_FULLS)),
     ("gpu_synth", "an investigation of the cpu regime"),
     ("coco", "an investigation of the cpu regime"),
 )
