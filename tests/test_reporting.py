@@ -143,6 +143,18 @@ def test_write_table_writes_md_csv_and_provenance(tmp_path):
     assert meta["profile"] == "smoke" and meta["table"] == "01_x.csv"
 
 
+def test_a_written_table_names_run_folders_from_the_repository(tmp_path):
+    from ocdlib.paths import REPO_ROOT
+
+    inside = REPO_ROOT / "runs" / "cpu_x-abc-s0"
+    outside = tmp_path / "elsewhere" / "cpu_x-abc-s1"
+    df = pd.DataFrame({"label": ["A", "B"], "run_dir": [str(inside), str(outside)]})
+    md, csv = reporting.write_table(df, tmp_path / "t", PROFILES["smoke"], "06_results")
+    assert pd.read_csv(csv)["run_dir"].tolist() == ["runs/cpu_x-abc-s0", str(outside)]
+    assert "| A | runs/cpu_x-abc-s0 |" in md.read_text()
+    assert df["run_dir"].tolist() == [str(inside), str(outside)]  # the caller's frame kept
+
+
 def _summary(rows):
     """A summary frame from (label, [AP per seed]) pairs."""
     results = [_result(label, seed, ap) for label, aps in rows for seed, ap in enumerate(aps)]

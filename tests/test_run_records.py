@@ -4,6 +4,7 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ocdlib.grid.catalogue import DEEPPOSE
@@ -75,6 +76,23 @@ def test_a_records_keypoints_draw_its_pictures_as_its_weights_do(finished):
     fig = pictures.keypoint_comparison({"from the record": folder}, n_images=2)
     assert fig is not None and len(fig.axes) == 2 * 2  # 2 images x (ground truth, record)
     assert pictures.coco_sample_comparison({"from the record": folder}, n_images=2) is not None
+
+
+def test_a_record_is_timed_on_the_architecture_its_weights_had(finished):
+    from ocdlib.engine.run_dir import has_weights, load_run_model
+    from ocdlib.report.tables import add_latency
+
+    root, cfg, _ = finished
+    run = run_cache.run_dir(cfg)
+    folder = run_records.write_record(run, root / "timed" / "runs")
+    assert not has_weights(folder)
+    trained, _ = load_run_model(run, student=True)
+    rebuilt, _ = load_run_model(folder, student=True, weights=False)
+    shapes = {k: v.shape for k, v in trained.state_dict().items()}
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == shapes
+    # the summary's rows name their runs' folders; a record's row is timed, not left empty
+    summary = pd.DataFrame({"label": ["DeepPose"], "run_dirs": [[folder]]})
+    assert add_latency(summary, repeats=2)["latency_ms"].iloc[0] > 0
 
 
 def test_a_stale_record_is_refused_naming_both_hashes(finished):

@@ -193,8 +193,10 @@ def load_run_config(directory: Path) -> Config:
     return Config.from_dict(json.loads(path.read_text()))
 
 
-def load_run_model(directory: Path, student: bool = False):
-    """Rebuild a run's model (all heads, or only the deployed student) with its trained weights.
+def load_run_model(directory: Path, student: bool = False, weights: bool = True):
+    """Rebuild a run's model (all heads, or only the deployed student) with its trained weights
+    (`weights` False: the same architecture freshly initialised, which is all a run record,
+    without weights, can rebuild; enough to time it).
 
     Returns the model and the run's config; the run's keypoint layout is
     `load_layout(directory, cfg.data)`."""
@@ -207,10 +209,10 @@ def load_run_model(directory: Path, student: bool = False):
     model = build_model(arch, info.num_keypoints, cfg.data.input_size, cfg.data.heatmap_size)
     if student:
         model = export_student(model, cfg.model.deploy_head)
-        ckpt = load_checkpoint(RunDir(directory).student, cfg.hash)
-    else:
-        ckpt = load_checkpoint(RunDir(directory).checkpoint, cfg.hash)
-    model.load_state_dict(ckpt["model"])
+    if weights:
+        run = RunDir(directory)
+        ckpt = load_checkpoint(run.student if student else run.checkpoint, cfg.hash)
+        model.load_state_dict(ckpt["model"])
     return model.eval(), cfg
 
 
@@ -220,8 +222,9 @@ def student_latency_ms(
     """Median CPU milliseconds of one forward pass of a run's deployed student at batch 1.
 
     Measured on this machine now, with `threads` torch threads (None: leave the current
-    setting), so report it with the machine beside it."""
-    model, cfg = load_run_model(directory, student=True)
+    setting), so report it with the machine beside it. The time depends on the architecture
+    only, so a run record (no weights) is timed on its architecture freshly built."""
+    model, cfg = load_run_model(directory, student=True, weights=has_weights(directory))
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)

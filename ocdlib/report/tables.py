@@ -33,7 +33,7 @@ import pandas as pd
 from ..configs import Config
 from ..engine.evaluate import head_metrics
 from ..engine.precision import tag_of_record
-from ..engine.run_dir import RunDir, has_weights, load_run_config, read_result, student_latency_ms
+from ..engine.run_dir import RunDir, load_run_config, read_result, student_latency_ms
 from ..errors import MissingFileError
 from ..grid.claims import TARGET, comparisons_among, floors_among
 from ..grid.judge import (
@@ -50,6 +50,7 @@ from ..grid.judge import (
 )
 from ..grid.row import Experiment
 from ..models.pose_model import HEAD_NAMES
+from ..paths import REPO_ROOT
 from ..profiles import NotebookProfile
 from .provenance import provenance, provenance_markdown
 
@@ -222,6 +223,22 @@ def markdown_table(df: pd.DataFrame, digits: Mapping[str, int] | None = None) ->
     return "\n".join([header, rule, *body]) + "\n"
 
 
+def _folders_from_the_repository(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with its run folders (`run_dir`) named from the repository's root where they lie
+    in it (runs/..., reports/runs/...), so that a committed table names folders a clone has
+    or can make, not the folders of the machine that wrote it."""
+    if "run_dir" not in df.columns:
+        return df
+
+    def shown(path: Any) -> Any:
+        try:
+            return str(Path(path).resolve().relative_to(REPO_ROOT))
+        except (TypeError, ValueError):
+            return path
+
+    return df.assign(run_dir=[shown(p) for p in df["run_dir"]])
+
+
 def write_table(
     df: pd.DataFrame,
     path_stem: str | Path,
@@ -242,6 +259,7 @@ def write_table(
     prov = provenance(profile, notebook, not_trained)
     md = stem.with_suffix(".md")
     heading = f"# {title}\n\n" if title else ""
+    df = _folders_from_the_repository(df)
     md.write_text(heading + provenance_markdown(prov) + "\n" + markdown_table(df, digits))
     csv = stem.with_suffix(".csv")
     df.to_csv(csv, index=False)
@@ -416,14 +434,20 @@ def learning_curve_frame(summary: pd.DataFrame, rows: Sequence[Row] | None = Non
 
 
 def add_latency(summary: pd.DataFrame, repeats: int = 20, threads: int = 1) -> pd.DataFrame:
-    """`summary` with a `latency_ms` column (first seed's student of each row; empty for a
-    row read from a run record, which has no weights)."""
+    """`summary` with a `latency_ms` column: the first seed's student of each row, on this
+    machine (a row read from a run record is timed on its architecture, which the record's
+    config rebuilds; empty where it cannot, naming the run)."""
     out = summary.copy()
-    out["latency_ms"] = [
-        student_latency_ms(dirs[0], repeats, threads=threads) if has_weights(dirs[0]) else math.nan
-        for dirs in out["run_dirs"]
-    ]
+    out["latency_ms"] = [_latency_or_nan(dirs[0], repeats, threads) for dirs in out["run_dirs"]]
     return out
+
+
+def _latency_or_nan(run_dir: Path, repeats: int, threads: int) -> float:
+    try:
+        return student_latency_ms(run_dir, repeats, threads=threads)
+    except MissingFileError as err:  # a record of a from_file run keeps no layout
+        print(f"{run_dir}: latency left empty ({err})")
+        return math.nan
 
 
 # ----------------------------------------------------------------------------- notebook glue
