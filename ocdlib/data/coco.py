@@ -314,7 +314,10 @@ def load_coco_keypoints(ann_file, image_dir, info: DatasetInfo) -> list[Instance
         )
     if any(skipped.values()):
         detail = ", ".join(f"{n} {why}" for why, n in skipped.items() if n)
-        log.warning(
+        # Crowds and people without a labelled keypoint are COCO's own filter (noted);
+        # an annotation of no image or with a box of no size is a fault of the file (warned).
+        faulty = skipped["unknown image"] or skipped["empty box"]
+        (log.warning if faulty else log.info)(
             "%s: kept %d person annotations, skipped %d (%s)",
             ann_file,
             len(instances),
