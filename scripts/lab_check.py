@@ -3,7 +3,7 @@ what a user would see: no error output, every row of the grid in its tables, and
 figures rendered. Saves a screenshot.
 
     python scripts/lab_check.py [--notebook 06_results.ipynb] [--profile cpu]
-                                [--screenshot docs/lab_check.png] [--timeout 600]
+                                [--screenshot docs/lab_check[_<profile>].png] [--timeout 600]
 
 Needs Debian's chromium (/usr/bin/chromium; a browser that downloads its own build
 cannot be installed here) and the playwright package, which drives it through
@@ -106,9 +106,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--notebook", default="06_results.ipynb")
     ap.add_argument("--profile", default="cpu")
-    ap.add_argument("--screenshot", default=str(REPO / "docs" / "lab_check.png"))
+    ap.add_argument(
+        "--screenshot", help="default: docs/lab_check.png for profile cpu, "
+        "docs/lab_check_<profile>.png for another, so one profile's check keeps another's",
+    )  # fmt: skip
     ap.add_argument("--timeout", type=float, default=600, help="seconds for the cells to run")
     args = ap.parse_args()
+    if args.screenshot is None:
+        suffix = "" if args.profile == "cpu" else f"_{args.profile}"
+        args.screenshot = str(REPO / "docs" / f"lab_check{suffix}.png")
     from playwright.sync_api import sync_playwright
 
     folder = Path(tempfile.mkdtemp(prefix="lab-check-"))
