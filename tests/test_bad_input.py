@@ -210,17 +210,6 @@ def test_boxes_of_no_size_are_skipped_and_counted(copy, caplog):
     assert "2 empty box" in caplog.text
 
 
-def test_coco_own_filter_is_noted_not_warned(copy, caplog):
-    # crowds and people without labelled keypoints are skipped as COCO does, at info level;
-    # a box of no size is the file's fault and warned
-    ann = copy / "annotations/train.json"
-    edit(ann, lambda d: d["annotations"][0]["keypoints"].__setitem__(slice(None), [0] * 51))
-    with caplog.at_level("INFO", logger="ocdlib.data.coco"):
-        load_coco_keypoints(ann, copy / "images/train", COCO_BODY)
-    (noted,) = [r for r in caplog.records if "1 no keypoints" in r.getMessage()]
-    assert noted.levelname == "INFO"
-
-
 def test_nan_keypoint_in_a_run_names_the_data_not_the_learning_rate(copy, tmp_path, capsys):
     nan = float("nan")
     edit(
