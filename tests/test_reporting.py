@@ -148,11 +148,12 @@ def test_a_written_table_names_run_folders_from_the_repository(tmp_path):
 
     inside = REPO_ROOT / "runs" / "cpu_x-abc-s0"
     outside = tmp_path / "elsewhere" / "cpu_x-abc-s1"
-    df = pd.DataFrame({"label": ["A", "B"], "run_dir": [str(inside), str(outside)]})
+    df = pd.DataFrame({"label": ["A", "B", "C"], "run_dir": [str(inside), str(outside), ""]})
     md, csv = reporting.write_table(df, tmp_path / "t", PROFILES["smoke"], "06_results")
-    assert pd.read_csv(csv)["run_dir"].tolist() == ["runs/cpu_x-abc-s0", str(outside)]
+    shown = pd.read_csv(csv, keep_default_na=False)["run_dir"].tolist()
+    assert shown == ["runs/cpu_x-abc-s0", str(outside), ""]  # no folder stays none
     assert "| A | runs/cpu_x-abc-s0 |" in md.read_text()
-    assert df["run_dir"].tolist() == [str(inside), str(outside)]  # the caller's frame kept
+    assert df["run_dir"].tolist() == [str(inside), str(outside), ""]  # the caller's frame kept
 
 
 def _summary(rows):

@@ -231,6 +231,8 @@ def _folders_from_the_repository(df: pd.DataFrame) -> pd.DataFrame:
         return df
 
     def shown(path: Any) -> Any:
+        if not isinstance(path, (str, Path)) or not str(path):
+            return path
         try:
             return str(Path(path).resolve().relative_to(REPO_ROOT))
         except (TypeError, ValueError):
