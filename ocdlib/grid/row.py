@@ -28,13 +28,15 @@ CPU_CUTS = ("cpu", "cpu_scratch")
 CPU_FULLS = ("cpu_full", "cpu_scratch_full")
 
 
-def _read_with(full: str) -> str:
-    return f"its committed records are read with profile {full!r}"
+def _on_the_cuts(reason: str) -> tuple[tuple[str, str], ...]:
+    """(cut profile, why it leaves the row out), naming the full profile that holds it."""
+    return tuple(
+        (cut, f"{reason}; its committed records are read with profile {full!r}")
+        for cut, full in zip(CPU_CUTS, CPU_FULLS)
+    )
 
 
-IN_THE_FULL_GRID = tuple(
-    (cut, f"{FULL_GRID_ONLY}; {_read_with(full)}") for cut, full in zip(CPU_CUTS, CPU_FULLS)
-)
+IN_THE_FULL_GRID = _on_the_cuts(FULL_GRID_ONLY)
 N0_NEEDS_A_FINER_MAP = (
     "N=0 predicts from the stride-32 backbone map (4x3 at 128x96): too coarse to localise "
     "anything, so it is left out of this profile"
@@ -47,7 +49,7 @@ INVESTIGATION_ONLY = (
     "cores, cut from make reproduce"
 )
 INVESTIGATION = (
-    *((cut, f"{INVESTIGATION_ONLY}; {_read_with(full)}") for cut, full in zip(CPU_CUTS, CPU_FULLS)),
+    *_on_the_cuts(INVESTIGATION_ONLY),
     ("gpu_synth", "an investigation of the cpu regime"),
     ("coco", "an investigation of the cpu regime"),
 )

@@ -235,7 +235,7 @@ def _folders_from_the_repository(df: pd.DataFrame) -> pd.DataFrame:
             return path
         try:
             return str(Path(path).resolve().relative_to(REPO_ROOT))
-        except (TypeError, ValueError):
+        except ValueError:  # outside the repository
             return path
 
     return df.assign(run_dir=[shown(p) for p in df["run_dir"]])
