@@ -48,10 +48,8 @@ def reproduce_within(
     if plan is None:
         command = f"python -m ocdlib reproduce --profile {profile.name} --minutes {minutes:g}"
         plan = build_plan(profile, None, command, True, minutes, jobs, use_records=True)
-    say(
-        f"{len(plan.to_train())} runs of the {profile.name} grid missing; {minutes:g} min from now",
-        flush=True,
-    )
+    missing = f"{len(plan.to_train())} runs of the {profile.name} grid missing"
+    say(f"{missing}; {minutes:.1f} min from now", flush=True)
     records = Path(out) / "runs" if out is not None else None
     ex = execute(plan, records, say=say, clock=clock, progress=progress, minutes=minutes)
     summary = _summary(profile, minutes, jobs, ex, clock)
