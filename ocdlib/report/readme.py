@@ -45,7 +45,7 @@ def _rows_table(results: pd.DataFrame) -> list[str]:
     lines = ["| row | seeds | AP | AP50 | params | train min |", "|---|---|---:|---:|---:|---:|"]
     for _, r in results.iterrows():
         lines.append(
-            f"| {r['label']} | {r['seeds']} | {_mean_sd(r['AP'], r['AP_std'])} | "
+            f"| {r['label']} | {r['seeds']} | {_mean_sd(r['AP'], r.get('AP_std'))} | "
             f"{r['AP50']:.1f} | {int(r['params']):,} | {r['train_time_min']:.1f} |"
         )
     return lines
@@ -170,7 +170,7 @@ def _regimes_lines(reports: Path, pretrained: pd.DataFrame) -> list[str]:
         for frame in (scratch, pre):
             if label in frame.index:
                 r = frame.loc[label]
-                cells.append(f"{r['seeds']}: {_mean_sd(r['AP'], r['AP_std'])}")
+                cells.append(f"{r['seeds']}: {_mean_sd(r['AP'], r.get('AP_std'))}")
             else:
                 cells.append("not trained")
         paper = PAPER_AP.get(label)
