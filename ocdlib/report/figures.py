@@ -170,7 +170,7 @@ def learning_curve_figure(curves: pd.DataFrame) -> Figure:
         ax.set_ylabel(f"{metric} x 100")
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Learning curves from scratch (validation AP during training)", fontsize=10)
+    fig.suptitle("Learning curves (validation AP during training)", fontsize=10)
     return fig
 
 
